@@ -1,0 +1,46 @@
+"""Command line: `python -m lakehouse_utils <command> --help`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help). Each module has configure_parser(parser) and run_cli(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("lakehouse_utils.generator", "write a deterministic synthetic landing dataset"),
+    "pipeline": ("lakehouse_utils.pipeline", "run pipeline stages (bronze_batch .. serving)"),
+    "query": ("lakehouse_utils.queries", "run a demo query (q1..q5) against Cassandra"),
+    "cassandra": ("lakehouse_utils.local_cassandra", "start|stop|status the local Cassandra"),
+    "evidence": ("lakehouse_utils.evidence", "print counts and partition sizes per zone and Cassandra table"),
+    "benchmark": ("lakehouse_utils.benchmark", "time every stage at several data scales"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lakehouse_utils", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (module_name, summary) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=summary, description=summary)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            command_parser.set_defaults(_missing=module_name)
+            continue
+        module.configure_parser(command_parser)
+        command_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_missing", None):
+        print(f"command {args.command!r} is not available in this version ({args._missing} missing)", file=sys.stderr)
+        return 2
+    return int(args._module.run_cli(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Runtime configuration: one place that reads environment, `.env` and Colab secrets.
+
+Precedence (highest first): real environment variables, then the `.env` file,
+then Colab secrets (only inside Colab), then the defaults below. Every variable
+is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Variables that hold secrets: never printed, never put in a repr or an exception.
+SECRET_VARIABLES = frozenset({"ASTRA_DB_APPLICATION_TOKEN"})
+
+DEFAULTS: dict[str, str] = {
+    "LAKE_ROOT": str(PROJECT_ROOT / "data" / "lake"),
+    "LANDING_DIR": "",
+    "SPARK_MASTER": "local[2]",
+    "SPARK_DRIVER_MEMORY": "3g",
+    "SERVING_TARGET": "local",
+    "CASSANDRA_HOST": "",
+    "CASSANDRA_PORT": "9042",
+    "CASSANDRA_KEYSPACE": "cloud_analytics",
+    "CASSANDRA_HOME": str(PROJECT_ROOT / ".cache" / "cassandra"),
+    "ASTRA_DB_SECURE_BUNDLE_PATH": "",
+    "ASTRA_DB_APPLICATION_TOKEN": "",
+    "WATERMARK_DELAY": "2 hours",
+}
+
+
+def _colab_secret(name: str) -> str | None:
+    """Read a Colab secret when running inside Colab; None elsewhere or when absent."""
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        return userdata.get(name)
+    except Exception:  # noqa: BLE001 - Colab raises its own types for missing/denied secrets
+        return None
+
+
+def load_variables(env_file: Path | str | None = None) -> dict[str, str]:
+    """Merge defaults, Colab secrets, `.env` and the environment (in rising precedence)."""
+    env_path = Path(env_file) if env_file is not None else PROJECT_ROOT / ".env"
+    from_file = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    merged: dict[str, str] = {}
+    for name, default in DEFAULTS.items():
+        value = os.environ.get(name)
+        if value is None:
+            value = from_file.get(name)
+        if value is None:
+            value = _colab_secret(name)
+        merged[name] = default if value is None else value
+    return merged
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the configuration. The token is kept out of `repr`."""
+
+    lake_root: str
+    landing_dir: str
+    spark_master: str
+    spark_driver_memory: str
+    serving_target: str
+    cassandra_host: str
+    cassandra_port: int
+    cassandra_keyspace: str
+    cassandra_home: str
+    astra_bundle_path: str
+    astra_token: str = field(repr=False)
+    watermark_delay: str = "2 hours"
+
+    @classmethod
+    def load(cls, env_file: Path | str | None = None, **overrides: str) -> "Settings":
+        values = load_variables(env_file)
+        values.update({k.upper(): v for k, v in overrides.items() if v is not None})
+        return cls(
+            lake_root=values["LAKE_ROOT"],
+            landing_dir=values["LANDING_DIR"] or default_landing_dir(),
+            spark_master=values["SPARK_MASTER"],
+            spark_driver_memory=values["SPARK_DRIVER_MEMORY"],
+            serving_target=values["SERVING_TARGET"].lower(),
+            cassandra_host=values["CASSANDRA_HOST"],
+            cassandra_port=int(values["CASSANDRA_PORT"]),
+            cassandra_keyspace=values["CASSANDRA_KEYSPACE"],
+            cassandra_home=values["CASSANDRA_HOME"],
+            astra_bundle_path=values["ASTRA_DB_SECURE_BUNDLE_PATH"],
+            astra_token=values["ASTRA_DB_APPLICATION_TOKEN"],
+            watermark_delay=values["WATERMARK_DELAY"],
+        )
+
+
+def default_landing_dir() -> str:
+    """The landing folder used when LANDING_DIR is unset.
+
+    A user who unzipped the course data into `data/landing/` gets it (the zip's
+    `datalake/landing` folder is accepted as is); otherwise the project's
+    generated dataset in `data/generated_landing/`.
+    """
+    for candidate in (PROJECT_ROOT / "data" / "landing", PROJECT_ROOT / "data" / "landing" / "datalake" / "landing"):
+        if (candidate / "customers_orgs.csv").exists():
+            return str(candidate)
+    return str(PROJECT_ROOT / "data" / "generated_landing")

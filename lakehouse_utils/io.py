@@ -1,0 +1,171 @@
+"""Filesystem and table I/O that works the same on a local disk, Drive or object storage.
+
+Everything goes through Hadoop's FileSystem API (reached through the active
+SparkSession), so a stage never assumes `os` can see the lake.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+
+
+def _fs_and_path(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, path
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    fs, path = _fs_and_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def delete(spark: SparkSession, uri: str) -> None:
+    fs, path = _fs_and_path(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
+def rename(spark: SparkSession, source: str, target: str) -> None:
+    fs, src = _fs_and_path(spark, source)
+    _, dst = _fs_and_path(spark, target)
+    parent = dst.getParent()
+    if parent is not None and not fs.exists(parent):
+        fs.mkdirs(parent)
+    if not fs.rename(src, dst):
+        raise OSError(f"could not rename {source} to {target}")
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small text file atomically (write a sibling, then rename over)."""
+    fs, path = _fs_and_path(spark, uri)
+    tmp_uri = f"{uri}.tmp-{uuid.uuid4().hex}"
+    _, tmp_path = _fs_and_path(spark, tmp_uri)
+    stream = fs.create(tmp_path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+    if fs.exists(path):
+        fs.delete(path, False)
+    if not fs.rename(tmp_path, path):
+        raise OSError(f"could not write {uri}")
+
+
+def read_text(spark: SparkSession, uri: str) -> str | None:
+    """Content of a small text file, or None when it does not exist."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return None
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(path)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def read_json(spark: SparkSession, uri: str) -> dict | None:
+    text = read_text(spark, uri)
+    return None if text is None else json.loads(text)
+
+
+def write_json(spark: SparkSession, uri: str, payload: dict) -> None:
+    write_text(spark, uri, json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+
+
+def list_files(spark: SparkSession, uri: str) -> list[FileEntry]:
+    """Data files below a directory, recursively, skipping `_`/`.` bookkeeping files."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return []
+    entries: list[FileEntry] = []
+    iterator = fs.listFiles(path, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        name = status.getPath().getName()
+        relative = status.getPath().toString()[len(path.toString()) :]
+        if name.startswith(("_", ".")) or "/_" in relative or "/." in relative:
+            continue
+        entries.append(FileEntry(status.getPath().toString(), int(status.getLen())))
+    return sorted(entries, key=lambda e: e.path)
+
+
+def partition_inventory(spark: SparkSession, uri: str) -> list[dict]:
+    """One row per partition directory: relative path, number of data files, bytes."""
+    base = uri.rstrip("/")
+    partitions: dict[str, dict] = {}
+    for entry in list_files(spark, base):
+        relative = entry.path.split(base.split("://")[-1], 1)[-1].lstrip("/")
+        directory = relative.rsplit("/", 1)[0] if "/" in relative else "."
+        slot = partitions.setdefault(directory, {"partition": directory, "files": 0, "bytes": 0})
+        slot["files"] += 1
+        slot["bytes"] += entry.size
+    return [partitions[key] for key in sorted(partitions)]
+
+
+def replace_table(
+    spark: SparkSession,
+    df: DataFrame,
+    uri: str,
+    partition_by: list[str] | None = None,
+    files_per_partition: int = 1,
+) -> None:
+    """Replace a whole table so that readers see either the old or the new version.
+
+    The new version is written next to the table and swapped in with renames
+    only after Spark has committed it. A failed write leaves the old table as
+    it was (and a `.staging-*` folder that the next run removes).
+    """
+    parent, name = uri.rstrip("/").rsplit("/", 1)
+    staging = f"{parent}/.staging-{name}-{uuid.uuid4().hex[:8]}"
+    retired = f"{parent}/.retired-{name}-{uuid.uuid4().hex[:8]}"
+    _remove_leftovers(spark, parent, name)
+    writer_df = df.repartition(files_per_partition, *partition_by) if partition_by else df.coalesce(files_per_partition)
+    writer = writer_df.write.mode("overwrite").format("parquet")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(staging)
+    if exists(spark, uri):
+        rename(spark, uri, retired)
+    rename(spark, staging, uri)
+    delete(spark, retired)
+
+
+def _remove_leftovers(spark: SparkSession, parent: str, name: str) -> None:
+    fs, path = _fs_and_path(spark, parent)
+    if not fs.exists(path):
+        return
+    for status in fs.listStatus(path):
+        child = status.getPath().getName()
+        if child.startswith((f".staging-{name}-", f".retired-{name}-")):
+            fs.delete(status.getPath(), True)
+
+
+def overwrite_partitions(
+    spark: SparkSession,
+    df: DataFrame,
+    uri: str,
+    partition_by: list[str],
+    files_per_partition: int = 1,
+) -> None:
+    """Replace only the partitions present in `df` (dynamic partition overwrite)."""
+    (
+        df.repartition(files_per_partition, *partition_by)
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy(*partition_by)
+        .format("parquet")
+        .save(uri)
+    )

@@ -1,0 +1,85 @@
+"""Runs the stages in order with the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import secrets
+import time
+from datetime import datetime, timezone
+
+from lakehouse_utils.config import Settings
+from lakehouse_utils.lock import lake_lock
+from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.report import StageReport
+
+# stage name -> module whose `run(spark, paths, run_id, **options)` implements it
+STAGES: dict[str, str] = {
+    "bronze_batch": "lakehouse_utils.bronze_batch",
+    "bronze_stream": "lakehouse_utils.bronze_stream",
+    "silver": "lakehouse_utils.silver",
+    "gold": "lakehouse_utils.gold",
+    "serving": "lakehouse_utils.serving",
+}
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def run_stage(spark, paths: LakePaths, stage: str, run_id: str | None = None, **options) -> StageReport:
+    """Run one stage and time it. Options a stage does not know are ignored."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)} or all")
+    module = importlib.import_module(STAGES[stage])
+    accepted = module.run.__code__.co_varnames[: module.run.__code__.co_argcount + module.run.__code__.co_kwonlyargcount]
+    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    started = time.perf_counter()
+    report = module.run(spark, paths, run_id or new_run_id(), **kwargs)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def run_pipeline(spark, paths: LakePaths, stages: list[str] | None = None, **options) -> list[StageReport]:
+    """Run stages in order under the lake lock; stop at the first failure."""
+    run_id = new_run_id()
+    reports = []
+    with lake_lock(paths.lake_root, purpose=f"pipeline {run_id}"):
+        for stage in stages or list(STAGES):
+            reports.append(run_stage(spark, paths, stage, run_id, **options))
+    return reports
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
+    parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
+    parser.add_argument("--stage", default="all", help=f"one of {', '.join(STAGES)}, or all (default)")
+    parser.add_argument("--max-files-per-trigger", type=int, help="bronze_stream: files per micro-batch (default: all)")
+    parser.add_argument("--watermark-delay", help="bronze_stream: event-time watermark delay, e.g. '2 hours'")
+    parser.add_argument("--full-refresh", action="store_true", help="silver/gold: recompute everything")
+    parser.add_argument("--target", choices=["local", "astra"], help="serving: Cassandra target (default SERVING_TARGET)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.spark import get_spark
+
+    settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
+    paths = LakePaths.from_settings(settings)
+    spark = get_spark("pipeline", settings)
+    stages = list(STAGES) if args.stage == "all" else [s.strip() for s in args.stage.split(",")]
+    print(f"landing: {paths.landing_root}\nlake:    {paths.lake_root}")
+    reports = run_pipeline(
+        spark, paths, stages,
+        max_files_per_trigger=args.max_files_per_trigger,
+        watermark_delay=args.watermark_delay or settings.watermark_delay,
+        full_refresh=args.full_refresh or None,
+        target=args.target or settings.serving_target,
+        settings=settings,
+    )
+    for report in reports:
+        print(report.format())
+    broken = [r.stage for r in reports if not r.reconciles]
+    if broken:
+        print(f"RECONCILIATION FAILED in: {', '.join(broken)}")
+        return 1
+    return 0

@@ -1,0 +1,78 @@
+"""Counts that every stage returns, and the reconciliation they must satisfy.
+
+For every table a stage writes: rows_in = rows_out + duplicates + quarantined
+(+ ignored, for lines that carry no record at all, such as blank lines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TableCounts:
+    table: str
+    rows_in: int
+    rows_out: int
+    duplicates: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def unaccounted(self) -> int:
+        return self.rows_in - (self.rows_out + self.duplicates + self.quarantined + self.ignored)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.unaccounted == 0
+
+
+@dataclass
+class StageReport:
+    stage: str
+    run_id: str
+    tables: list[TableCounts] = field(default_factory=list)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, counts: TableCounts) -> TableCounts:
+        self.tables.append(counts)
+        return counts
+
+    def table(self, name: str) -> TableCounts:
+        for counts in self.tables:
+            if counts.table == name:
+                return counts
+        raise KeyError(f"stage {self.stage} reported no table {name!r}")
+
+    @property
+    def reconciles(self) -> bool:
+        return all(counts.reconciles for counts in self.tables)
+
+    def assert_reconciles(self) -> None:
+        broken = [c for c in self.tables if not c.reconciles]
+        if broken:
+            lines = ", ".join(f"{c.table}: {c.unaccounted:+d} rows unaccounted" for c in broken)
+            raise AssertionError(f"stage {self.stage} does not reconcile: {lines}")
+
+    def as_rows(self) -> list[dict]:
+        rows = []
+        for counts in self.tables:
+            row = asdict(counts)
+            row.pop("details")
+            row["reconciles"] = counts.reconciles
+            rows.append({"stage": self.stage, **row})
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "run_id": self.run_id, "seconds": round(self.seconds, 2),
+                "tables": [asdict(c) | {"reconciles": c.reconciles} for c in self.tables], "extra": self.extra}
+
+    def format(self) -> str:
+        header = f"{'table':<28}{'in':>10}{'out':>10}{'dups':>8}{'quar':>8}{'ign':>6}  ok"
+        lines = [f"[{self.stage}] run {self.run_id} ({self.seconds:.1f}s)", header]
+        for c in self.tables:
+            lines.append(f"{c.table:<28}{c.rows_in:>10}{c.rows_out:>10}{c.duplicates:>8}{c.quarantined:>8}"
+                         f"{c.ignored:>6}  {'yes' if c.reconciles else 'NO'}")
+        return "\n".join(lines)

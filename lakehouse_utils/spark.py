@@ -1,0 +1,102 @@
+"""The one place that builds the SparkSession.
+
+Local by default, tuned for a 2-core machine (Colab has the same size). On a
+cluster, set SPARK_MASTER or launch with spark-submit: an existing session (the
+one spark-submit creates) is reused and only session-level SQL settings apply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakehouse_utils.config import Settings
+
+# Settings that are correctness decisions, not tuning: every stage relies on them.
+SQL_CONF = {
+    # Event dates are UTC dates; a local time zone would move events across days.
+    "spark.sql.session.timeZone": "UTC",
+    # Re-running a stage replaces only the partitions it writes.
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    # Small data on 2 cores: a few shuffle partitions, merged further by AQE.
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.sql.parquet.compression.codec": "snappy",
+    # The streaming file source keeps its log small; our state lives elsewhere.
+    "spark.sql.streaming.minBatchesToRetain": "20",
+}
+
+JAVA_17_CANDIDATES = ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-17-openjdk-arm64")
+
+
+class JavaNotFoundError(RuntimeError):
+    """Spark needs Java 17; raised with the steps to install it."""
+
+
+def java_major_version(java_bin: str) -> int:
+    """Major version of a `java` binary, parsed from `java -version`."""
+    out = subprocess.run([java_bin, "-version"], capture_output=True, text=True, timeout=60)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise JavaNotFoundError(f"could not read the version of {java_bin}: {out.stderr.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def ensure_java17() -> str:
+    """Point JAVA_HOME at a Java 17 and return it, or explain how to get one."""
+    java_home = os.environ.get("JAVA_HOME")
+    if not java_home:
+        for candidate in JAVA_17_CANDIDATES:
+            if Path(candidate, "bin", "java").exists():
+                java_home = candidate
+                break
+    java_bin = str(Path(java_home, "bin", "java")) if java_home else shutil.which("java")
+    if not java_bin or not Path(java_bin).exists():
+        raise JavaNotFoundError(
+            "Java 17 was not found. Install it (Debian/Ubuntu/Colab: `apt-get install -y openjdk-17-jdk-headless`) "
+            "or set JAVA_HOME to a Java 17 installation."
+        )
+    major = java_major_version(java_bin)
+    if major != 17:
+        raise JavaNotFoundError(
+            f"{java_bin} is Java {major}; this project needs Java 17 (Spark 4.1 and Cassandra 5.0 both run on it). "
+            "Set JAVA_HOME to a Java 17 installation."
+        )
+    if java_home:
+        os.environ["JAVA_HOME"] = java_home
+    return java_home or str(Path(java_bin).resolve().parent.parent)
+
+
+def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | None = None) -> SparkSession:
+    """Return the active SparkSession, or build one from the settings."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in SQL_CONF.items():
+            active.conf.set(key, value)
+        return active
+    settings = settings or Settings.load()
+    ensure_java17()
+    master = os.environ.get("SPARK_MASTER") or settings.spark_master
+    if master.startswith("local"):
+        # Stay on loopback: the driver must not bind to (or advertise) an external interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.ui.enabled", os.environ.get("SPARK_UI_ENABLED", "false"))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", "-Dio.netty.tryReflectionSetAccessible=true")
+    )
+    for key, value in SQL_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
