@@ -1,0 +1,117 @@
+"""Foundation: configuration precedence, path derivation, the Spark factory, the lake lock."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from lakehouse_utils.config import Settings
+from lakehouse_utils.lock import LakeLockedError, lake_lock
+from lakehouse_utils.paths import LakePaths, join, local_path, to_uri
+from lakehouse_utils.spark import JavaNotFoundError, ensure_java17
+
+
+def describe_config():
+    def it_prefers_the_environment_over_the_env_file(tmp_path, monkeypatch):
+        env_file = tmp_path / ".env"
+        env_file.write_text("LAKE_ROOT=/from/file\nCASSANDRA_PORT=9999\n")
+        monkeypatch.setenv("LAKE_ROOT", "/from/env")
+        monkeypatch.delenv("CASSANDRA_PORT", raising=False)
+        settings = Settings.load(env_file)
+        assert settings.lake_root == "/from/env"
+        assert settings.cassandra_port == 9999
+
+    def it_falls_back_to_defaults(tmp_path, monkeypatch):
+        monkeypatch.delenv("CASSANDRA_KEYSPACE", raising=False)
+        settings = Settings.load(tmp_path / "missing.env")
+        assert settings.cassandra_keyspace == "cloud_analytics"
+
+    def it_keeps_the_token_out_of_repr(tmp_path, monkeypatch):
+        monkeypatch.setenv("ASTRA_DB_APPLICATION_TOKEN", "AstraCS:not-a-real-token-123")
+        settings = Settings.load(tmp_path / "missing.env")
+        assert settings.astra_token == "AstraCS:not-a-real-token-123"
+        assert "not-a-real-token" not in repr(settings)
+
+
+def describe_paths():
+    def it_derives_zone_locations_from_a_local_root(tmp_path):
+        paths = LakePaths.from_roots(tmp_path / "lake", tmp_path / "landing")
+        assert paths.bronze("users") == (tmp_path / "lake").as_uri() + "/bronze/users"
+        assert paths.checkpoint("bronze_usage_events").endswith("/lake/_checkpoints/bronze_usage_events")
+        assert paths.landing_master("billing_monthly").endswith("/landing/billing_monthly.csv")
+
+    def it_keeps_object_store_uris_intact():
+        paths = LakePaths.from_roots("s3a://bucket/lake/", "gs://bucket/landing")
+        assert paths.gold("revenue_by_org_month") == "s3a://bucket/lake/gold/revenue_by_org_month"
+        assert paths.landing_events() == "gs://bucket/landing/usage_events_stream"
+        assert local_path(paths.lake_root) is None
+
+    def it_maps_file_uris_back_to_local_paths(tmp_path):
+        uri = to_uri(tmp_path)
+        assert uri.startswith("file:///")
+        assert local_path(join(uri, "x")) == tmp_path / "x"
+
+    def it_rejects_names_that_could_escape_a_folder_or_a_cql_statement():
+        paths = LakePaths.from_roots("/lake", "/landing")
+        for bad in ("../etc", "users; DROP TABLE x", "Users", ""):
+            with pytest.raises(ValueError, match="invalid table name"):
+                paths.bronze(bad)
+
+
+def describe_spark():
+    def it_reads_and_writes_parquet_under_the_lake_root(spark, lake):
+        paths = LakePaths.from_roots(lake, lake)
+        target = paths.bronze("smoke")
+        spark.range(5).write.mode("overwrite").parquet(target)
+        assert spark.read.parquet(target).count() == 5
+        assert (lake / "bronze" / "smoke").is_dir()
+
+    def it_runs_in_utc(spark):
+        assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+    def it_explains_a_wrong_java_version(tmp_path, monkeypatch):
+        fake_home = tmp_path / "jdk11"
+        (fake_home / "bin").mkdir(parents=True)
+        fake_java = fake_home / "bin" / "java"
+        fake_java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+        fake_java.chmod(fake_java.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("JAVA_HOME", str(fake_home))
+        with pytest.raises(JavaNotFoundError, match="Java 11; this project needs Java 17"):
+            ensure_java17()
+
+    def it_explains_a_missing_java(tmp_path, monkeypatch):
+        monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
+        with pytest.raises(JavaNotFoundError, match="Java 17 was not found"):
+            ensure_java17()
+
+
+def describe_lake_lock():
+    def it_refuses_a_second_run_on_the_same_lake(tmp_path):
+        with lake_lock(str(tmp_path)):
+            with pytest.raises(LakeLockedError, match="in use by another run"):
+                with lake_lock(str(tmp_path)):
+                    pass
+        with lake_lock(str(tmp_path)):  # released after the first run
+            pass
+
+    def it_takes_over_a_lock_left_by_a_dead_process(tmp_path):
+        code = (
+            "import os; from lakehouse_utils.lock import lake_lock; "
+            f"cm = lake_lock({str(tmp_path)!r}); cm.__enter__(); os._exit(0)"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+        assert (tmp_path / "_state" / "pipeline.lock").exists()
+        with lake_lock(str(tmp_path)):
+            pass
+
+
+def describe_cli():
+    def it_lists_every_command_in_help():
+        out = subprocess.run([sys.executable, "-m", "lakehouse_utils", "--help"], capture_output=True, text=True)
+        assert out.returncode == 0
+        for command in ("generate", "pipeline", "query", "cassandra", "evidence", "benchmark"):
+            assert command in out.stdout
