@@ -17,28 +17,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the module of `command` is imported (the others may be heavy or broken)."""
     parser = argparse.ArgumentParser(prog="python -m lakehouse_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (module_name, summary) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=summary, description=summary)
-        try:
+        if name == command:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            command_parser.set_defaults(_missing=module_name)
-            continue
-        module.configure_parser(command_parser)
-        command_parser.set_defaults(_module=module)
+            module.configure_parser(command_parser)
+            command_parser.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "_missing", None):
-        print(f"command {args.command!r} is not available in this version ({args._missing} missing)", file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     return int(args._module.run_cli(args) or 0)
 
 

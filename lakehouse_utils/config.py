@@ -28,6 +28,8 @@ DEFAULTS: dict[str, str] = {
     "CASSANDRA_PORT": "9042",
     "CASSANDRA_KEYSPACE": "cloud_analytics",
     "CASSANDRA_HOME": str(PROJECT_ROOT / ".cache" / "cassandra"),
+    "CASSANDRA_STORAGE_PORT": "7000",
+    "CASSANDRA_JMX_PORT": "7199",
     "ASTRA_DB_SECURE_BUNDLE_PATH": "",
     "ASTRA_DB_APPLICATION_TOKEN": "",
     "WATERMARK_DELAY": "2 hours",
@@ -77,6 +79,9 @@ class Settings:
     astra_bundle_path: str
     astra_token: str = field(repr=False)
     watermark_delay: str = "2 hours"
+    # Local node only (a second node needs its own ports); JMX port 0 turns JMX off.
+    cassandra_storage_port: int = 7000
+    cassandra_jmx_port: int = 7199
 
     @classmethod
     def load(cls, env_file: Path | str | None = None, **overrides: str) -> "Settings":
@@ -95,6 +100,8 @@ class Settings:
             astra_bundle_path=values["ASTRA_DB_SECURE_BUNDLE_PATH"],
             astra_token=values["ASTRA_DB_APPLICATION_TOKEN"],
             watermark_delay=values["WATERMARK_DELAY"],
+            cassandra_storage_port=int(values["CASSANDRA_STORAGE_PORT"]),
+            cassandra_jmx_port=int(values["CASSANDRA_JMX_PORT"]),
         )
 
 

@@ -70,6 +70,20 @@ def read_text(spark: SparkSession, uri: str) -> str | None:
         stream.close()
 
 
+def read_first_line(spark: SparkSession, uri: str) -> str | None:
+    """First line of a text file without reading the rest ('' when empty, None when missing)."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return None
+    jvm = spark.sparkContext._jvm
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.open(path), "UTF-8"))
+    try:
+        line = reader.readLine()
+    finally:
+        reader.close()
+    return "" if line is None else str(line)
+
+
 def read_json(spark: SparkSession, uri: str) -> dict | None:
     text = read_text(spark, uri)
     return None if text is None else json.loads(text)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -87,6 +88,9 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
     if master.startswith("local"):
         # Stay on loopback: the driver must not bind to (or advertise) an external interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must be this interpreter (a venv's packages, e.g. the Cassandra driver used
+        # on executors by the serving stage); Spark's default is whatever `python3` is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)

@@ -1,0 +1,185 @@
+"""Benchmark: every stage, in one process, at several data scales.
+
+`python -m lakehouse_utils benchmark --scales 1,10,100` generates each dataset once
+(cached under data/benchmark/), runs the stages with the functions the notebooks use
+against the local Cassandra, and writes the figures and a log-log plot to
+docs/performance.md. The numbers are printed by the run, never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from lakehouse_utils.config import PROJECT_ROOT, Settings
+from lakehouse_utils.paths import LakePaths
+
+STAGE_ORDER = ["bronze_batch", "bronze_stream", "silver", "gold", "serving"]
+
+
+class PeakRss:
+    """Samples the RSS of this Python process plus its children (the Spark driver JVM)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRss":
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stop.clear()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def dataset(scale: float, cache_dir: Path) -> Path:
+    """The generated landing folder for a scale, generated once."""
+    from lakehouse_utils.generator import generate
+
+    folder = cache_dir / f"landing_scale_{scale:g}"
+    if not (folder / "_generator_manifest.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        generate(folder, seed=7, scale=scale, progress=scale >= 10)
+        print(f"generated scale {scale:g} in {time.perf_counter() - started:.1f}s -> {folder}")
+    return folder
+
+
+def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: list[str]) -> list[dict]:
+    from lakehouse_utils.evidence import lake_inventory
+    from lakehouse_utils.pipeline import new_run_id, run_stage
+
+    landing = dataset(scale, cache_dir)
+    lake = cache_dir / f"lake_scale_{scale:g}"
+    shutil.rmtree(lake, ignore_errors=True)
+    paths = LakePaths.from_roots(lake, landing)
+    run_id = new_run_id()
+    rows = []
+    total_started = time.perf_counter()
+    for stage in stages:
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            report = run_stage(spark, paths, stage, run_id, settings=settings, target="local",
+                               watermark_delay=settings.watermark_delay)
+            seconds = time.perf_counter() - started
+        rows_in = sum(t.rows_in for t in report.tables)
+        rows_out = sum(t.rows_out for t in report.tables)
+        rows.append({"scale": scale, "stage": stage, "seconds": round(seconds, 2), "rows_in": rows_in,
+                     "rows_out": rows_out, "rows_per_s": round(rows_in / seconds) if seconds else 0,
+                     "peak_rss_mb": round(rss.peak / 2**20), "reconciles": report.reconciles})
+        print(f"  scale {scale:g} {stage:<14}{seconds:8.1f}s  in {rows_in:>10,}  out {rows_out:>10,}  "
+              f"peak RSS {rss.peak / 2**20:,.0f} MB")
+    inventory = lake_inventory(spark, paths)
+    for zone in ("bronze", "silver", "gold", "quarantine"):
+        zone_rows = [r for r in inventory if r["zone"] == zone]
+        rows.append({"scale": scale, "stage": f"[{zone} written]", "files": sum(r["files"] for r in zone_rows),
+                     "bytes": sum(r["bytes"] for r in zone_rows),
+                     "max_files_per_partition": _max_files_per_partition(spark, paths, zone)})
+    rows.append({"scale": scale, "stage": "TOTAL", "seconds": round(time.perf_counter() - total_started, 2)})
+    return rows
+
+
+def _max_files_per_partition(spark, paths: LakePaths, zone: str) -> int:
+    from lakehouse_utils import io
+    from lakehouse_utils.evidence import lake_tables
+    from lakehouse_utils.paths import join
+
+    worst = 0
+    for table_zone, table in lake_tables(spark, paths):
+        if table_zone == zone:
+            for partition in io.partition_inventory(spark, join(paths.zone(zone), table)):
+                worst = max(worst, partition["files"])
+    return worst
+
+
+def write_report(rows: list[dict], output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    timing = frame[frame["stage"].isin(STAGE_ORDER + ["TOTAL"])]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for stage, group in timing.groupby("stage"):
+        ax.plot(group["scale"], group["seconds"], marker="o", label=stage)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("scale (× course volume, 43,200 events)")
+    ax.set_ylabel("wall seconds")
+    ax.set_title("Stage time vs data scale (log-log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    plot = output.with_suffix(".png")
+    fig.tight_layout()
+    fig.savefig(plot, dpi=100)
+    plt.close(fig)
+    machine = (f"{platform.platform()}, {os.cpu_count()} cores, "
+               f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
+    table = frame.fillna("").to_markdown(index=False) if _has_tabulate() else frame.fillna("").to_string(index=False)
+    output.write_text(
+        "# Performance\n\n"
+        f"Generated by `python -m lakehouse_utils benchmark` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n\n"
+        f"Machine: {machine}.\n\nOne process, the local Cassandra already running; each scale starts from an "
+        "empty lake. `peak_rss_mb` is the Python process plus the Spark driver JVM.\n\n"
+        f"```\n{table}\n```\n\n![time vs scale]({plot.name})\n"
+    )
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
+    parser.add_argument("--stages", default=",".join(STAGE_ORDER), help="stages to time (default: all)")
+    parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "data" / "benchmark"))
+    parser.add_argument("--output", default=str(PROJECT_ROOT / "docs" / "performance.md"),
+                        help="markdown report (a .png plot is written beside it)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.spark import get_spark
+
+    # A keyspace of its own, so a benchmark never overwrites the demo's tables.
+    settings = Settings.load(cassandra_keyspace="cloud_analytics_bench")
+    spark = get_spark("benchmark", settings)
+    cache_dir = Path(args.cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for scale in [float(s) for s in args.scales.split(",")]:
+        rows += run_scale(spark, scale, cache_dir, settings, args.stages.split(","))
+    write_report(rows, Path(args.output))
+    print(f"wrote {args.output}")
+    return 0 if all(r.get("reconciles", True) is not False for r in rows) else 1

@@ -1,0 +1,322 @@
+"""Batch ingestion of the seven landing CSV masters into Bronze, one full snapshot per run.
+
+Per master: check the header, read every field as text, cast to the contract
+types, drop exact duplicates, let the last line of a natural key win, and
+replace `bronze/<master>` and `quarantine/<master>` atomically. Every structural
+check runs on all files before anything is written. Decisions:
+docs/decisions/030-bronze-batch.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F, types as T
+
+from lakehouse_utils import io
+from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.report import StageReport, TableCounts
+from lakehouse_utils.schemas import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
+
+STAGE = "bronze_batch"
+CORRUPT = "_corrupt_record"
+ROW_ID = "_row_id"
+RAW_PREFIX = "_raw_"
+DATE_FORMAT = "yyyy-MM-dd"
+# Plain decimal or scientific notation; rejects NaN/Infinity that a bare cast would accept.
+NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+TYPE_NAMES = {"date": "date (YYYY-MM-DD)", "boolean": "boolean (True/False)", "double": "number"}
+SAMPLE_SIZE = 20
+PARALLEL_MASTERS = 3
+
+# Partition column -> the date column it is derived from (None: the column itself, already monthly).
+# Monthly, not daily: a day holds ~10 tickets or touches, so daily partitions meant ~120 files
+# of 4 KB per table and twice the stage time (measured, see the decision log).
+PARTITIONING: dict[str, tuple[str, str | None]] = {
+    "billing_monthly": ("month", None),
+    "support_tickets": ("created_month", "created_at"),
+    "marketing_touches": ("touch_month", "timestamp"),
+}
+
+# Row status after classification; only `ok` rows reach Bronze.
+OK, DUPLICATE, SUPERSEDED, UNPARSABLE = "ok", "duplicate", "superseded", "unparsable"
+RULES = {UNPARSABLE: "unparsable_row", SUPERSEDED: "duplicate_key_superseded"}
+
+
+class LandingError(Exception):
+    """A landing file cannot be ingested as it is; nothing was written."""
+
+
+class LandingSchemaError(LandingError, ValueError):
+    """A landing file's header does not match the contract in lakehouse_utils.schemas."""
+
+
+class LandingFileMissingError(LandingError, FileNotFoundError):
+    """A master file is absent from the landing folder."""
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A validated landing file and the column order its header declares."""
+
+    source: str
+    uri: str
+    header: tuple[str, ...]
+
+    @property
+    def is_reordered(self) -> bool:
+        return list(self.header) != master_schema(self.source).column_names
+
+
+def parse_header(line: str) -> list[str]:
+    """Column names of a CSV header line (quotes honoured, BOM and surrounding blanks removed)."""
+    cells = next(csv.reader([line.lstrip("\ufeff")]), [])
+    return [cell.strip() for cell in cells]
+
+
+def validate_landing(spark: SparkSession, paths: LakePaths, sources: list[str]) -> dict[str, LandingFile]:
+    """Check that every master exists and has the expected columns; raise before any write."""
+    uris = {source: paths.landing_master(source) for source in sources}
+    missing = [uri for source, uri in uris.items() if not io.exists(spark, uri)]
+    if missing:
+        raise LandingFileMissingError(f"landing master file(s) not found: {', '.join(missing)}")
+    landing, problems = {}, []
+    for source, uri in uris.items():
+        expected = master_schema(source).column_names
+        first_line = io.read_first_line(spark, uri) or ""
+        found = parse_header(first_line) if first_line.strip() else []
+        issues = header_problems(expected, found) if found else ["the file is empty (no header line)"]
+        if issues:
+            problems.append(f"{uri}: {'; '.join(issues)}\n  expected columns: {expected}\n  found columns:    {found}")
+        landing[source] = LandingFile(source, uri, tuple(found))
+    if problems:
+        raise LandingSchemaError("landing header check failed, nothing was written:\n" + "\n".join(problems))
+    return landing
+
+
+def read_raw(spark: SparkSession, landing: LandingFile) -> DataFrame:
+    """Every field as text, in the header's order, with the file position of each record.
+
+    multiLine makes the file one non-splittable partition read front to back by a
+    single task, so monotonically_increasing_id right after the scan is 0..n-1 in file order.
+    """
+    fields = [T.StructField(RAW_PREFIX + name, T.StringType(), True) for name in landing.header]
+    schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+    raw_df = (
+        spark.read.schema(schema)
+        .options(header=True, multiLine=True, quote='"', escape='"', mode="PERMISSIVE",
+                 columnNameOfCorruptRecord=CORRUPT, encoding="UTF-8")
+        .csv(landing.uri)
+    )
+    return raw_df.select("*", F.monotonically_increasing_id().alias(ROW_ID))
+
+
+def typed_value(raw: Column, dtype: T.DataType) -> Column:
+    """Cast one landing field to its contract type; null when empty or not parsable."""
+    trimmed = F.trim(raw)
+    if isinstance(dtype, T.DateType):
+        return F.try_to_date(trimmed, DATE_FORMAT)
+    if isinstance(dtype, T.BooleanType):
+        lowered = F.lower(trimmed)
+        return F.when(lowered == "true", F.lit(True)).when(lowered == "false", F.lit(False))
+    if isinstance(dtype, T.DoubleType):
+        return F.when(trimmed.rlike(NUMBER_PATTERN), trimmed.try_cast("double"))
+    return raw
+
+
+def cast_problem(name: str, dtype: T.DataType) -> Column:
+    """Why a field failed its cast (null when it did not): a non-empty value that became null."""
+    raw = F.col(RAW_PREFIX + name)
+    has_text = F.trim(raw) != ""
+    failed = has_text & typed_value(raw, dtype).isNull()
+    message = F.concat(F.lit(f"column {name}: '"), raw, F.lit(f"' is not a valid {TYPE_NAMES.get(dtype.typeName(), dtype.typeName())}"))
+    return F.when(failed, message)
+
+
+def csv_field(raw: Column) -> Column:
+    """A field as CSV text: quoted (inner quotes doubled) when it holds a comma, quote or newline."""
+    needs_quotes = raw.rlike('[",\r\n]')
+    quoted = F.concat(F.lit('"'), F.regexp_replace(raw, '"', '""'), F.lit('"'))
+    return F.when(raw.isNull(), F.lit("")).when(needs_quotes, quoted).otherwise(raw)
+
+
+def with_parse_result(raw_df: DataFrame, schema: MasterSchema, landing: LandingFile) -> DataFrame:
+    """Typed columns, raw_line, line/record numbers and the parse problems of each record."""
+    raw_line = F.coalesce(F.col(CORRUPT), F.concat_ws(",", *[csv_field(F.col(RAW_PREFIX + n)) for n in landing.header]))
+    newlines = F.length("raw_line") - F.length(F.regexp_replace("raw_line", "\n", ""))
+    earlier = Window.orderBy(ROW_ID).rowsBetween(Window.unboundedPreceding, -1)
+    malformed = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed CSV record (wrong number of fields or unbalanced quotes)"))
+    empty_keys = [F.when(F.col(k).isNull(), F.lit(f"key column {k} is empty")) for k in schema.key]
+    cast_problems = [cast_problem(name, dtype) for name, dtype in schema.columns if not isinstance(dtype, T.StringType)]
+    typed_df = raw_df.select(
+        "*",
+        *[typed_value(F.col(RAW_PREFIX + name), dtype).alias(name) for name, dtype in schema.columns],
+        raw_line.alias("raw_line"),
+    )
+    return typed_df.select(
+        "*",
+        (F.col(ROW_ID) + 1).alias("record_number"),
+        # A record spans 1 + its embedded newlines lines; line 1 is the header.
+        (F.col(ROW_ID) + 2 + F.coalesce(F.sum(newlines).over(earlier), F.lit(0))).alias("line_number"),
+        F.concat_ws("; ", malformed, *cast_problems, *empty_keys).alias("problems"),
+    )
+
+
+def with_status(parsed_df: DataFrame, schema: MasterSchema) -> DataFrame:
+    """Classify each record as ok, duplicate (exact copy), superseded (older key version) or unparsable."""
+    raw_columns = [RAW_PREFIX + name for name in schema.column_names]
+    is_unparsable = F.col("problems") != ""
+    # The last copy represents a group of identical lines; unparsable lines never stand for good ones.
+    same_content = Window.partitionBy("is_unparsable", *raw_columns)
+    flagged_df = parsed_df.select("*", is_unparsable.alias("is_unparsable")).select(
+        "*", (~F.col("is_unparsable") & (F.col(ROW_ID) != F.max(ROW_ID).over(same_content))).alias("is_exact_duplicate")
+    )
+    competes = ~F.col("is_unparsable") & ~F.col("is_exact_duplicate")
+    same_key = Window.partitionBy(*schema.key)
+    ranked_df = flagged_df.select(
+        "*",
+        F.max(F.when(competes, F.col(ROW_ID))).over(same_key).alias("winner_row_id"),
+        F.max(F.when(competes, F.col("line_number"))).over(same_key).alias("winner_line"),
+    )
+    status = (
+        F.when(F.col("is_unparsable"), F.lit(UNPARSABLE))
+        .when(F.col("is_exact_duplicate"), F.lit(DUPLICATE))
+        .when(F.col(ROW_ID) != F.col("winner_row_id"), F.lit(SUPERSEDED))
+        .otherwise(F.lit(OK))
+    )
+    key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(k).cast("string")) for k in schema.key])
+    return ranked_df.select("*", status.alias("status"), key_text.alias("key_text"))
+
+
+def bronze_columns(schema: MasterSchema, ingest_ts: datetime, landing: LandingFile, run_id: str) -> list[Column]:
+    """Typed business columns in contract order, the technical columns, then a derived partition column."""
+    technical = {"ingest_ts": F.lit(ingest_ts), "source_file": F.lit(landing.uri), "run_id": F.lit(run_id)}
+    columns = [F.col(name) for name in schema.column_names]
+    columns += [technical[name].cast(dtype).alias(name) for name, dtype in TECHNICAL_COLUMNS]
+    partition_column, copied_from = PARTITIONING.get(schema.source, (None, None))
+    if copied_from:
+        columns.append(F.trunc(copied_from, "month").alias(partition_column))
+    return columns
+
+
+def quarantine_columns(schema: MasterSchema, quarantined_at: datetime, landing: LandingFile, run_id: str) -> list[Column]:
+    """Rule and reason, the fields as they were in the file (text), and where the record came from."""
+    superseded_reason = F.concat(
+        F.lit("key "), F.col("key_text"), F.lit(" appears again at line "), F.col("winner_line").cast("string"),
+        F.lit(" with different content; the later line wins"),
+    )
+    is_superseded = F.col("status") == SUPERSEDED
+    return [
+        F.when(is_superseded, F.lit(RULES[SUPERSEDED])).otherwise(F.lit(RULES[UNPARSABLE])).alias("rule"),
+        F.when(is_superseded, superseded_reason).otherwise(F.col("problems")).alias("reason"),
+        *[F.col(RAW_PREFIX + name).alias(name) for name in schema.column_names],
+        F.col("raw_line"),
+        F.col("line_number"),
+        F.col("record_number"),
+        F.lit(landing.uri).alias("source_file"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(quarantined_at).cast("timestamp").alias("quarantined_at"),
+    ]
+
+
+def summarise(classified_df: DataFrame) -> dict:
+    """All counts of one master from a single aggregation (plus small samples for the report)."""
+    def count_of(status: str) -> Column:
+        return F.sum(F.when(F.col("status") == status, 1).otherwise(0)).alias(status)
+
+    def first_sorted(status: str, value: Column) -> Column:
+        return F.slice(F.array_sort(F.collect_list(F.when(F.col("status") == status, value))), 1, SAMPLE_SIZE)
+
+    row = classified_df.agg(
+        F.count(F.lit(1)).alias("rows_in"),
+        *[count_of(status) for status in (OK, DUPLICATE, SUPERSEDED, UNPARSABLE)],
+        first_sorted(SUPERSEDED, F.col("key_text")).alias("superseded_keys"),
+        first_sorted(UNPARSABLE, F.col("line_number")).alias("unparsable_lines"),
+    ).first()
+    return {key: (value or 0) if not isinstance(value, list) else value for key, value in row.asDict().items()}
+
+
+def ingest_master(
+    spark: SparkSession, paths: LakePaths, landing: LandingFile, run_id: str, ingest_ts: datetime
+) -> TableCounts:
+    """Read, classify and write one master; return its reconciled counts and evidence."""
+    started = time.perf_counter()
+    schema = master_schema(landing.source)
+    parsed_df = with_parse_result(read_raw(spark, landing), schema, landing)
+    classified_df = with_status(parsed_df, schema).cache()
+    try:
+        summary = summarise(classified_df)
+        partition_column = PARTITIONING.get(schema.source, (None, None))[0]
+        bronze_df = classified_df.filter(F.col("status") == OK).select(*bronze_columns(schema, ingest_ts, landing, run_id))
+        io.replace_table(spark, bronze_df, paths.bronze(schema.source),
+                         partition_by=[partition_column] if partition_column else None, files_per_partition=1)
+        quarantine_df = classified_df.filter(F.col("status").isin(SUPERSEDED, UNPARSABLE)).select(
+            *quarantine_columns(schema, ingest_ts, landing, run_id)
+        )
+        io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
+    finally:
+        classified_df.unpersist()
+    inventory = io.partition_inventory(spark, paths.bronze(schema.source))
+    details = {
+        "file": landing.uri,
+        "columns_reordered": landing.is_reordered,
+        "header": list(landing.header),
+        "bronze_table": paths.bronze(schema.source),
+        "quarantine_table": paths.quarantine(schema.source),
+        "partition_by": partition_column,
+        "partitions": len(inventory),
+        "files": sum(p["files"] for p in inventory),
+        "bytes": sum(p["bytes"] for p in inventory),
+        "partition_inventory": inventory,
+        "unparsable": summary[UNPARSABLE],
+        "superseded": summary[SUPERSEDED],
+        "superseded_keys": summary["superseded_keys"],
+        "unparsable_lines": summary["unparsable_lines"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return TableCounts(
+        table=schema.source,
+        rows_in=summary["rows_in"],
+        rows_out=summary[OK],
+        duplicates=summary[DUPLICATE],
+        quarantined=summary[SUPERSEDED] + summary[UNPARSABLE],
+        details=details,
+    )
+
+
+def run(
+    spark: SparkSession, paths: LakePaths, run_id: str, sources: list[str] | None = None, parallel: int = PARALLEL_MASTERS,
+    **options,
+) -> StageReport:
+    """Ingest the landing masters (all seven unless `sources` names some) into Bronze."""
+    selected = list(sources) if sources else list(MASTER_SOURCES)
+    for source in selected:
+        master_schema(source)
+    landing = validate_landing(spark, paths, selected)
+    ingest_ts = datetime.now(timezone.utc)
+    report = StageReport(stage=STAGE, run_id=run_id, extra={
+        "landing_root": paths.landing_root, "ingest_ts": ingest_ts.isoformat(), "sources": selected,
+    })
+    # Each master is a few tiny Spark jobs dominated by driver-side overhead; overlapping them keeps both cores busy.
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(selected)))) as pool:
+        results = pool.map(lambda source: ingest_master(spark, paths, landing[source], run_id, ingest_ts), selected)
+        for counts in results:
+            report.add(counts)
+    report.assert_reconciles()
+    return report
+
+
+def bronze_struct(source: str) -> T.StructType:
+    """Schema of `bronze/<source>` as Spark reads it back (partition column last)."""
+    schema = master_schema(source)
+    partition_column, copied_from = PARTITIONING.get(source, (None, None))
+    fields = [T.StructField(n, d, True) for n, d in schema.columns if n != partition_column or copied_from]
+    fields += [T.StructField(n, d, True) for n, d in TECHNICAL_COLUMNS]
+    if partition_column:
+        fields.append(T.StructField(partition_column, T.DateType(), True))
+    return T.StructType(fields)

@@ -1,0 +1,176 @@
+"""Speed layer: stream `usage_events_stream/*.jsonl` into `bronze/usage_events`, losslessly.
+
+Grain: one row per unique event_id (first arrival wins), partitioned by `event_date`.
+The landing files are not in time order (each spans all 60 days), so no row is ever
+dropped for being late: late rows are flagged (`is_late`, `lateness_seconds`) and
+written. Malformed lines and conflicting duplicates go to
+`quarantine/usage_events_raw`; exact replays are counted as duplicates, blank lines as
+ignored. See docs/decisions/040-streaming-late-data.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import DataFrame, SparkSession, functions as F
+
+from lakehouse_utils import io
+from lakehouse_utils.bronze_stream_batch import QUARANTINE_RULES
+from lakehouse_utils.bronze_stream_compaction import compact_table, roll_forward
+from lakehouse_utils.bronze_stream_files import query_token, read_commits
+from lakehouse_utils.bronze_stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
+from lakehouse_utils.paths import LakePaths, join
+from lakehouse_utils.report import StageReport, TableCounts
+
+TABLE, QUARANTINE_TABLE, CHECKPOINT = "usage_events", "usage_events_raw", "bronze_usage_events"
+DEFAULT_WATERMARK_DELAY = "2 hours"
+TRIGGERS = ("availableNow", "processingTime")
+_DELAY_UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800}
+_DELAY_PART = re.compile(r"(\d+)\s*(second|minute|hour|day|week)s?", re.IGNORECASE)
+
+
+def parse_delay(text: str) -> timedelta:
+    """'2 hours', '90 minutes', '1 day 6 hours' -> timedelta (the forms `withWatermark` accepts)."""
+    parts = _DELAY_PART.findall(text or "")
+    if not parts or _DELAY_PART.sub("", text).strip():
+        raise ValueError(f"invalid watermark delay {text!r}: expected e.g. '2 hours', '30 minutes' or '1 day 6 hours'")
+    return timedelta(seconds=sum(int(n) * _DELAY_UNITS[unit.lower()] for n, unit in parts))
+
+
+def event_stream(spark: SparkSession, paths: LakePaths, watermark_delay: str, max_files_per_trigger: int | None) -> DataFrame:
+    """Every raw line of the landing files, parsed, with an event-time watermark."""
+    reader = spark.readStream.format("text").option("pathGlobFilter", "*.jsonl")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
+    lines = reader.load(paths.landing_events()).select(
+        F.col("value").alias("raw_line"),
+        F.col("_metadata.file_path").alias("source_file"),
+        F.col("_metadata.file_block_start").alias("file_block_start"),
+        F.col("_metadata.file_modification_time").alias("file_modification_time"),
+    )
+    # The watermark feeds the query's event-time progress; no stateful operator follows, so
+    # Spark drops nothing. Our own per-batch watermark flags late rows (see BronzeBatchWriter).
+    return parse_lines(lines).withWatermark("event_ts", watermark_delay)
+
+
+def _check_preconditions(spark: SparkSession, paths: LakePaths, trigger: str) -> None:
+    if trigger not in TRIGGERS:
+        raise ValueError(f"unknown trigger {trigger!r}; expected one of {', '.join(TRIGGERS)}")
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    if zone not in ("UTC", "Etc/UTC", "Z", "+00:00"):
+        raise ValueError(f"spark.sql.session.timeZone is {zone!r}; event times without a zone are read as UTC, "
+                         "so the session must be UTC (use lakehouse_utils.spark.get_spark)")
+    if not io.exists(spark, paths.landing_events()):
+        raise FileNotFoundError(f"no event folder at {paths.landing_events()}: put the usage_events_stream/*.jsonl "
+                                "files there or point LANDING_DIR at the landing folder")
+
+
+def _await(query, trigger: str, timeout_seconds: float | None) -> None:
+    """availableNow ends by itself; processingTime runs until the timeout, then stops between batches."""
+    if trigger == "availableNow":
+        query.awaitTermination()
+        return
+    query.awaitTermination(timeout_seconds or 60)
+    while query.isActive and query.status.get("isTriggerActive"):
+        time.sleep(0.2)  # let the running batch commit before stopping
+    query.stop()
+    if query.exception():
+        raise query.exception()
+
+
+def run(
+    spark: SparkSession,
+    paths: LakePaths,
+    run_id: str,
+    max_files_per_trigger: int | None = None,
+    watermark_delay: str | None = DEFAULT_WATERMARK_DELAY,
+    trigger: str = "availableNow",
+    interval: str = "5 seconds",
+    timeout_seconds: float | None = None,
+    **_: object,
+) -> StageReport:
+    """Stream new landing files into Bronze and compact small files; returns reconciled counts."""
+    delay_text = watermark_delay or DEFAULT_WATERMARK_DELAY
+    delay = parse_delay(delay_text)
+    _check_preconditions(spark, paths, trigger)
+    targets = StreamTargets(paths.bronze(TABLE), paths.quarantine(QUARANTINE_TABLE), paths.checkpoint(CHECKPOINT))
+    roll_forward(spark, targets.checkpoint)
+    writer = BronzeBatchWriter(targets, run_id, delay)
+    stream_writer = event_stream(spark, paths, delay_text, max_files_per_trigger).writeStream.foreachBatch(writer)
+    stream_writer = stream_writer.option("checkpointLocation", targets.checkpoint).queryName(f"bronze_stream_{run_id[-6:]}")
+    triggered = stream_writer.trigger(availableNow=True) if trigger == "availableNow" else stream_writer.trigger(processingTime=interval)
+    started = time.perf_counter()
+    query = triggered.start()
+    _await(query, trigger, timeout_seconds)
+    stream_seconds = time.perf_counter() - started
+    compaction = _compact(spark, targets)
+    report = _report(run_id, writer, stream_seconds, compaction, delay_text, max_files_per_trigger, trigger)
+    io.write_json(spark, join(paths.state(CHECKPOINT), "runs", f"{run_id}.json"), report.to_dict())
+    return report
+
+
+def _compact(spark: SparkSession, targets: StreamTargets) -> dict:
+    if not io.exists(spark, join(targets.checkpoint, "metadata")):
+        return {}
+    token = query_token(spark, targets.checkpoint)
+    committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
+    return {
+        TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, targets.checkpoint, token, committed, "event_date"),
+        QUARANTINE_TABLE: compact_table(spark, targets.quarantine, RAW_QUARANTINE_SCHEMA, targets.checkpoint, token, committed),
+    }
+
+
+def summarize(records: list[dict]) -> dict:
+    """Totals over batch records (this run's, or every commit of the checkpoint)."""
+    keys = ("lines", "blank", "malformed_json", "not_a_json_object", "new", "duplicate", "conflicting_duplicate",
+            "type_error_rows", "null_event_ts", "late", "late_le_1h", "late_le_6h", "late_le_24h", "late_le_7d", "late_gt_7d")
+    return {key: sum(int(r.get(key) or 0) for r in records) for key in keys}
+
+
+def table_counts(records: list[dict]) -> TableCounts:
+    totals = summarize(records)
+    return TableCounts(
+        table=TABLE,
+        rows_in=totals["lines"],
+        rows_out=totals["new"],
+        duplicates=totals["duplicate"],
+        quarantined=sum(totals[rule] for rule in QUARANTINE_RULES),
+        ignored=totals["blank"],
+    )
+
+
+def committed_totals(spark: SparkSession, paths: LakePaths) -> TableCounts:
+    """Counts over every batch ever committed on this checkpoint (survives crashes and restarts)."""
+    return table_counts(read_commits(spark, paths.checkpoint(CHECKPOINT)))
+
+
+def _report(run_id: str, writer: BronzeBatchWriter, seconds: float, compaction: dict, delay: str,
+            max_files: int | None, trigger: str) -> StageReport:
+    records = writer.records
+    counts = table_counts(records)
+    totals = summarize(records)
+    counts.details = {
+        "batches": [{k: r[k] for k in ("batch_id", "lines", "new", "seconds", "rows_per_second", "watermark")} for r in records],
+        "skipped_committed_batches": writer.skipped,
+        "malformed_json": totals["malformed_json"],
+        "not_a_json_object": totals["not_a_json_object"],
+        "conflicting_duplicates": totals["conflicting_duplicate"],
+        "type_error_rows": totals["type_error_rows"],
+        "null_event_ts": totals["null_event_ts"],
+        "late_rows": totals["late"],
+        "lateness_histogram": {k: totals[k] for k in ("late_le_1h", "late_le_6h", "late_le_24h", "late_le_7d", "late_gt_7d")},
+        "on_time_rows": totals["new"] - totals["late"] - totals["null_event_ts"],
+        "max_lateness_seconds": max((r.get("max_lateness_seconds") or 0 for r in records), default=0),
+        "watermark_delay": delay,
+        "max_files_per_trigger": max_files,
+        "trigger": trigger,
+        "stream_seconds": round(seconds, 2),
+        "events_per_second": round(totals["lines"] / seconds, 1) if seconds else None,
+        "compaction": compaction,
+    }
+    report = StageReport(stage="bronze_stream", run_id=run_id)
+    report.add(counts)
+    return report

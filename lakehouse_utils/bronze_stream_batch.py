@@ -1,0 +1,158 @@
+"""One micro-batch of the bronze stream: first-arrival dedupe, lateness flags, quarantine rows.
+
+Pure DataFrame functions; `bronze_stream.BronzeBatchWriter` runs them inside
+`foreachBatch` and makes the write idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
+
+from lakehouse_utils import io
+from lakehouse_utils.events_parsing import (
+    BRONZE_EVENTS_COLUMNS, BRONZE_EVENTS_SCHEMA, KIND_BLANK, KIND_EVENT, KIND_MALFORMED, KIND_NOT_OBJECT,
+    RAW_QUARANTINE_SCHEMA,
+)
+
+NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"
+QUARANTINE_RULES = (KIND_MALFORMED, KIND_NOT_OBJECT, CONFLICT)
+OUTCOMES = (KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, NEW, DUPLICATE, CONFLICT)
+# upper bounds (seconds) of the lateness histogram; a last bucket takes the rest
+LATENESS_BUCKETS = (("late_le_1h", 3_600), ("late_le_6h", 21_600), ("late_le_24h", 86_400), ("late_le_7d", 604_800))
+# Within one batch the first arrival is the first file in the source's own order (modification
+# time, then name), then the first line of that file.
+ARRIVAL_ORDER = ("file_modification_time", "source_file", "file_block_start", "_row_pos")
+
+
+def has_event_id() -> Column:
+    return F.coalesce(F.col("event_id") != F.lit(""), F.lit(False))
+
+
+def read_known_events(spark: SparkSession, bronze: str) -> DataFrame | None:
+    """(event_id, content_hash) of every event already in Bronze; None while Bronze is empty."""
+    if not io.list_files(spark, bronze):
+        return None
+    known = spark.read.schema(BRONZE_EVENTS_SCHEMA).parquet(bronze).where(has_event_id())
+    return known.select("event_id", F.col("content_hash").alias("_known_hash")).dropDuplicates(["event_id"])
+
+
+def with_outcome(lines: DataFrame, known: DataFrame | None) -> DataFrame:
+    """Add `_outcome`: the line kind, or new / duplicate / conflicting_duplicate for events.
+
+    The reference content of an event_id is the Bronze row when there is one, else the
+    batch's first arrival. Events without an id are each new (Silver quarantines them).
+    """
+    arrival = Window.partitionBy("event_id").orderBy(*ARRIVAL_ORDER)
+    ranked = lines.select(
+        "*",
+        F.row_number().over(arrival).alias("_rank"),
+        F.first("content_hash").over(arrival).alias("_first_hash"),
+        F.first("source_file").over(arrival).alias("_first_file"),
+    )
+    if known is None:
+        joined = ranked.withColumn("_known_hash", F.lit(None).cast(T.StringType()))
+    else:
+        joined = ranked.join(known, on="event_id", how="left")
+    is_event = F.col("line_kind") == KIND_EVENT
+    is_known = F.col("_known_hash").isNotNull()
+    is_first_arrival = ~is_known & (F.col("_rank") == 1)
+    same_content = F.col("content_hash") == F.coalesce("_known_hash", "_first_hash")
+    outcome = (
+        F.when(~is_event, F.col("line_kind"))
+        .when(~has_event_id() | is_first_arrival, F.lit(NEW))
+        .when(same_content, F.lit(DUPLICATE))
+        .otherwise(F.lit(CONFLICT))
+    )
+    return joined.withColumn("_outcome", outcome)
+
+
+def with_lateness(events: DataFrame, watermark_micros: int | None) -> DataFrame:
+    """`is_late`/`lateness_seconds` against the watermark of earlier batches (epoch µs); null when event_ts is null."""
+    event_ts = F.col("event_ts")
+    has_time = event_ts.isNotNull()
+    if watermark_micros is None:  # first batch: nothing to be late against
+        return events.withColumns({"is_late": F.when(has_time, F.lit(False)),
+                                   "lateness_seconds": F.when(has_time, F.lit(0).cast(T.LongType()))})
+    mark = F.timestamp_micros(F.lit(watermark_micros))
+    is_late = event_ts < mark
+    behind = F.unix_seconds(mark) - F.unix_seconds(event_ts)
+    return events.withColumns({"is_late": is_late,
+                               "lateness_seconds": F.when(is_late, behind).when(has_time, F.lit(0).cast(T.LongType()))})
+
+
+def batch_metrics() -> list[Column]:
+    """Aggregates observed while the batch is written (no extra pass over the data)."""
+    outcome = F.col("_outcome")
+    is_new = outcome == NEW
+    is_late_new = is_new & F.col("is_late")
+    metrics = [F.count(F.lit(1)).alias("lines")]
+    metrics += [F.count_if(outcome == name).alias(name) for name in OUTCOMES]
+    metrics += [
+        F.count_if(is_new & F.col("type_error_line").isNotNull()).alias("type_error_rows"),
+        F.count_if(is_new & F.col("event_ts").isNull()).alias("null_event_ts"),
+        F.count_if(is_late_new).alias("late"),
+        # epoch microseconds: Python's datetime conversion would apply the driver's local zone
+        F.unix_micros(F.max(F.when(is_new, F.col("event_ts")))).alias("max_event_ts"),
+        F.unix_micros(F.min(F.when(is_new, F.col("event_ts")))).alias("min_event_ts"),
+        F.max(F.when(is_late_new, F.col("lateness_seconds"))).alias("max_lateness_seconds"),
+    ]
+    lower = 0
+    for name, upper in LATENESS_BUCKETS:
+        in_bucket = (F.col("lateness_seconds") > lower) & (F.col("lateness_seconds") <= upper)
+        metrics.append(F.count_if(is_late_new & in_bucket).alias(name))
+        lower = upper
+    metrics.append(F.count_if(is_late_new & (F.col("lateness_seconds") > lower)).alias("late_gt_7d"))
+    return metrics
+
+
+def bronze_rows(classified: DataFrame, run_id: str, batch_id: int, ingest_ts: datetime) -> DataFrame:
+    technical = {
+        "ingest_ts": F.lit(ingest_ts).cast(T.TimestampType()),
+        "run_id": F.lit(run_id),
+        "batch_id": F.lit(batch_id).cast(T.LongType()),
+        "event_date": F.to_date("event_ts"),
+    }
+    return classified.where(F.col("_outcome") == NEW).withColumns(technical).select(*BRONZE_EVENTS_COLUMNS)
+
+
+def _line_offsets(classified: DataFrame) -> DataFrame:
+    """Per file block: what to add to `_row_pos` to get the 1-based line number in the file.
+
+    `_row_pos` grows by one per line inside a block; blocks of one file follow each other.
+    """
+    blocks = classified.groupBy("source_file", "file_block_start").agg(
+        F.min("_row_pos").alias("_first_pos"), F.count(F.lit(1)).alias("_lines"))
+    earlier = Window.partitionBy("source_file").orderBy("file_block_start").rowsBetween(Window.unboundedPreceding, -1)
+    lines_before = F.coalesce(F.sum("_lines").over(earlier), F.lit(0))
+    return blocks.select("source_file", "file_block_start", (lines_before + 1 - F.col("_first_pos")).alias("_line_offset"))
+
+
+def quarantine_rows(classified: DataFrame, run_id: str, batch_id: int, quarantined_at: datetime) -> DataFrame:
+    outcome = F.col("_outcome")
+    rejected = classified.where(outcome.isin(*QUARANTINE_RULES))
+    numbered = rejected.join(F.broadcast(_line_offsets(classified)), on=["source_file", "file_block_start"], how="left")
+    known_before = F.col("_known_hash").isNotNull()
+    conflict_reason = (
+        F.when(known_before, F.concat(F.lit("event_id "), F.col("event_id"),
+                                      F.lit(" is already in Bronze with different content; the first arrival is kept")))
+        .otherwise(F.concat(F.lit("event_id "), F.col("event_id"), F.lit(" arrived first in "), F.col("_first_file"),
+                            F.lit(" with different content; the first arrival is kept")))
+    )
+    reason = (
+        F.when(outcome == KIND_MALFORMED, F.lit("line is not valid JSON (truncated, garbage or a broken encoding)"))
+        .when(outcome == KIND_NOT_OBJECT, F.lit("line is valid JSON but not an object (array, string, number or null)"))
+        .otherwise(conflict_reason)
+    )
+    return numbered.select(
+        outcome.alias("rule"),
+        reason.alias("reason"),
+        "raw_line",
+        "event_id",
+        "source_file",
+        (F.col("_row_pos") + F.col("_line_offset")).alias("line_number"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(batch_id).cast(T.LongType()).alias("batch_id"),
+        F.lit(quarantined_at).cast(T.TimestampType()).alias("quarantined_at"),
+    ).select(*[F.col(f.name).cast(f.dataType) for f in RAW_QUARANTINE_SCHEMA.fields])

@@ -1,0 +1,110 @@
+"""The `foreachBatch` function of the bronze stream: an idempotent, exactly-once batch write.
+
+Per batch: skip when already committed; delete what a crashed attempt left; classify and
+write the new events (staged, then moved into their partitions under names tagged with
+the batch id); write the quarantine rows the same way; save the watermark state; write
+the commit marker with the batch's counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import DataFrame, Observation, functions as F
+
+from lakehouse_utils.bronze_stream_batch import (
+    QUARANTINE_RULES, batch_metrics, bronze_rows, quarantine_rows, read_known_events, with_lateness, with_outcome,
+)
+from lakehouse_utils.bronze_stream_files import (
+    batch_tag, is_committed, previous_max_event_ts, publish_staged, query_token, remove_batch_files,
+    save_max_event_ts, staging_uri, write_commit,
+)
+from lakehouse_utils import io
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class StreamTargets:
+    bronze: str
+    quarantine: str
+    checkpoint: str
+
+
+def _iso(micros: int | None) -> str | None:
+    """Epoch microseconds -> ISO-8601 UTC text (how times are kept in the JSON state)."""
+    return None if micros is None else (EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
+def _micros(text: str | None) -> int | None:
+    return None if text is None else (datetime.fromisoformat(text) - EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass
+class BronzeBatchWriter:
+    """Callable for `writeStream.foreachBatch`; keeps this run's batch records for the report."""
+
+    targets: StreamTargets
+    run_id: str
+    delay: timedelta
+    records: list[dict] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    _token: str | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark, checkpoint = batch.sparkSession, self.targets.checkpoint
+        if is_committed(spark, checkpoint, batch_id):
+            self.skipped.append(batch_id)  # committed before a crash; Spark did not log it yet
+            return
+        started = time.perf_counter()
+        self._token = self._token or query_token(spark, checkpoint)
+        remove_batch_files(spark, [self.targets.bronze, self.targets.quarantine], self._token, batch_id)
+        max_before = _micros(previous_max_event_ts(spark, checkpoint, batch_id))
+        watermark = None if max_before is None else max_before - self.delay // timedelta(microseconds=1)
+        record = self._write(batch, batch_id, watermark)
+        max_after = max((m for m in (max_before, record["max_event_ts"]) if m is not None), default=None)
+        record.update(
+            watermark=_iso(watermark), max_event_ts=_iso(record["max_event_ts"]), min_event_ts=_iso(record["min_event_ts"]),
+            max_event_ts_after=_iso(max_after), seconds=round(time.perf_counter() - started, 3),
+        )
+        record["rows_per_second"] = round(record["lines"] / record["seconds"], 1) if record["seconds"] else None
+        save_max_event_ts(spark, checkpoint, batch_id, _iso(max_after), _iso(watermark))
+        write_commit(spark, checkpoint, batch_id, record)
+        self.records.append(record)
+
+    def _write(self, batch: DataFrame, batch_id: int, watermark: int | None) -> dict:
+        spark, now, started = batch.sparkSession, datetime.now(timezone.utc), time.perf_counter()
+        lines = batch.withColumn("_row_pos", F.monotonically_increasing_id())
+        known = read_known_events(spark, self.targets.bronze)
+        classified = with_lateness(with_outcome(lines, known), watermark).persist()
+        try:
+            observation = Observation(f"bronze_batch_{batch_id}_{int(time.time() * 1000)}")
+            observed = classified.observe(observation, *batch_metrics())
+            tag = batch_tag(self._token, batch_id)
+            bronze_staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-bronze")
+            io.delete(spark, bronze_staging)
+            # One file per event_date per batch: repartition by the partition column.
+            rows = bronze_rows(observed, self.run_id, batch_id, now)
+            rows.repartition("event_date").write.partitionBy("event_date").parquet(bronze_staging)
+            metrics, phases = observation.get, {"write_seconds": time.perf_counter() - started}
+            quarantined = sum(metrics[rule] for rule in QUARANTINE_RULES)
+            quarantine_files = self._write_quarantine(classified, batch_id, now, tag) if quarantined else []
+            phases["quarantine_seconds"] = time.perf_counter() - started - phases["write_seconds"]
+            bronze_files = publish_staged(spark, bronze_staging, self.targets.bronze, tag)
+        finally:
+            classified.unpersist()
+        return {
+            **metrics, **{k: round(v, 3) for k, v in phases.items()}, "batch_id": batch_id, "run_id": self.run_id,
+            "committed_at": datetime.now(timezone.utc).isoformat(),
+            "bronze_files": len(bronze_files), "quarantine_files": len(quarantine_files),
+        }
+
+    def _write_quarantine(self, classified: DataFrame, batch_id: int, now: datetime, tag: str) -> list[str]:
+        spark = classified.sparkSession
+        staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-quarantine")
+        io.delete(spark, staging)
+        quarantine_rows(classified, self.run_id, batch_id, now).coalesce(1).write.parquet(staging)
+        return publish_staged(spark, staging, self.targets.quarantine, tag)

@@ -1,0 +1,7 @@
+"""Files and helpers of the project's local single-node Apache Cassandra 5.0.
+
+`pom.xml` (the server's classpath, fetched from Maven Central), `cassandra.yaml`
+(template), `logback.xml` and `jvm17-server.options` are the server's resources;
+`node` assembles and configures a node, `process` launches and watches it. The
+public entry point is `lakehouse_utils.local_cassandra`.
+"""

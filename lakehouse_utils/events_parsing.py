@@ -1,0 +1,140 @@
+"""Raw JSONL lines of `usage_events_stream` -> classified, typed event rows.
+
+Every raw line is kept and gets a `line_kind`: `blank`, `malformed_json`,
+`not_a_json_object` or `event`. Only `event` rows carry parsed fields. Works on a
+streaming or a static DataFrame with the columns of `LINE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, functions as F, types as T
+
+KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, KIND_EVENT = "blank", "malformed_json", "not_a_json_object", "event"
+CORRUPT_COLUMN = "_corrupt_record"
+
+# Input of `parse_lines`: the text source's `value` plus file metadata (ordering needs all three).
+LINE_COLUMNS = ("raw_line", "source_file", "file_block_start", "file_modification_time")
+
+# `value` is a string on purpose: Spark hands a JSON number's text to a string field, so the
+# value survives whether it arrived as 4.0 or "4.0". Unknown extra fields are ignored.
+EVENT_JSON_SCHEMA = T.StructType([
+    T.StructField("event_id", T.StringType()),
+    T.StructField("timestamp", T.StringType()),
+    T.StructField("org_id", T.StringType()),
+    T.StructField("resource_id", T.StringType()),
+    T.StructField("service", T.StringType()),
+    T.StructField("region", T.StringType()),
+    T.StructField("metric", T.StringType()),
+    T.StructField("value", T.StringType()),
+    T.StructField("unit", T.StringType()),
+    T.StructField("cost_usd_increment", T.DoubleType()),
+    T.StructField("schema_version", T.IntegerType()),
+    T.StructField("carbon_kg", T.DoubleType()),
+    T.StructField("genai_tokens", T.LongType()),
+    T.StructField(CORRUPT_COLUMN, T.StringType()),
+])
+JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
+
+# Business fields, in contract order; the content hash covers exactly these.
+EVENT_FIELDS: tuple[tuple[str, T.DataType], ...] = (
+    ("event_id", T.StringType()), ("event_ts", T.TimestampType()), ("timestamp_raw", T.StringType()),
+    ("org_id", T.StringType()), ("resource_id", T.StringType()), ("service", T.StringType()),
+    ("region", T.StringType()), ("metric", T.StringType()), ("unit", T.StringType()),
+    ("value_raw", T.StringType()), ("cost_usd_increment", T.DoubleType()), ("schema_version", T.IntegerType()),
+    ("carbon_kg", T.DoubleType()), ("genai_tokens", T.LongType()),
+)
+HASHED_FIELDS = tuple(name for name, _ in EVENT_FIELDS if name != "event_ts") + ("type_error_line",)
+
+# bronze/usage_events, column order of docs/table_contracts.md (+ type_error_line, added by this stage).
+BRONZE_EVENTS_SCHEMA = T.StructType(
+    [T.StructField(name, dtype) for name, dtype in EVENT_FIELDS]
+    + [T.StructField(name, dtype) for name, dtype in (
+        ("content_hash", T.StringType()), ("is_late", T.BooleanType()), ("lateness_seconds", T.LongType()),
+        ("type_error_line", T.StringType()), ("ingest_ts", T.TimestampType()), ("source_file", T.StringType()),
+        ("run_id", T.StringType()), ("batch_id", T.LongType()), ("event_date", T.DateType()),
+    )]
+)
+BRONZE_EVENTS_COLUMNS = tuple(BRONZE_EVENTS_SCHEMA.fieldNames())
+
+# quarantine/usage_events_raw
+RAW_QUARANTINE_SCHEMA = T.StructType([T.StructField(name, dtype) for name, dtype in (
+    ("rule", T.StringType()), ("reason", T.StringType()), ("raw_line", T.StringType()),
+    ("event_id", T.StringType()), ("source_file", T.StringType()), ("line_number", T.LongType()),
+    ("run_id", T.StringType()), ("batch_id", T.LongType()), ("quarantined_at", T.TimestampType()),
+)])
+
+# Byte-order mark and CR: Hadoop's line reader already drops a leading BOM and CRLF, but a
+# BOM in the middle of a concatenated file or a lone CR would still break the JSON parser.
+_INVISIBLE_EDGES = "\ufeff\r"
+_BLANK_CHARACTERS = " \t\r\n\ufeff"
+# ISO-8601 forms that the lenient timestamp cast does not take (minute precision).
+_EXTRA_TIMESTAMP_PATTERNS = ("yyyy-MM-dd'T'HH:mmXXX", "yyyy-MM-dd'T'HH:mm")
+
+
+def clean_line(raw: Column) -> Column:
+    """The line without a BOM at its start and CRs at its end."""
+    return F.rtrim(F.ltrim(raw, F.lit(_INVISIBLE_EDGES)), F.lit(_INVISIBLE_EDGES))
+
+
+def parse_event_time(text: Column) -> Column:
+    """UTC timestamp from ISO-8601 text; null when it does not parse.
+
+    The lenient cast takes `Z`, offsets (converted to UTC), fractional seconds, a space
+    instead of `T` and a bare date; text without a zone is read in the session time zone,
+    which `spark.py` pins to UTC.
+    """
+    candidates = [text.try_cast(T.TimestampType())]
+    candidates += [F.try_to_timestamp(text, F.lit(pattern)) for pattern in _EXTRA_TIMESTAMP_PATTERNS]
+    return F.coalesce(*candidates)
+
+
+def content_hash(*columns: str) -> Column:
+    """sha2-256 of the fields; a null is encoded apart from every string so (null, 'a') != ('a', null)."""
+    parts = [F.coalesce(F.col(name).cast(T.StringType()), F.lit("\u0000")) for name in columns]
+    return F.sha2(F.concat_ws("\u001f", *parts), 256)
+
+
+def line_kind(line: Column, corrupt: Column) -> Column:
+    """Classify one cleaned line given Spark's corrupt-record column.
+
+    Spark 4.1 fills the corrupt-record column for truncated JSON, garbage, arrays and
+    scalars alike, but also for a valid object with one field of the wrong type (it keeps
+    the other fields). `try_parse_json` then tells invalid JSON from valid non-objects; it
+    only runs on corrupt lines because CASE evaluates a branch only when it is taken.
+    """
+    stripped = F.btrim(line, F.lit(_BLANK_CHARACTERS))
+    is_blank = F.length(stripped) == 0
+    is_corrupt = corrupt.isNotNull()
+    is_valid_json = F.try_parse_json(stripped).isNotNull()
+    is_object_text = F.startswith(stripped, F.lit("{"))
+    return (
+        F.when(is_blank, F.lit(KIND_BLANK))
+        .when(~is_corrupt, F.lit(KIND_EVENT))
+        .when(~is_valid_json, F.lit(KIND_MALFORMED))
+        .when(~is_object_text, F.lit(KIND_NOT_OBJECT))
+        .otherwise(F.lit(KIND_EVENT))  # a valid object with a mistyped field: kept, see type_error_line
+    )
+
+
+def parse_lines(lines: DataFrame) -> DataFrame:
+    """One row per raw line: its kind, and the typed event fields when it is an event."""
+    line = clean_line(F.col("raw_line"))
+    with_json = lines.select(*LINE_COLUMNS, line.alias("_line"), F.from_json(line, EVENT_JSON_SCHEMA, JSON_OPTIONS).alias("_json"))
+    kind = line_kind(F.col("_line"), F.col(f"_json.{CORRUPT_COLUMN}"))
+    classified = with_json.select(*LINE_COLUMNS, "_json", kind.alias("line_kind"))
+    is_event = F.col("line_kind") == KIND_EVENT
+
+    def field(name: str) -> Column:
+        return F.when(is_event, F.col(f"_json.{name}"))
+
+    typed = classified.select(
+        *LINE_COLUMNS, "line_kind",
+        field("event_id").alias("event_id"),
+        parse_event_time(field("timestamp")).alias("event_ts"),
+        field("timestamp").alias("timestamp_raw"),
+        *[field(name).alias(name) for name in ("org_id", "resource_id", "service", "region", "metric", "unit")],
+        field("value").alias("value_raw"),
+        *[field(name).alias(name) for name in ("cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens")],
+        field(CORRUPT_COLUMN).alias("type_error_line"),
+    )
+    return typed.withColumn("content_hash", F.when(is_event, content_hash(*HASHED_FIELDS)))

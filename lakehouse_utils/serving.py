@@ -1,0 +1,168 @@
+"""Serving stage: apply the CQL model, then stream every Gold mart into its Cassandra table.
+
+Each mart is read as a file stream (`trigger(availableNow=True)`, checkpoint per
+target and table), so a run loads only the Gold files written since the last
+run; `serving_sync.TableSync` upserts them and deletes the rows Gold dropped.
+After the stream a small aggregate of the mart refreshes `serving_metadata`
+(the defaults of the demo queries).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.errors import StreamingQueryException
+
+from lakehouse_utils import io
+from lakehouse_utils.cassandra_client import (
+    CQL_DIR, DDL_TIMEOUT_S, CassandraTarget, keyspace_exists, missing_keyspace_error, open_session,
+    split_statements, target_from_settings,
+)
+from lakehouse_utils.config import Settings
+from lakehouse_utils.paths import LakePaths, check_name, join
+from lakehouse_utils.report import StageReport, TableCounts
+from lakehouse_utils.serving_model import METADATA_TABLE, SERVING_TABLES, ServingTable, serving_table
+from lakehouse_utils.serving_sync import TableSync, gold_partition_columns
+
+log = logging.getLogger(__name__)
+
+# In-flight statements per writer task. Measured on the 2-core box (see docs/decisions/070):
+# beyond ~64 the single local node only queues them.
+DEFAULT_CONCURRENCY = 64
+_KEYSPACE_STATEMENT = re.compile(r"(CREATE KEYSPACE IF NOT EXISTS\s+)cloud_analytics\b")
+
+
+def cql_files() -> list:
+    """Table files of the model (keyspace and query files excluded), in name order."""
+    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in ("00_keyspace.cql", "queries.cql"))
+
+
+def apply_schema(target: CassandraTarget) -> list[str]:
+    """Create the keyspace (local only) and every table, IF NOT EXISTS. Returns the tables applied."""
+    keyspace_cql = (CQL_DIR / "00_keyspace.cql").read_text(encoding="utf-8")
+    with open_session(target, use_keyspace=False) as session:
+        if target.kind == "local":
+            for statement in split_statements(keyspace_cql):
+                session.execute(_KEYSPACE_STATEMENT.sub(rf"\g<1>{check_name(target.keyspace)}", statement),
+                                timeout=DDL_TIMEOUT_S)
+        elif not keyspace_exists(session, target.keyspace):
+            raise missing_keyspace_error(target)
+        session.set_keyspace(target.keyspace)
+        applied = []
+        for path in cql_files():
+            for statement in split_statements(path.read_text(encoding="utf-8")):
+                session.execute(statement, timeout=DDL_TIMEOUT_S)
+            applied.append(path.stem)
+    return applied
+
+
+def checkpoint_uri(paths: LakePaths, table: ServingTable, target: CassandraTarget) -> str:
+    return join(paths.checkpoint(f"serving_{table.name}"), target.slug)
+
+
+def mirror_uri(paths: LakePaths, table: ServingTable, target: CassandraTarget) -> str:
+    return join(paths.state("serving"), target.slug, table.name)
+
+
+def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget,
+               run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> TableCounts:
+    """Stream the Gold files not yet loaded into `table`, then drop keys of vanished Gold partitions."""
+    gold_uri = paths.gold(table.mart)
+    if not io.exists(spark, gold_uri):
+        raise FileNotFoundError(f"Gold mart {table.mart} not found at {gold_uri}: run the gold stage first "
+                                "(`python -m lakehouse_utils pipeline --stage gold`)")
+    has_files = bool(io.list_files(spark, gold_uri))
+    sync = TableSync(spark, table, target, mirror_uri(paths, table, target),
+                     paths.quarantine(f"serving_{table.name}"), gold_partition_columns(spark, gold_uri),
+                     run_id, concurrency)
+    gold_df = spark.read.parquet(gold_uri) if has_files else None
+    if gold_df is not None:
+        _run_stream(spark, gold_uri, gold_df, checkpoint_uri(paths, table, target), sync, table)
+    sync.remove_vanished(gold_df)
+    counts = sync.counts
+    rows_per_second = counts.rows_out / counts.write_seconds if counts.write_seconds else None
+    return TableCounts(
+        table.name, rows_in=counts.rows_in, rows_out=counts.rows_out, duplicates=counts.duplicates,
+        quarantined=counts.quarantined,
+        details={"source_mart": table.mart, "target": target.endpoint, "keyspace": target.keyspace,
+                 "batches": counts.batches, "stale_rows_deleted": counts.deleted, "concurrency": concurrency,
+                 "write_seconds": round(counts.write_seconds, 3),
+                 "rows_per_second": round(rows_per_second) if rows_per_second else None},
+    )
+
+
+def _run_stream(spark: SparkSession, gold_uri: str, gold_df: DataFrame, checkpoint: str, sync: TableSync,
+                table: ServingTable) -> None:
+    # No maxFilesPerTrigger: one batch must hold every new file of a Gold partition (see serving_sync).
+    stream = spark.readStream.schema(gold_df.schema).parquet(gold_uri)
+    query = (
+        stream.writeStream.foreachBatch(sync)
+        .option("checkpointLocation", checkpoint)
+        .queryName(f"serving_{table.name}")
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        query.awaitTermination()
+    except StreamingQueryException:
+        if sync.failure is not None:
+            raise sync.failure from None
+        raise
+    finally:
+        if query.isActive:
+            query.stop()
+
+
+def write_metadata(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget,
+                   run_id: str) -> dict:
+    """Date range, row count and leading org of the mart (small aggregates) into serving_metadata."""
+    gold_uri = paths.gold(table.mart)
+    if not io.list_files(spark, gold_uri):
+        return {}
+    served = spark.read.parquet(gold_uri).select(*table.select_columns())
+    stats = served.agg(F.count("*").alias("row_count"), F.min(table.date_column).alias("min_date"),
+                       F.max(table.date_column).alias("max_date")).first().asDict()
+    stats["top_org_id"] = None
+    if table.top_org_measure:
+        leader = (served.groupBy("org_id").agg(F.sum(table.top_org_measure).alias("total"))
+                  .orderBy(F.desc("total"), "org_id").first())
+        stats["top_org_id"] = leader["org_id"] if leader else None
+    with open_session(target) as session:
+        session.execute(
+            f"INSERT INTO {METADATA_TABLE} (table_name, source_mart, row_count, min_date, max_date, top_org_id, "
+            "run_id, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (table.name, table.mart, stats["row_count"], stats["min_date"], stats["max_date"], stats["top_org_id"],
+             run_id, datetime.now(timezone.utc)),
+        )
+    return stats
+
+
+def reset_table(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget) -> None:
+    """Full refresh: empty the Cassandra table and forget what was loaded (checkpoint and key mirror)."""
+    with open_session(target) as session:
+        session.execute(f"TRUNCATE {check_name(table.name)}", timeout=DDL_TIMEOUT_S)
+    io.delete(spark, checkpoint_uri(paths, table, target))
+    io.delete(spark, mirror_uri(paths, table, target))
+
+
+def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local", settings: Settings | None = None,
+        keyspace: str | None = None, tables: list[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+        full_refresh: bool = False, **_) -> StageReport:
+    """Apply the CQL model and load every Gold mart (or `tables`) into Cassandra."""
+    cassandra = target_from_settings(settings or Settings.load(), target, keyspace)
+    applied = apply_schema(cassandra)
+    selected = [serving_table(name) for name in tables] if tables else list(SERVING_TABLES)
+    report = StageReport("serving", run_id, extra={"target": cassandra.endpoint, "keyspace": cassandra.keyspace,
+                                                   "tables_applied": applied})
+    for table in selected:
+        if full_refresh:
+            reset_table(spark, paths, table, cassandra)
+        counts = report.add(load_table(spark, paths, table, cassandra, run_id, concurrency))
+        counts.details["metadata"] = write_metadata(spark, paths, table, cassandra, run_id)
+        log.info("serving %s: %s rows in, %s upserted, %s stale deleted", table.name, counts.rows_in,
+                 counts.rows_out, counts.details["stale_rows_deleted"])
+    return report

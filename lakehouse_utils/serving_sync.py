@@ -1,0 +1,211 @@
+"""Keep one Cassandra table equal to its Gold mart, one streaming micro-batch at a time.
+
+Gold rewrites whole partitions (or, unpartitioned, the whole table), so a batch of
+new Gold files holds the complete new content of every Gold partition it touches.
+A mirror of the primary keys loaded so far, per Gold partition, lives in Parquet
+under `paths.state("serving")`; for each batch:
+
+1. upsert every row of the batch (idempotent INSERTs);
+2. delete the keys the mirror lists for the touched partitions that the batch
+   no longer has (a top-N rank that moved, an anomaly that disappeared);
+3. rewrite the mirror (atomic swap).
+
+A failure at any step fails the batch before Spark commits it, and every step is
+idempotent, so the next run replays the batch without loss or duplicates.
+Partitions that vanished from Gold entirely send no files at all; `remove_vanished`
+compares the mirror with Gold's current partitions after the stream.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse_utils import io
+from lakehouse_utils.cassandra_client import (
+    CassandraError, CassandraTarget, CassandraUnavailableError, CassandraWriteError, KeyspaceMissingError,
+    open_session, write_partition,
+)
+from lakehouse_utils.serving_model import ServingTable
+
+PARTITION_ID = "_gold_partition"
+WHOLE_TABLE = "__all__"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# One write task per this many rows (each task opens its own Cluster, ~0.2 s).
+ROWS_PER_WRITE_TASK = 20_000
+_EXECUTOR_ERROR = re.compile(r"(CassandraUnavailableError|CassandraWriteError|KeyspaceMissingError): ([^\n]*)")
+
+
+@dataclass
+class SyncCounts:
+    rows_in: int = 0
+    rows_out: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    deleted: int = 0
+    batches: int = 0
+    write_seconds: float = 0.0
+
+
+def gold_partition_columns(spark: SparkSession, gold_uri: str) -> list[str]:
+    """Hive-style partition columns of a Gold mart, read from its first data file's path."""
+    files = io.list_files(spark, gold_uri)
+    if not files:
+        return []
+    directories = files[0].path.split("/")[:-1]
+    columns: list[str] = []
+    for segment in reversed(directories):
+        if "=" not in segment:
+            break
+        columns.insert(0, segment.split("=", 1)[0])
+    return columns
+
+
+def partition_id(columns: list[str]) -> Column:
+    """`col=value/...` of a row's Gold partition (the same text for the batch and the current table)."""
+    if not columns:
+        return F.lit(WHOLE_TABLE)
+    parts = [F.concat(F.lit(f"{c}="), F.coalesce(F.col(c).cast("string"), F.lit(NULL_PARTITION))) for c in columns]
+    return F.concat_ws("/", *parts)
+
+
+class TableSync:
+    """The foreachBatch side of loading one serving table."""
+
+    def __init__(self, spark: SparkSession, table: ServingTable, target: CassandraTarget, mirror_uri: str,
+                 quarantine_uri: str, gold_partitions: list[str], run_id: str, concurrency: int) -> None:
+        self.spark, self.table, self.target = spark, table, target
+        self.mirror_uri, self.quarantine_uri, self.run_id = mirror_uri, quarantine_uri, run_id
+        self.gold_partitions, self.concurrency = gold_partitions, concurrency
+        self.counts = SyncCounts()
+        self.failure: BaseException | None = None
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        try:
+            self.process_batch(batch_df)
+        except BaseException as error:
+            self.failure = error  # the streaming query wraps it; load_table re-raises this one
+            raise
+
+    def process_batch(self, batch_df: DataFrame) -> None:
+        with open_session(self.target):
+            pass  # fail fast, on the driver, with the clear "cannot reach" message
+        pk = list(self.table.primary_key)
+        staged = batch_df.select(partition_id(self.gold_partitions).alias(PARTITION_ID), *self.table.select_columns())
+        staged = staged.persist()
+        try:
+            has_null_key = reduce(lambda a, b: a | b, [F.col(key).isNull() for key in pk])
+            totals = staged.agg(F.count("*").alias("rows"), F.count(F.when(has_null_key, 1)).alias("bad")).first()
+            if totals["rows"] == 0:
+                return
+            if totals["bad"]:
+                self._quarantine(staged.where(has_null_key))
+            valid = staged.where(~has_null_key).dropDuplicates(pk).persist()
+            distinct_rows = valid.count()
+            written = self._execute(valid.drop(PARTITION_ID), self.table.insert_cql(), distinct_rows, timed=True)
+            keys = valid.select(PARTITION_ID, *pk)
+            deleted = self._sync_mirror(keys)
+            valid.unpersist()
+        finally:
+            staged.unpersist()
+        self.counts.rows_in += totals["rows"]
+        self.counts.quarantined += totals["bad"]
+        self.counts.duplicates += totals["rows"] - totals["bad"] - distinct_rows
+        self.counts.rows_out += written
+        self.counts.deleted += deleted
+        self.counts.batches += 1
+
+    def _sync_mirror(self, keys: DataFrame) -> int:
+        """Delete keys of the touched partitions that the batch no longer has; then record the batch's keys."""
+        mirror = self._read_mirror()
+        if mirror is None:
+            io.replace_table(self.spark, keys, self.mirror_uri)
+            return 0
+        pk = list(self.table.primary_key)
+        touched = keys.select(PARTITION_ID).distinct()
+        stale = mirror.join(touched, PARTITION_ID, "left_semi").join(keys.select(*pk), pk, "left_anti")
+        deleted = self._delete(stale.select(*pk))
+        remaining = mirror.join(touched, PARTITION_ID, "left_anti")
+        io.replace_table(self.spark, remaining.unionByName(keys), self.mirror_uri)
+        return deleted
+
+    def remove_vanished(self, gold_df: DataFrame | None) -> int:
+        """Delete the keys of Gold partitions that no longer exist (no new file announces those)."""
+        mirror = self._read_mirror()
+        if mirror is None:
+            return 0
+        if gold_df is None:
+            current = self.spark.createDataFrame([], f"{PARTITION_ID} string")
+        else:
+            current = gold_df.select(partition_id(self.gold_partitions).alias(PARTITION_ID)).distinct()
+        gone = mirror.join(current, PARTITION_ID, "left_anti").select(*self.table.primary_key)
+        deleted = self._delete(gone)
+        if deleted:
+            io.replace_table(self.spark, mirror.join(current, PARTITION_ID, "left_semi"), self.mirror_uri)
+        self.counts.deleted += deleted
+        return deleted
+
+    def _read_mirror(self) -> DataFrame | None:
+        return self.spark.read.parquet(self.mirror_uri) if io.list_files(self.spark, self.mirror_uri) else None
+
+    def _delete(self, stale_keys: DataFrame) -> int:
+        stale_keys = stale_keys.persist()
+        try:
+            count = stale_keys.count()
+            return self._execute(stale_keys, self.table.delete_cql(), count) if count else 0
+        finally:
+            stale_keys.unpersist()
+
+    def _execute(self, df: DataFrame, cql: str, rows: int, timed: bool = False) -> int:
+        """Run `cql` once per row on the executors: one Cluster per Spark partition."""
+        tasks = max(1, min(self.spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_WRITE_TASK)))
+        target, table, concurrency = self.target, self.table.name, self.concurrency
+        started = time.perf_counter()
+        try:
+            written = df.repartition(tasks).rdd.mapPartitions(
+                lambda partition: write_partition(partition, target, cql, table, concurrency)
+            ).sum()
+        except CassandraError:
+            raise
+        except Exception as error:  # noqa: BLE001 - Py4J/PythonException carrying the executor's error
+            raise _executor_error(error, target) from None
+        if timed:
+            self.counts.write_seconds += time.perf_counter() - started
+        return int(written)
+
+    def _quarantine(self, bad_rows: DataFrame) -> None:
+        rule = "primary_key_not_null"
+        reason = f"a primary-key column of {self.table.name} ({', '.join(self.table.primary_key)}) is null"
+        (
+            bad_rows.drop(PARTITION_ID)
+            .select(F.lit(rule).alias("rule"), F.lit(reason).alias("reason"),
+                    F.lit(self.table.mart).alias("source_file"), F.lit(self.run_id).alias("run_id"),
+                    F.current_timestamp().alias("quarantined_at"), "*")
+            .coalesce(1).write.mode("append").parquet(self.quarantine_uri)
+        )
+
+
+def _executor_error(error: BaseException, target: CassandraTarget) -> CassandraError:
+    """The executor's own Python error line, without the JVM stack around it (token scrubbed)."""
+    text = target.scrub(str(error))
+    line = _last_python_error_line(text) or text[-300:]
+    match = _EXECUTOR_ERROR.search(line)
+    classes = {"CassandraUnavailableError": CassandraUnavailableError, "CassandraWriteError": CassandraWriteError,
+               "KeyspaceMissingError": KeyspaceMissingError}
+    if match:
+        return classes[match.group(1)](match.group(2))
+    return CassandraWriteError(f"writing to {target.endpoint} failed on an executor: {line}")
+
+
+def _last_python_error_line(text: str) -> str | None:
+    start = text.find("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    block = re.split(r"\n\s*\n|\n\tat ", text[start:], maxsplit=1)[0]
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    return lines[-1] if lines else None

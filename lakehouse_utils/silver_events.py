@@ -1,0 +1,123 @@
+"""Silver usage events: conform Bronze events, apply the event rules, flag spikes, enrich.
+
+One row per unique valid event. v1 and v2 share one schema: `carbon_kg` is null for v1
+(unknown, not zero) and `genai_tokens` exists only for the genai service.
+Decisions: docs/decisions/050-silver-quality.md.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, functions as F
+
+from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule
+
+BRONZE_EVENT_COLUMNS = [
+    "event_id", "event_ts", "timestamp_raw", "org_id", "resource_id", "service", "region", "metric", "unit",
+    "value_raw", "cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens", "content_hash", "is_late",
+    "lateness_seconds", "ingest_ts", "source_file", "run_id", "batch_id", "event_date",
+]
+# Plain decimal or scientific notation, as text. A bare cast would also accept NaN and Infinity.
+NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+# percentile_approx accuracy: rank error <= N / accuracy, so below 100,000 events p99 is exact.
+SPIKE_PERCENTILE, SPIKE_ACCURACY = 0.99, 100_000
+ORG_ENRICHMENT = ["org_name", "industry", "plan_tier", "hq_region", "lifecycle_stage"]
+SILVER_EVENT_COLUMNS = [
+    "event_id", "event_ts", "usage_date", "org_id", "resource_id", "service", "region", "metric", "value", "unit",
+    "cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens", "is_value_not_numeric", "is_unit_imputed",
+    "is_late", "is_cost_spike", *ORG_ENRICHMENT, "resource_state", "resource_tags", "ingest_ts", "source_file",
+]
+
+
+class JoinExplosionError(ValueError):
+    """A master used for enrichment has more than one row per key."""
+
+
+def parse_value(raw: Column) -> Column:
+    """The number in `value_raw` (JSON number text or numeric string, blanks trimmed); else null."""
+    trimmed = F.trim(raw)
+    return F.when(trimmed.rlike(NUMBER_PATTERN), trimmed.try_cast("double"))
+
+
+def _code(col_name: str) -> Column:
+    return F.lower(F.nullif(F.trim(col_name), F.lit(""))).alias(col_name)
+
+
+def _text(col_name: str) -> Column:
+    return F.nullif(F.trim(col_name), F.lit("")).alias(col_name)
+
+
+class BronzeContractError(ValueError):
+    """bronze/usage_events lacks a column of docs/table_contracts.md."""
+
+
+def conform_events(bronze_df: DataFrame) -> DataFrame:
+    """All Bronze columns (ids trimmed, codes lower-cased) plus `value` and the UTC `usage_date`."""
+    missing = [name for name in BRONZE_EVENT_COLUMNS if name not in bronze_df.columns]
+    if missing:
+        raise BronzeContractError(f"bronze/usage_events lacks column(s) {missing} of docs/table_contracts.md; "
+                                  f"found {bronze_df.columns}")
+    normalised = {"org_id": _text("org_id"), "resource_id": _text("resource_id"), "service": _code("service"),
+                  "region": _code("region"), "metric": _code("metric"), "unit": _code("unit")}
+    return bronze_df.select(
+        *[normalised.get(name, F.col(name)) for name in bronze_df.columns],
+        parse_value(F.col("value_raw")).alias("value"),
+        # session time zone is UTC (spark.py), so this is the UTC calendar day of the event
+        F.to_date("event_ts").alias("usage_date"),
+    )
+
+
+def check_events(bronze_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame) -> tuple[DataFrame, DataFrame, QualityCounts]:
+    """Conform and split Bronze events with EVENT_RULES (org/resource references: Silver masters)."""
+    references = {"customers_orgs": orgs_df, "resources": resources_df}
+    return apply_rules(conform_events(bronze_df), EVENT_RULES, references)
+
+
+def spike_threshold(costs_df: DataFrame, factor: float) -> tuple[float | None, float | None]:
+    """(p99 of `cost_usd_increment`, p99 x factor) over the given valid events; (None, None) when empty."""
+    p99 = costs_df.agg(F.percentile_approx("cost_usd_increment", SPIKE_PERCENTILE, SPIKE_ACCURACY)).first()[0]
+    return (None, None) if p99 is None else (float(p99), float(p99) * factor)
+
+
+def assert_unique(df: DataFrame, keys: list[str], table: str) -> None:
+    """Fail before a join that would multiply rows: the master must have one row per key."""
+    repeated = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(5).collect()
+    if repeated:
+        examples = ", ".join(str(tuple(row[k] for k in keys)) for row in repeated)
+        raise JoinExplosionError(f"silver/{table} has more than one row per {keys} (e.g. {examples}); "
+                                 "enriching events with it would duplicate them")
+
+
+def enrich_events(valid_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame) -> DataFrame:
+    """Broadcast-join the org attributes and the resource state/tags (masters are small and unique)."""
+    assert_unique(orgs_df, ["org_id"], "customers_orgs")
+    assert_unique(resources_df, ["resource_id"], "resources")
+    orgs = orgs_df.select("org_id", *ORG_ENRICHMENT)
+    resources = resources_df.select("resource_id", F.col("state").alias("resource_state"),
+                                    F.col("tags_map").alias("resource_tags"))
+    return (
+        valid_df.join(F.broadcast(orgs), on="org_id", how="left")
+        .join(F.broadcast(resources), on="resource_id", how="left")
+    )
+
+
+def unify_versions(df: DataFrame) -> DataFrame:
+    """v1 has no carbon measurement (null, not 0); tokens belong to genai events only."""
+    is_v1 = F.col("schema_version") == 1
+    is_genai = F.col("service") == "genai"
+    return (
+        df.withColumn("carbon_kg", F.when(~is_v1, F.col("carbon_kg")))
+        .withColumn("genai_tokens", F.when(is_genai, F.col("genai_tokens")))
+    )
+
+
+def silver_events(
+    valid_df: DataFrame, threshold: float | None, orgs_df: DataFrame, resources_df: DataFrame, run_id: str
+) -> tuple[DataFrame, int]:
+    """Valid events -> the Silver contract (spike flag, v1/v2, enrichment); also the number of spikes."""
+    if threshold is None:
+        flagged, spikes = valid_df.withColumn("is_cost_spike", F.lit(False)), 0
+    else:
+        flagged, _, counts = apply_rules(valid_df, [cost_spike_rule(threshold)])
+        spikes = counts.by_rule["cost_spike"]
+    enriched = enrich_events(unify_versions(flagged), orgs_df, resources_df)
+    return enriched.select(*SILVER_EVENT_COLUMNS, F.lit(run_id).alias("run_id")), spikes

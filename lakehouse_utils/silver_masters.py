@@ -1,0 +1,192 @@
+"""Silver masters: conform the latest Bronze snapshot of each CSV master and apply its rules.
+
+Every master goes the same way: trim text, lower-case codes, derive typed helper
+columns, run `quality.apply_rules` with the table's rules (orgs are the reference
+of every other master), finish (USD amounts, active users) and replace the Silver
+table and its `quarantine/<master>_silver` table. Decisions: docs/decisions/050-silver-quality.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
+
+from lakehouse_utils import io
+from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.quality import MASTER_RULES, QualityCounts, apply_rules, quarantine_frame, rules_for
+from lakehouse_utils.report import TableCounts
+from lakehouse_utils.schemas import MASTER_SOURCES, master_schema
+
+TECHNICAL = ("ingest_ts", "source_file", "run_id")
+# Categorical codes are compared and grouped on: trimmed and lower-cased. Names and labels
+# (org_name, industry, comment) are only trimmed, because they are shown as they are.
+CODE_COLUMNS = {
+    "customers_orgs": {"hq_region", "plan_tier", "sales_rep", "lifecycle_stage", "marketing_source"},
+    "users": {"email", "role"},
+    "resources": {"service", "region", "state"},
+    "support_tickets": {"category", "severity"},
+    "marketing_touches": {"campaign", "channel"},
+}
+UPPER_CASE_COLUMNS = {"billing_monthly": {"currency"}}
+# Orgs first: they are the reference of the org_exists rule of every other master.
+MASTER_ORDER = ("customers_orgs", "users", "resources", "support_tickets", "billing_monthly", "nps_surveys",
+                "marketing_touches")
+assert set(MASTER_ORDER) == set(MASTER_SOURCES)
+
+
+class BronzeMissingError(FileNotFoundError):
+    """A Bronze table that Silver reads has not been written yet."""
+
+
+@dataclass
+class MastersBuild:
+    """What `build_masters` wrote: Silver frames (read back), Bronze run ids used, counts."""
+
+    frames: dict[str, DataFrame]
+    bronze_run_ids: dict[str, str | None]
+    counts: list[TableCounts] = field(default_factory=list)
+
+
+def read_bronze(spark: SparkSession, paths: LakePaths, table: str, producer: str = "01_bronze_batch") -> DataFrame:
+    uri = paths.bronze(table)
+    if not io.exists(spark, uri):
+        raise BronzeMissingError(f"bronze/{table} is missing at {uri}: run notebook {producer} (stage "
+                                 f"{producer.split('_', 1)[1]}) first")
+    return spark.read.parquet(uri)
+
+
+def latest_snapshot(df: DataFrame) -> tuple[DataFrame, str | None]:
+    """Rows of the newest Bronze run (run ids sort by time), and that run id."""
+    latest = df.agg(F.max("run_id")).first()[0]
+    return df.filter(F.col("run_id") == F.lit(latest)), latest
+
+
+def clean_text(col_name: str) -> Column:
+    """Trimmed text; an empty or blank field becomes null."""
+    return F.nullif(F.trim(F.col(col_name)), F.lit(""))
+
+
+def _normalised(table: str, name: str, dtype: T.DataType) -> Column:
+    if name in CODE_COLUMNS.get(table, ()):
+        return F.lower(clean_text(name)).alias(name)
+    if name in UPPER_CASE_COLUMNS.get(table, ()):
+        return F.upper(clean_text(name)).alias(name)
+    return clean_text(name).alias(name) if isinstance(dtype, T.StringType) else F.col(name)
+
+
+def with_tags(df: DataFrame) -> DataFrame:
+    """`tags` array<string> and `tags_map` map<string,string> from tags_json (`["env:prod", ...]`).
+
+    Empty tags_json means no tags (empty collections); unparsable JSON gives null. A tag
+    without ':' maps to a null value; a repeated key keeps its first value (a map cannot
+    hold it twice, and Spark would fail on the duplicate).
+    """
+    is_blank = F.col("tags_json").isNull() | (F.trim("tags_json") == "")
+    parsed = F.expr("filter(transform(from_json(tags_json, 'array<string>'), t -> trim(t)), t -> t <> '')")
+    entries = F.expr(
+        "transform(tags, t -> named_struct('key', trim(substring_index(t, ':', 1)), "
+        "'value', CASE WHEN instr(t, ':') > 0 THEN trim(substr(t, instr(t, ':') + 1)) END))"
+    )
+    first_per_key = F.expr("filter(__entries, (e, i) -> array_position(__entries.key, e.key) = i + 1)")
+    return (
+        df.withColumn("tags", F.when(is_blank, F.array().cast("array<string>")).otherwise(parsed))
+        .withColumn("__entries", entries)
+        .withColumn("tags_map", F.map_from_entries(first_per_key))
+        .drop("__entries")
+    )
+
+
+def conform_master(table: str, bronze_df: DataFrame) -> DataFrame:
+    """Bronze columns normalised in place, plus the helper columns the table's rules read."""
+    schema = master_schema(table)
+    conformed = bronze_df.select(*[_normalised(table, n, d) for n, d in schema.columns], *TECHNICAL)
+    if table == "resources":
+        return with_tags(conformed)
+    if table == "support_tickets":
+        return conformed.select("*", F.col("created_at").alias("created_date"), F.col("resolved_at").alias("resolved_date"))
+    if table == "billing_monthly":
+        # the FX rules of quality.py override this where the given rate must not be used
+        return conformed.select("*", F.col("exchange_rate_to_usd").alias("fx_rate_applied"))
+    return conformed
+
+
+def _usd(amount: str) -> Column:
+    return F.round(F.col(amount) * F.col("fx_rate_applied"), 2)
+
+
+def _finish_billing(df: DataFrame) -> DataFrame:
+    """USD amounts under the FX rule; net = subtotal - credits + taxes (credits already 0 when empty)."""
+    with_usd = df.select("*", _usd("subtotal").alias("subtotal_usd"), _usd("credits").alias("credits_usd"),
+                         _usd("taxes").alias("taxes_usd"))
+    return with_usd.withColumn("net_usd", F.round(F.col("subtotal_usd") - F.col("credits_usd") + F.col("taxes_usd"), 2))
+
+
+def _finish_tickets(df: DataFrame) -> DataFrame:
+    return df.select("*", F.col("resolved_date").isNull().alias("is_open"),
+                     F.datediff("resolved_date", "created_date").alias("resolution_days"))
+
+
+def with_active_users(orgs_df: DataFrame, users_df: DataFrame) -> DataFrame:
+    """`active_users`: users flagged active per org (0 when none), for per-org ratios downstream."""
+    active = users_df.groupBy("org_id").agg(F.count(F.when(F.col("active"), 1)).alias("active_users"))
+    joined = orgs_df.join(F.broadcast(active), on="org_id", how="left")
+    return joined.withColumn("active_users", F.coalesce("active_users", F.lit(0)).cast(T.LongType()))
+
+
+SILVER_COLUMNS: dict[str, list[str]] = {
+    "customers_orgs": ["org_id", "org_name", "industry", "hq_region", "plan_tier", "is_enterprise", "signup_date",
+                       "sales_rep", "lifecycle_stage", "marketing_source", "nps_score", "is_nps_out_of_range",
+                       "active_users"],
+    "users": ["user_id", "org_id", "email", "role", "active", "created_at AS created_date",
+              "last_login AS last_login_date"],
+    "resources": ["resource_id", "org_id", "service", "region", "created_at AS created_date", "state", "tags_json",
+                  "tags", "tags_map", "is_tags_unparsable"],
+    "support_tickets": ["ticket_id", "org_id", "category", "severity", "created_date", "resolved_date", "is_open",
+                        "resolution_days", "csat", "is_csat_out_of_scale", "sla_breached"],
+    "billing_monthly": ["invoice_id", "org_id", "month", "currency", "subtotal", "credits", "taxes",
+                        "exchange_rate_to_usd", "fx_rate_applied", "subtotal_usd", "credits_usd", "taxes_usd", "net_usd",
+                        "is_credits_defaulted", "is_usd_rate_overridden", "is_ars_rate_ignored", "is_adjustment"],
+    "nps_surveys": ["org_id", "survey_date", "nps_score", "comment", "is_nps_out_of_range"],
+    "marketing_touches": ["touch_id", "org_id", "campaign", "channel", "timestamp AS touch_date", "clicked",
+                          "converted"],
+}
+FINISHERS = {"billing_monthly": _finish_billing, "support_tickets": _finish_tickets}
+
+
+def silver_master(table: str, valid_df: DataFrame, run_id: str) -> DataFrame:
+    """The Silver contract of one master: its columns, then ingest_ts, source_file and this run's id."""
+    finished = FINISHERS.get(table, lambda df: df)(valid_df)
+    return finished.selectExpr(*SILVER_COLUMNS[table], "ingest_ts", "source_file").withColumn("run_id", F.lit(run_id))
+
+
+def conform_and_check(
+    table: str, bronze_df: DataFrame, orgs_df: DataFrame | None
+) -> tuple[DataFrame, DataFrame, QualityCounts]:
+    """Conform one master and split it with its rules; `orgs_df` is the org_exists reference."""
+    references = {"customers_orgs": orgs_df} if orgs_df is not None else {}
+    return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references)
+
+
+def _table_counts(table: str, counts: QualityCounts, bronze_run_id: str | None) -> TableCounts:
+    return TableCounts(table=table, rows_in=counts.rows_in, rows_out=counts.valid, quarantined=counts.quarantined,
+                       details={"bronze_run_id": bronze_run_id, "rules": counts.by_action()})
+
+
+def build_masters(spark: SparkSession, paths: LakePaths, run_id: str) -> MastersBuild:
+    """Conform, check and write every Silver master and its quarantine; return them read back."""
+    build = MastersBuild(frames={}, bronze_run_ids={})
+    valid: dict[str, DataFrame] = {}
+    for table in MASTER_ORDER:
+        snapshot_df, build.bronze_run_ids[table] = latest_snapshot(read_bronze(spark, paths, table))
+        valid[table], quarantine_df, counts = conform_and_check(table, snapshot_df, valid.get("customers_orgs"))
+        bronze_columns = [*master_schema(table).column_names, *TECHNICAL]
+        io.replace_table(spark, quarantine_frame(quarantine_df, bronze_columns, run_id),
+                         paths.quarantine(f"{table}_silver"))
+        build.counts.append(_table_counts(table, counts, build.bronze_run_ids[table]))
+    # active_users is added after the checks: the users it counts are the checked ones
+    valid["customers_orgs"] = with_active_users(valid["customers_orgs"], valid["users"])
+    for table in MASTER_ORDER:
+        io.replace_table(spark, silver_master(table, valid[table], run_id), paths.silver(table))
+        build.frames[table] = spark.read.parquet(paths.silver(table))
+    return build

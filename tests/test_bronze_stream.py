@@ -1,0 +1,306 @@
+"""Bronze stream: lossless, exactly-once streaming of usage events into bronze/usage_events."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse_utils import bronze_stream, io
+from lakehouse_utils.bronze_stream_compaction import roll_forward
+from lakehouse_utils.bronze_stream_files import COMMITS_DIR, COMPACTION_PLAN, write_commit
+from lakehouse_utils.bronze_stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
+from lakehouse_utils.paths import LakePaths, join
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = "20250101T000000Z-abc123"
+
+
+def event(event_id: str | None, ts: str = "2025-08-17T01:55:00Z", cost: float = 1.0, **extra) -> str:
+    fields = {"event_id": event_id, "timestamp": ts, "org_id": "org_a", "resource_id": "res_a", "service": "compute",
+              "region": "us-east", "metric": "requests", "value": 4.0, "unit": "count", "cost_usd_increment": cost,
+              "schema_version": 1, **extra}
+    return json.dumps(fields)
+
+
+def make_landing(root: Path, files: dict[str, bytes | str]) -> Path:
+    """Event files with strictly increasing modification times in dict order (the arrival order)."""
+    events_dir = root / "landing" / "usage_events_stream"
+    events_dir.mkdir(parents=True)
+    for offset, (name, content) in enumerate(files.items()):
+        path = events_dir / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        os.utime(path, (1_700_000_000 + offset, 1_700_000_000 + offset))
+    return root / "landing"
+
+
+def lake_paths(root: Path, landing: Path) -> LakePaths:
+    return LakePaths.from_roots(root / "lake", landing)
+
+
+def parse(spark, lines: list[str]):
+    rows = [(line, "file:/x.jsonl", 0, datetime(2025, 1, 1)) for line in lines]
+    schema = "raw_line string, source_file string, file_block_start long, file_modification_time timestamp"
+    return parse_lines(spark.createDataFrame(rows, schema))
+
+
+def bronze(spark, paths: LakePaths):
+    return spark.read.schema(BRONZE_EVENTS_SCHEMA).parquet(paths.bronze("usage_events"))
+
+
+def bronze_ids(spark, paths: LakePaths) -> list[str]:
+    rows = bronze(spark, paths).where(F.col("event_id") != "").select("event_id").collect()
+    return sorted(row.event_id for row in rows)
+
+
+def quarantine(spark, paths: LakePaths):
+    return spark.read.schema(RAW_QUARANTINE_SCHEMA).parquet(paths.quarantine("usage_events_raw"))
+
+
+def files_per_partition(paths: LakePaths) -> dict[str, int]:
+    table = Path(paths.bronze("usage_events").removeprefix("file://"))
+    return {d.name: len(list(d.glob("*.parquet"))) for d in table.iterdir() if d.is_dir()}
+
+
+# ---------------------------------------------------------------- parsing (static DataFrames)
+
+def test_parse_lines_classifies_every_kind_of_bad_line(spark):
+    lines = ["", "   \t", "\ufeff", '{"event_id": "e1", "timestamp": ', "garbage ### not json", "[1, 2]",
+             '"a string"', "42", "null", event("e2")]
+    kinds = [row.line_kind for row in parse(spark, lines).collect()]
+    assert kinds == ["blank", "blank", "blank", "malformed_json", "malformed_json", "not_a_json_object",
+                     "not_a_json_object", "not_a_json_object", "not_a_json_object", "event"]
+
+
+def test_parse_lines_strips_bom_and_carriage_return(spark):
+    row = parse(spark, ["\ufeff" + event("e1") + "\r"]).first()
+    assert (row.line_kind, row.event_id, row.cost_usd_increment) == ("event", "e1", 1.0)
+
+
+def test_parse_lines_keeps_value_text_for_numbers_and_strings(spark):
+    rows = parse(spark, [event("n", value=124.0), event("s", value="8.9427"), event("x", value=None),
+                         event("t", value="N/A")]).collect()
+    assert [row.value_raw for row in rows] == ["124.0", "8.9427", None, "N/A"]
+
+
+def test_parse_lines_types_numbers_and_ignores_unknown_fields(spark):
+    row = parse(spark, [event("e", schema_version=2, carbon_kg=0, genai_tokens=12_345_678_901, surprise={"a": 1})]).first()
+    assert (row.schema_version, row.carbon_kg, row.genai_tokens, row.type_error_line) == (2, 0.0, 12_345_678_901, None)
+
+
+def test_parse_lines_keeps_an_object_with_a_mistyped_field_and_its_raw_text(spark):
+    line = event("e", cost="oops")
+    row = parse(spark, [line]).first()
+    assert (row.line_kind, row.event_id, row.cost_usd_increment, row.type_error_line) == ("event", "e", None, line)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2025-08-17T01:55:00Z", datetime(2025, 8, 17, 1, 55)),
+    ("2025-08-17T01:55:00", datetime(2025, 8, 17, 1, 55)),  # no zone: UTC
+    ("2025-08-17T03:55:00+02:00", datetime(2025, 8, 17, 1, 55)),
+    ("2025-08-16T22:55:00-03:00", datetime(2025, 8, 17, 1, 55)),
+    ("2025-08-17T01:55:00.123456Z", datetime(2025, 8, 17, 1, 55, 0, 123456)),
+    ("2025-08-17T01:55Z", datetime(2025, 8, 17, 1, 55)),
+    ("not-a-time", None),
+    ("2025-13-45T00:00:00Z", None),
+])
+def test_parse_lines_reads_event_time_in_utc(spark, text, expected):
+    row = parse(spark, [event("e", ts=text)]).select(F.unix_micros("event_ts").alias("micros"), "timestamp_raw").first()
+    expected_micros = None if expected is None else int(expected.replace(tzinfo=timezone.utc).timestamp() * 1_000_000)
+    assert (row.micros, row.timestamp_raw) == (expected_micros, text)
+
+
+def test_parse_lines_hash_tells_replays_from_conflicts(spark):
+    rows = parse(spark, [event("e"), event("e"), event("e", cost=2.0), event("e", value=None)]).collect()
+    hashes = [row.content_hash for row in rows]
+    assert hashes[0] == hashes[1] and len(set(hashes)) == 3
+
+
+# ---------------------------------------------------------------- streaming runs on hand-made files
+
+def test_run_quarantines_bad_lines_and_reconciles(spark, tmp_path):
+    landing = make_landing(tmp_path, {
+        "a.jsonl": b"\xef\xbb\xbf" + f"{event('e1')}\r\n\r\n{event('e2')}\r\n[1,2]\r\n".encode() + b'{"event_id": "e3"\r\n',
+        "b.jsonl": f"{event('e4')}\n   \ngarbage\n{event(None)}\n{event('')}\n",
+    })
+    paths = lake_paths(tmp_path, landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID).table("usage_events")
+    assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined, counts.ignored) == (10, 5, 0, 3, 2)
+    assert counts.reconciles
+    rejected = sorted((r.rule, r.source_file.rsplit("/", 1)[-1], r.line_number) for r in quarantine(spark, paths).collect())
+    assert rejected == [("malformed_json", "a.jsonl", 5), ("malformed_json", "b.jsonl", 3), ("not_a_json_object", "a.jsonl", 4)]
+
+
+def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, tmp_path):
+    landing = make_landing(tmp_path, {
+        "1.jsonl": f"{event('e1', cost=1.0)}\n{event('e2')}\n",
+        "2.jsonl": f"{event('e1', cost=1.0)}\n{event('e1', cost=9.0)}\n{event('e3')}\n{event('e3', cost=5.0)}\n",
+    })
+    paths = lake_paths(tmp_path, landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1).table("usage_events")
+    assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 2)
+    costs = {r.event_id: r.cost_usd_increment for r in bronze(spark, paths).collect()}
+    assert costs == {"e1": 1.0, "e2": 1.0, "e3": 1.0}
+    assert sorted(r.rule for r in quarantine(spark, paths).collect()) == ["conflicting_duplicate"] * 2
+
+
+def test_run_writes_late_rows_flagged_never_drops_them(spark, tmp_path):
+    landing = make_landing(tmp_path, {
+        "1.jsonl": f"{event('recent', ts='2025-08-30T12:00:00Z')}\n",
+        "2.jsonl": f"{event('late', ts='2025-08-30T09:00:00Z')}\n{event('in_delay', ts='2025-08-30T11:00:00Z')}\n",
+    })
+    paths = lake_paths(tmp_path, landing)
+    report = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1, watermark_delay="2 hours")
+    flags = {r.event_id: (r.is_late, r.lateness_seconds) for r in bronze(spark, paths).collect()}
+    assert flags == {"recent": (False, 0), "late": (True, 3600), "in_delay": (False, 0)}
+    assert report.table("usage_events").details["lateness_histogram"]["late_le_1h"] == 1
+
+
+def test_run_again_without_new_files_adds_nothing(spark, tmp_path):
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n"}))
+    bronze_stream.run(spark, paths, RUN_ID)
+    again = bronze_stream.run(spark, paths, "20250101T000001Z-def456").table("usage_events")
+    assert (again.rows_in, again.rows_out, bronze(spark, paths).count()) == (0, 0, 2)
+
+
+def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
+    files = {f"{n}.jsonl": f"{event(f'a{n}', ts='2025-08-01T00:00:00Z')}\n{event(f'b{n}', ts='2025-08-02T00:00:00Z')}\n"
+             for n in range(6)}
+    paths = lake_paths(tmp_path, make_landing(tmp_path, files))
+    report = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1)
+    assert files_per_partition(paths) == {"event_date=2025-08-01": 1, "event_date=2025-08-02": 1}
+    assert bronze(spark, paths).count() == 12
+    assert len(report.table("usage_events").details["compaction"]["usage_events"]) == 2
+
+
+def test_batch_writer_skips_a_committed_batch_and_removes_a_crashed_attempt(spark, tmp_path):
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"}))
+    targets = StreamTargets(paths.bronze("usage_events"), paths.quarantine("usage_events_raw"), paths.checkpoint("bronze_usage_events"))
+    io.write_text(spark, join(targets.checkpoint, "metadata"), '{"id":"0123abcd-0000-0000-0000-000000000000"}')
+    stray = Path(targets.bronze.removeprefix("file://")) / "event_date=2025-08-17" / "part-0123abcd-b00000003-00000.snappy.parquet"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"left by a crashed attempt")
+    batch = parse(spark, [event("e1")])
+    writer = BronzeBatchWriter(targets, RUN_ID, bronze_stream.parse_delay("2 hours"))
+    writer(batch, 3)
+    writer(batch, 3)
+    assert (writer.skipped, len(writer.records), bronze(spark, paths).count()) == ([3], 1, 1)
+
+
+def test_roll_forward_finishes_an_interrupted_compaction_swap(spark, tmp_path):
+    checkpoint, part = tmp_path / "ckpt", tmp_path / "table" / "event_date=2025-08-01"
+    part.mkdir(parents=True)
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "new.parquet").write_text("compacted")
+    old = [part / f"old{n}.parquet" for n in range(5)]
+    for path in old:
+        path.write_text("old")
+    plan = {"staging": str(tmp_path / "staged"),
+            "entries": [{"staged": str(tmp_path / "staged" / "new.parquet"), "new": str(part / "compact.parquet"), "old": [str(p) for p in old]}]}
+    io.write_json(spark, str(checkpoint / COMPACTION_PLAN), plan)
+    assert roll_forward(spark, str(checkpoint)) == 1
+    assert sorted(p.name for p in part.iterdir()) == ["compact.parquet"]
+
+
+# ---------------------------------------------------------------- generated data with every fault
+
+def copy_landing(source: Path, target: Path, reverse: bool = False) -> Path:
+    """The event files (and the expected-id list) in a new landing, optionally in reversed arrival order."""
+    events = sorted((source / "usage_events_stream").glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    if reverse:
+        events.reverse()
+    (target / "usage_events_stream").mkdir(parents=True)
+    for offset, path in enumerate(events):
+        copy = target / "usage_events_stream" / path.name
+        shutil.copyfile(path, copy)
+        os.utime(copy, (1_700_000_000 + offset, 1_700_000_000 + offset))
+    return target
+
+
+def expected_ids(landing: Path) -> list[str]:
+    return sorted((landing / "_expected_bronze_event_ids.txt").read_text().split())
+
+
+def assert_matches_manifest(counts, manifest: dict) -> None:
+    expected = manifest["events"]
+    assert (counts.rows_in, counts.ignored, counts.duplicates, counts.rows_out, counts.quarantined) == (
+        expected["lines_total"], expected["blank_lines"], expected["exact_replays"], expected["bronze_rows"],
+        expected["malformed_lines"] + expected["conflicting_duplicates"])
+    assert counts.reconciles
+
+
+@pytest.mark.parametrize("max_files", [1, 7, None], ids=["1-file", "7-files", "all-files"])
+def test_generated_events_land_identically_for_any_trigger_size(spark, faulty_landing, tmp_path, max_files):
+    landing, manifest = faulty_landing
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=max_files).table("usage_events")
+    assert bronze_ids(spark, paths) == expected_ids(landing)
+    assert_matches_manifest(counts, manifest)
+
+
+def test_generated_events_land_identically_in_reverse_arrival_order(spark, faulty_landing, tmp_path):
+    landing, manifest = faulty_landing
+    reversed_landing = copy_landing(landing, tmp_path / "reversed", reverse=True)
+    paths = LakePaths.from_roots(tmp_path / "lake", reversed_landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=7).table("usage_events")
+    assert bronze_ids(spark, paths) == expected_ids(landing)
+    assert_matches_manifest(counts, manifest)
+
+
+def test_generated_late_file_is_flagged_late(spark, faulty_landing, tmp_path):
+    landing, manifest = faulty_landing
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=7)
+    late_file = manifest["events"]["late_files"][0]
+    late = bronze(spark, paths).where(F.col("source_file").endswith(late_file)).groupBy("is_late").count().collect()
+    assert {row.is_late: row["count"] for row in late} == {True: manifest["events"]["late_events"]}
+
+
+KILLED_CHILD = """
+import sys
+from lakehouse_utils import bronze_stream
+from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.spark import get_spark
+bronze_stream.run(get_spark("killed-bronze-stream"), LakePaths.from_roots(sys.argv[1], sys.argv[2]), "run-to-be-killed",
+                  max_files_per_trigger=1)
+"""
+
+
+@pytest.mark.slow
+def test_generated_events_survive_a_kill_and_restart(spark, faulty_landing, tmp_path):
+    landing, manifest = faulty_landing
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    commits = tmp_path / "lake" / "_checkpoints" / "bronze_usage_events" / COMMITS_DIR
+    env = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(tmp_path / "lake"), str(landing)], cwd=PROJECT_ROOT,
+                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and child.poll() is None and len(list(commits.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGKILL)  # the child's own process group: its Python and its JVM
+    child.wait()
+    committed_before = len(list(commits.glob("*.json")))
+    assert child.returncode == -signal.SIGKILL and 2 <= committed_before < len(manifest["files"])
+    bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1)
+    assert bronze_ids(spark, paths) == expected_ids(landing)
+    assert_matches_manifest(bronze_stream.committed_totals(spark, paths), manifest)
+
+
+# ---------------------------------------------------------------- the course data
+
+@pytest.mark.parametrize("max_files", [10, None], ids=["10-files", "all-files"])
+def test_course_events_all_land_for_any_trigger_size(spark, course_landing, tmp_path, max_files):
+    paths = LakePaths.from_roots(tmp_path / "lake", course_landing)  # read in place, never copied
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=max_files).table("usage_events")
+    assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined, counts.ignored) == (43_200, 43_200, 0, 0, 0)
+    assert bronze(spark, paths).select("event_id").distinct().count() == 43_200

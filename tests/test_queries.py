@@ -1,0 +1,155 @@
+"""Q1..Q5 on the real local Cassandra give the answers Spark computes from the same Gold marts."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse_utils import queries, serving
+from lakehouse_utils.__main__ import main
+from lakehouse_utils.cassandra_client import CassandraTarget, open_session
+from lakehouse_utils.config import Settings
+from lakehouse_utils.paths import LakePaths
+from serving_gold import build_gold, write_gold
+
+KEYSPACE = "cloud_analytics_test_queries"
+LATEST = date(2025, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def gold(spark, tmp_path_factory, cassandra_endpoint):
+    """Gold written to a tmp lake and served into a dedicated keyspace (dropped at the end)."""
+    host, port = cassandra_endpoint
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("queries") / "lake", "/nonexistent-landing")
+    write_gold(spark, paths, build_gold(spark))
+    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE)
+    serving.run(spark, paths, "run-q", settings=settings, full_refresh=True)
+    yield lambda mart: spark.read.parquet(paths.gold(mart))
+    with open_session(CassandraTarget("local", KEYSPACE, host=host, port=port), use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+
+
+@pytest.fixture
+def session(gold, cassandra_endpoint):
+    host, port = cassandra_endpoint
+    with open_session(CassandraTarget("local", KEYSPACE, host=host, port=port)) as connected:
+        yield connected
+
+
+def _between(column: str, first: date, last: date):
+    return F.col(column).between(F.lit(first), F.lit(last))
+
+
+def _rows(df, columns: list[str]) -> list[tuple]:
+    return [tuple(row) for row in df.select(*columns).collect()]
+
+
+def test_q1_returns_daily_cost_and_requests_across_a_month_boundary(gold, session):
+    first, last = date(2025, 7, 29), date(2025, 8, 3)
+    expected = gold("org_daily_usage_by_service").where((F.col("org_id") == "org_a") & _between("usage_date", first, last))
+    columns = ["usage_date", "service", "daily_cost_usd", "requests"]
+    result = queries.q1(session, "org_a", date_from=first, date_to=last)
+    assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("usage_date", "service"), columns)
+    assert len(result) == 18
+
+
+def test_q1_filters_one_service_without_allow_filtering(gold, session):
+    first, last = date(2025, 7, 30), date(2025, 8, 2)
+    expected = gold("org_daily_usage_by_service").where(
+        (F.col("org_id") == "org_b") & (F.col("service") == "storage") & _between("usage_date", first, last))
+    result = queries.q1(session, "org_b", service="storage", date_from=first, date_to=last)
+    assert [(r["usage_date"], r["daily_cost_usd"]) for r in result] == _rows(
+        expected.orderBy("usage_date"), ["usage_date", "daily_cost_usd"])
+    assert {r["service"] for r in result} == {"storage"}
+
+
+def test_q2_defaults_to_the_latest_usage_date_and_ranks_by_cost(gold, session):
+    expected = gold("top_services_14d").where((F.col("org_id") == "org_a") & (F.col("as_of_date") == F.lit(LATEST)))
+    result = queries.q2(session, "org_a", n=2)
+    columns = ["rank", "service", "cost_14d_usd", "window_start"]
+    assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("rank").limit(2), columns)
+    assert result[0]["as_of_date"] == LATEST and result[0]["window_start"] == LATEST - timedelta(days=13)
+
+
+def test_q2_with_an_explicit_as_of_date(gold, session):
+    as_of = date(2025, 7, 25)
+    expected = gold("top_services_14d").where((F.col("org_id") == "org_b") & (F.col("as_of_date") == F.lit(as_of)))
+    result = queries.q2(session, "org_b", n=5, as_of=as_of)
+    assert [(r["rank"], r["service"], r["cost_14d_usd"]) for r in result] == _rows(
+        expected.orderBy("rank"), ["rank", "service", "cost_14d_usd"])
+
+
+def test_q3_critical_tickets_and_breach_rate_over_the_last_30_days(gold, session):
+    last = gold("tickets_by_date_severity").agg(F.max("created_date")).first()[0]
+    expected = gold("tickets_by_date_severity").where(
+        (F.col("severity") == "critical") & _between("created_date", last - timedelta(days=29), last))
+    columns = ["created_date", "tickets_opened", "sla_breach_count", "sla_breach_rate"]
+    result = queries.q3(session)
+    assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy(F.desc("created_date")), columns)
+    assert min(r["created_date"] for r in result) >= last - timedelta(days=29)
+    assert len({r["created_date"].month for r in result}) == 2
+
+
+def test_q4_monthly_revenue_in_usd_with_credits_and_taxes(gold, session):
+    expected = gold("revenue_by_org_month").where(F.col("org_id") == "org_b").orderBy("month")
+    columns = ["month", "subtotal", "credits", "taxes", "net_usd", "is_refund"]
+    result = queries.q4(session, "org_b")
+    assert [tuple(r[c] for c in columns) for r in result] == _rows(expected, columns)
+    assert result[-1]["is_refund"] is True
+
+
+def test_q4_defaults_to_the_org_with_the_highest_net_revenue(gold, session):
+    leader = gold("revenue_by_org_month").groupBy("org_id").agg(F.sum("net_usd").alias("net")).orderBy(
+        F.desc("net")).first()["org_id"]
+    assert {r["org_id"] for r in queries.q4(session)} == {leader}
+
+
+def test_q5_genai_tokens_and_cost_only_on_days_with_usage(gold, session):
+    first, last = date(2025, 7, 20), LATEST
+    expected = gold("genai_tokens_by_org_date").where((F.col("org_id") == "org_b") & _between("usage_date", first, last))
+    columns = ["usage_date", "total_tokens", "estimated_cost_usd"]
+    result = queries.q5(session, "org_b", first, last)
+    assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("usage_date"), columns)
+    assert len(result) == 15
+
+
+def test_every_query_exposes_its_cql_without_allow_filtering():
+    for name, function in queries.DEMO_QUERIES.items():
+        assert function.cql.lstrip().upper().startswith("SELECT"), name
+        assert "ALLOW FILTERING" not in function.cql.upper()
+
+
+def test_month_buckets_cover_the_range():
+    assert queries.month_buckets(date(2025, 6, 30), date(2025, 8, 1)) == ["2025-06", "2025-07", "2025-08"]
+
+
+def test_cli_prints_a_json_array_keyed_by_column(gold, cassandra_endpoint, monkeypatch, capsys):
+    host, port = cassandra_endpoint
+    monkeypatch.setenv("CASSANDRA_HOST", host)
+    monkeypatch.setenv("CASSANDRA_PORT", str(port))
+    monkeypatch.setenv("CASSANDRA_KEYSPACE", KEYSPACE)
+    assert main(["query", "q2", "--n", "3", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert rows[0]["as_of_date"] == LATEST.isoformat() and set(rows[0]) >= {"service", "cost_14d_usd"}
+
+
+def test_cli_table_format_and_default_org(gold, cassandra_endpoint, monkeypatch, capsys):
+    host, port = cassandra_endpoint
+    monkeypatch.setenv("CASSANDRA_HOST", host)
+    monkeypatch.setenv("CASSANDRA_PORT", str(port))
+    monkeypatch.setenv("CASSANDRA_KEYSPACE", KEYSPACE)
+    assert main(["query", "q1", "--from", "2025-08-07", "--to", "2025-08-08"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split()[:3] == ["usage_date", "service", "daily_cost_usd"]
+    assert "(5 rows)" in captured.out and "FROM daily_usage_by_org_month" in captured.err
+
+
+def test_cli_reports_an_unreachable_node_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("CASSANDRA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CASSANDRA_PORT", "1")
+    assert main(["query", "q3"]) == 2
+    assert "python -m lakehouse_utils cassandra status" in capsys.readouterr().err

@@ -1,0 +1,239 @@
+"""Serving stage against the real local Cassandra: model, load, exact mirror of Gold, failures, secrets."""
+
+from __future__ import annotations
+
+import socket
+import zipfile
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse_utils import io, serving
+from lakehouse_utils.cassandra_client import (
+    CassandraTarget, CassandraUnavailableError, Secret, connection_class, keyspace_exists, missing_keyspace_error,
+    open_session, split_statements,
+)
+from lakehouse_utils.config import Settings
+from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.queries import _plain
+from lakehouse_utils.serving_model import SERVING_TABLES, serving_table
+from serving_gold import build_gold, write_gold
+
+KEYSPACE = "cloud_analytics_test_serving"
+FAKE_TOKEN = "AstraCS:fakeTokenValue:0123456789abcdef-never-print-me"
+
+
+def _settings(host: str, port: int, **overrides: str) -> Settings:
+    return Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE, **overrides)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _normalise(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(sorted(value))
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    return value
+
+
+def cassandra_rows(session, table: str) -> list[tuple]:
+    names = serving_table(table).column_names
+    rows = session.execute(f"SELECT {', '.join(names)} FROM {table}")
+    return sorted((tuple(_normalise(_plain(getattr(row, n))) for n in names) for row in rows), key=repr)
+
+
+def gold_rows(spark, paths: LakePaths, table: str) -> list[tuple]:
+    spec = serving_table(table)
+    served = spark.read.parquet(paths.gold(spec.mart)).select(*spec.select_columns())
+    return sorted((tuple(_normalise(v) for v in row) for row in served.collect()), key=repr)
+
+
+@pytest.fixture(scope="module")
+def target(cassandra_endpoint):
+    host, port = cassandra_endpoint
+    yield CassandraTarget("local", KEYSPACE, host=host, port=port)
+    with open_session(CassandraTarget("local", KEYSPACE, host=host, port=port), use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def loaded(spark, tmp_path_factory, target):
+    """One lake with Gold v1, served once (full refresh: the keyspace may hold a previous session's rows)."""
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("serving") / "lake", "/nonexistent-landing")
+    write_gold(spark, paths, build_gold(spark))
+    report = serving.run(spark, paths, "run-1", settings=_settings(target.host, target.port), full_refresh=True)
+    return paths, report
+
+
+@pytest.fixture
+def session(target):
+    with open_session(target) as connected:
+        yield connected
+
+
+def test_apply_schema_creates_every_table_of_cql_dir(loaded, session):
+    tables = {r.table_name for r in session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (KEYSPACE,))}
+    assert tables == {path.stem for path in serving.cql_files()}
+
+
+def test_serving_columns_match_the_cql_columns(loaded, session):
+    for spec in SERVING_TABLES:
+        columns = {r.column_name for r in session.execute(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+            (KEYSPACE, spec.name))}
+        assert set(spec.column_names) == columns, spec.name
+
+
+def test_row_counts_equal_gold(spark, loaded, session):
+    paths, _ = loaded
+    for spec in SERVING_TABLES:
+        count = session.execute(f"SELECT COUNT(*) FROM {spec.name}").one()[0]
+        assert count == spark.read.parquet(paths.gold(spec.mart)).count() > 0, spec.name
+
+
+def test_every_table_equals_its_gold_mart_in_all_columns(spark, loaded, session):
+    paths, _ = loaded
+    for spec in SERVING_TABLES:
+        assert cassandra_rows(session, spec.name) == gold_rows(spark, paths, spec.name), spec.name
+
+
+def test_report_reconciles_and_measures_throughput(loaded):
+    _, report = loaded
+    report.assert_reconciles()
+    usage = report.table("daily_usage_by_org_month")
+    assert usage.rows_in == usage.rows_out == 2 * 20 * 3 - 5
+    assert usage.details["concurrency"] == serving.DEFAULT_CONCURRENCY
+    assert usage.details["rows_per_second"] > 0
+
+
+def test_collections_are_stored_as_set_and_map(loaded, session):
+    row = session.execute("SELECT anomaly_methods, method_scores FROM cost_anomalies_by_org_month LIMIT 1").one()
+    assert _plain(row.anomaly_methods) == ["mad", "zscore"]
+    assert _plain(row.method_scores) == {"mad": 4.1, "zscore": 3.5}
+
+
+def test_metadata_holds_latest_date_and_leading_org(loaded, session):
+    row = session.execute("SELECT max_date, top_org_id, row_count FROM serving_metadata "
+                          "WHERE table_name = 'daily_usage_by_org_month'").one()
+    assert (_plain(row.max_date), row.top_org_id, row.row_count) == (date(2025, 8, 8), "org_b", 115)
+
+
+def test_rerun_without_gold_changes_loads_nothing(spark, loaded, target, session):
+    paths, _ = loaded
+    report = serving.run(spark, paths, "run-2", settings=_settings(target.host, target.port))
+    assert sum(t.rows_in for t in report.tables) == 0
+    assert cassandra_rows(session, "top_services_by_org_date") == gold_rows(spark, paths, "top_services_by_org_date")
+
+
+def test_reload_after_gold_change_leaves_no_stale_rows(spark, tmp_path, target, session):
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    marts = build_gold(spark)
+    write_gold(spark, paths, marts)
+    settings = _settings(target.host, target.port)
+    tables = ["top_services_by_org_date", "cost_anomalies_by_org_month", "daily_usage_by_org_month"]
+    serving.run(spark, paths, "run-1", settings=settings, tables=tables, full_refresh=True)
+    # Gold v2: org_a's ranking on 2025-08-08 loses its 3rd service, the anomaly of 07-24 disappears,
+    # and the usage partition of 2025-07-20 vanishes (as the gold stage's incremental write does).
+    last_day = F.col("as_of_date") == F.lit("2025-08-08").cast("date")
+    dropped_rank = last_day & (F.col("org_id") == "org_a") & (F.col("rank") == 3)
+    io.overwrite_partitions(spark, marts["top_services_14d"].where(last_day & ~dropped_rank),
+                            paths.gold("top_services_14d"), ["as_of_date"])
+    anomalies = marts["cost_anomaly_mart"]
+    io.replace_table(spark, anomalies.where(F.col("usage_date") != F.lit("2025-07-24").cast("date")),
+                     paths.gold("cost_anomaly_mart"))
+    io.delete(spark, f"{paths.gold('org_daily_usage_by_service')}/usage_date=2025-07-20")
+    report = serving.run(spark, paths, "run-2", settings=settings, tables=tables)
+    for table in tables:
+        assert cassandra_rows(session, table) == gold_rows(spark, paths, table), table
+    deleted = {t.table: t.details["stale_rows_deleted"] for t in report.tables}
+    assert deleted == {"top_services_by_org_date": 1, "cost_anomalies_by_org_month": 1, "daily_usage_by_org_month": 5}
+
+
+def test_null_primary_key_rows_are_quarantined_with_the_rule(spark, tmp_path, target):
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    marts = build_gold(spark)
+    genai = marts["genai_tokens_by_org_date"]
+    write_gold(spark, paths, {"genai_tokens_by_org_date": genai.unionByName(genai.limit(1).withColumn(
+        "org_id", F.lit(None).cast("string")))})
+    report = serving.run(spark, paths, "run-1", settings=_settings(target.host, target.port),
+                         tables=["genai_usage_by_org_month"], full_refresh=True)
+    counts = report.table("genai_usage_by_org_month")
+    assert (counts.quarantined, counts.rows_out, counts.reconciles) == (1, genai.count(), True)
+    quarantined = spark.read.parquet(paths.quarantine("serving_genai_usage_by_org_month"))
+    assert [r["rule"] for r in quarantined.collect()] == ["primary_key_not_null"]
+
+
+def test_unreachable_node_raises_a_clear_error(spark, loaded):
+    paths, _ = loaded
+    port = _closed_port()
+    with pytest.raises(CassandraUnavailableError) as caught:
+        serving.run(spark, paths, "run-x", settings=_settings("127.0.0.1", port))
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "python -m lakehouse_utils cassandra status" in message and "CASSANDRA_HOST" in message
+
+
+def test_failed_batch_is_not_committed_and_the_rerun_resumes(spark, tmp_path, target, session):
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    write_gold(spark, paths, build_gold(spark))
+    spec = serving_table("revenue_by_org_year")
+    serving.reset_table(spark, paths, spec, target)
+    down = CassandraTarget("local", KEYSPACE, host="127.0.0.1", port=_closed_port())
+    with pytest.raises(CassandraUnavailableError):
+        serving.load_table(spark, paths, spec, down, "run-1")
+    checkpoint = serving.checkpoint_uri(paths, spec, target)
+    assert io.exists(spark, f"{checkpoint}/offsets/0") and not io.exists(spark, f"{checkpoint}/commits/0")
+    counts = serving.load_table(spark, paths, spec, target, "run-2")
+    assert counts.rows_in == counts.rows_out == 6
+    assert cassandra_rows(session, spec.name) == gold_rows(spark, paths, spec.name)
+
+
+def test_fake_astra_token_never_appears_in_output_or_errors(spark, tmp_path, capsys, caplog):
+    bundle = tmp_path / "secure-connect-fake.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("config.json", '{"host": "127.0.0.1", "port": %d, "keyspace": "x"}' % _closed_port())
+    settings = Settings.load(serving_target="astra", astra_db_secure_bundle_path=str(bundle),
+                             astra_db_application_token=FAKE_TOKEN, cassandra_keyspace=KEYSPACE)
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    with pytest.raises(CassandraUnavailableError) as caught:
+        serving.run(spark, paths, "run-1", target="astra", settings=settings)
+    target = CassandraTarget("astra", KEYSPACE, bundle_path=str(bundle), token=Secret(FAKE_TOKEN))
+    print(target, target.token, repr(settings))
+    captured = capsys.readouterr()
+    texts = [str(caught.value), repr(caught.value), captured.out, captured.err, caplog.text]
+    assert "ASTRA_DB_SECURE_BUNDLE_PATH" in str(caught.value)
+    assert not [text for text in texts if FAKE_TOKEN in text or "fakeTokenValue" in text]
+
+
+def test_astra_missing_keyspace_error_names_the_console_step():
+    target = CassandraTarget("astra", "cloud_analytics", bundle_path="b.zip", token=Secret(FAKE_TOKEN))
+    message = str(missing_keyspace_error(target))
+    assert "Astra console" in message and "Create Keyspace" in message and "cloud_analytics" in message
+
+
+def test_keyspace_exists_detects_a_missing_keyspace(target):
+    with open_session(target, use_keyspace=False) as session:
+        assert keyspace_exists(session, "system") and not keyspace_exists(session, "no_such_keyspace_here")
+
+
+def test_connection_class_round_trips_on_this_python(target):
+    assert connection_class().__name__ in {"LibevConnection", "AsyncioConnection"}
+    with open_session(target, use_keyspace=False) as session:
+        assert session.execute("SELECT release_version FROM system.local").one()[0].startswith("5.0")
+
+
+def test_keyspace_names_are_allow_listed_before_reaching_cql():
+    with pytest.raises(ValueError, match="invalid table name"):
+        CassandraTarget("local", "ks; DROP KEYSPACE system")
+
+
+def test_split_statements_drops_comment_lines():
+    text = "-- Q1: a; comment\nCREATE TABLE a (x int PRIMARY KEY);\n-- next\nCREATE TABLE b (y int PRIMARY KEY);\n"
+    assert split_statements(text) == ["CREATE TABLE a (x int PRIMARY KEY)", "CREATE TABLE b (y int PRIMARY KEY)"]
