@@ -15,22 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F, types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.bronze_batch_parse import (
+    DUPLICATE, OK, SUPERSEDED, UNPARSABLE, raw_name, read_raw, with_parse_result, with_status,
+)
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
 from lakehouse_utils.schemas import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
 
 STAGE = "bronze_batch"
-CORRUPT = "_corrupt_record"
-ROW_ID = "_row_id"
-RAW_PREFIX = "_raw_"
-DATE_FORMAT = "yyyy-MM-dd"
-# Plain decimal or scientific notation; rejects NaN/Infinity that a bare cast would accept.
-NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-TYPE_NAMES = {"date": "date (YYYY-MM-DD)", "boolean": "boolean (True/False)", "double": "number"}
 SAMPLE_SIZE = 20
 PARALLEL_MASTERS = 3
 
@@ -43,8 +39,6 @@ PARTITIONING: dict[str, tuple[str, str | None]] = {
     "marketing_touches": ("touch_month", "timestamp"),
 }
 
-# Row status after classification; only `ok` rows reach Bronze.
-OK, DUPLICATE, SUPERSEDED, UNPARSABLE = "ok", "duplicate", "superseded", "unparsable"
 RULES = {UNPARSABLE: "unparsable_row", SUPERSEDED: "duplicate_key_superseded"}
 
 
@@ -99,100 +93,6 @@ def validate_landing(spark: SparkSession, paths: LakePaths, sources: list[str]) 
     return landing
 
 
-def read_raw(spark: SparkSession, landing: LandingFile) -> DataFrame:
-    """Every field as text, in the header's order, with the file position of each record.
-
-    multiLine makes the file one non-splittable partition read front to back by a
-    single task, so monotonically_increasing_id right after the scan is 0..n-1 in file order.
-    """
-    fields = [T.StructField(RAW_PREFIX + name, T.StringType(), True) for name in landing.header]
-    schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
-    raw_df = (
-        spark.read.schema(schema)
-        .options(header=True, multiLine=True, quote='"', escape='"', mode="PERMISSIVE",
-                 columnNameOfCorruptRecord=CORRUPT, encoding="UTF-8")
-        .csv(landing.uri)
-    )
-    return raw_df.select("*", F.monotonically_increasing_id().alias(ROW_ID))
-
-
-def typed_value(raw: Column, dtype: T.DataType) -> Column:
-    """Cast one landing field to its contract type; null when empty or not parsable."""
-    trimmed = F.trim(raw)
-    if isinstance(dtype, T.DateType):
-        return F.try_to_date(trimmed, DATE_FORMAT)
-    if isinstance(dtype, T.BooleanType):
-        lowered = F.lower(trimmed)
-        return F.when(lowered == "true", F.lit(True)).when(lowered == "false", F.lit(False))
-    if isinstance(dtype, T.DoubleType):
-        return F.when(trimmed.rlike(NUMBER_PATTERN), trimmed.try_cast("double"))
-    return raw
-
-
-def cast_problem(name: str, dtype: T.DataType) -> Column:
-    """Why a field failed its cast (null when it did not): a non-empty value that became null."""
-    raw = F.col(RAW_PREFIX + name)
-    has_text = F.trim(raw) != ""
-    failed = has_text & typed_value(raw, dtype).isNull()
-    message = F.concat(F.lit(f"column {name}: '"), raw, F.lit(f"' is not a valid {TYPE_NAMES.get(dtype.typeName(), dtype.typeName())}"))
-    return F.when(failed, message)
-
-
-def csv_field(raw: Column) -> Column:
-    """A field as CSV text: quoted (inner quotes doubled) when it holds a comma, quote or newline."""
-    needs_quotes = raw.rlike('[",\r\n]')
-    quoted = F.concat(F.lit('"'), F.regexp_replace(raw, '"', '""'), F.lit('"'))
-    return F.when(raw.isNull(), F.lit("")).when(needs_quotes, quoted).otherwise(raw)
-
-
-def with_parse_result(raw_df: DataFrame, schema: MasterSchema, landing: LandingFile) -> DataFrame:
-    """Typed columns, raw_line, line/record numbers and the parse problems of each record."""
-    raw_line = F.coalesce(F.col(CORRUPT), F.concat_ws(",", *[csv_field(F.col(RAW_PREFIX + n)) for n in landing.header]))
-    newlines = F.length("raw_line") - F.length(F.regexp_replace("raw_line", "\n", ""))
-    earlier = Window.orderBy(ROW_ID).rowsBetween(Window.unboundedPreceding, -1)
-    malformed = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed CSV record (wrong number of fields or unbalanced quotes)"))
-    empty_keys = [F.when(F.col(k).isNull(), F.lit(f"key column {k} is empty")) for k in schema.key]
-    cast_problems = [cast_problem(name, dtype) for name, dtype in schema.columns if not isinstance(dtype, T.StringType)]
-    typed_df = raw_df.select(
-        "*",
-        *[typed_value(F.col(RAW_PREFIX + name), dtype).alias(name) for name, dtype in schema.columns],
-        raw_line.alias("raw_line"),
-    )
-    return typed_df.select(
-        "*",
-        (F.col(ROW_ID) + 1).alias("record_number"),
-        # A record spans 1 + its embedded newlines lines; line 1 is the header.
-        (F.col(ROW_ID) + 2 + F.coalesce(F.sum(newlines).over(earlier), F.lit(0))).alias("line_number"),
-        F.concat_ws("; ", malformed, *cast_problems, *empty_keys).alias("problems"),
-    )
-
-
-def with_status(parsed_df: DataFrame, schema: MasterSchema) -> DataFrame:
-    """Classify each record as ok, duplicate (exact copy), superseded (older key version) or unparsable."""
-    raw_columns = [RAW_PREFIX + name for name in schema.column_names]
-    is_unparsable = F.col("problems") != ""
-    # The last copy represents a group of identical lines; unparsable lines never stand for good ones.
-    same_content = Window.partitionBy("is_unparsable", *raw_columns)
-    flagged_df = parsed_df.select("*", is_unparsable.alias("is_unparsable")).select(
-        "*", (~F.col("is_unparsable") & (F.col(ROW_ID) != F.max(ROW_ID).over(same_content))).alias("is_exact_duplicate")
-    )
-    competes = ~F.col("is_unparsable") & ~F.col("is_exact_duplicate")
-    same_key = Window.partitionBy(*schema.key)
-    ranked_df = flagged_df.select(
-        "*",
-        F.max(F.when(competes, F.col(ROW_ID))).over(same_key).alias("winner_row_id"),
-        F.max(F.when(competes, F.col("line_number"))).over(same_key).alias("winner_line"),
-    )
-    status = (
-        F.when(F.col("is_unparsable"), F.lit(UNPARSABLE))
-        .when(F.col("is_exact_duplicate"), F.lit(DUPLICATE))
-        .when(F.col(ROW_ID) != F.col("winner_row_id"), F.lit(SUPERSEDED))
-        .otherwise(F.lit(OK))
-    )
-    key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(k).cast("string")) for k in schema.key])
-    return ranked_df.select("*", status.alias("status"), key_text.alias("key_text"))
-
-
 def bronze_columns(schema: MasterSchema, ingest_ts: datetime, landing: LandingFile, run_id: str) -> list[Column]:
     """Typed business columns in contract order, the technical columns, then a derived partition column."""
     technical = {"ingest_ts": F.lit(ingest_ts), "source_file": F.lit(landing.uri), "run_id": F.lit(run_id)}
@@ -214,7 +114,7 @@ def quarantine_columns(schema: MasterSchema, quarantined_at: datetime, landing: 
     return [
         F.when(is_superseded, F.lit(RULES[SUPERSEDED])).otherwise(F.lit(RULES[UNPARSABLE])).alias("rule"),
         F.when(is_superseded, superseded_reason).otherwise(F.col("problems")).alias("reason"),
-        *[F.col(RAW_PREFIX + name).alias(name) for name in schema.column_names],
+        *[F.col(raw_name(name)).alias(name) for name in schema.column_names],
         F.col("raw_line"),
         F.col("line_number"),
         F.col("record_number"),
@@ -247,7 +147,7 @@ def ingest_master(
     """Read, classify and write one master; return its reconciled counts and evidence."""
     started = time.perf_counter()
     schema = master_schema(landing.source)
-    parsed_df = with_parse_result(read_raw(spark, landing), schema, landing)
+    parsed_df = with_parse_result(read_raw(spark, landing.uri, landing.header), schema, landing.header)
     classified_df = with_status(parsed_df, schema).cache()
     try:
         summary = summarise(classified_df)
@@ -297,6 +197,7 @@ def run(
     selected = list(sources) if sources else list(MASTER_SOURCES)
     for source in selected:
         master_schema(source)
+    started = time.perf_counter()
     landing = validate_landing(spark, paths, selected)
     ingest_ts = datetime.now(timezone.utc)
     report = StageReport(stage=STAGE, run_id=run_id, extra={
@@ -307,6 +208,7 @@ def run(
         results = pool.map(lambda source: ingest_master(spark, paths, landing[source], run_id, ingest_ts), selected)
         for counts in results:
             report.add(counts)
+    report.seconds = time.perf_counter() - started
     report.assert_reconciles()
     return report
 

@@ -102,13 +102,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _inventory(spark, paths, settings, with_cassandra: bool) -> list[dict]:
     rows = lake_inventory(spark, paths)
     if with_cassandra:
-        from lakehouse_utils.cassandra_client import connect
+        from lakehouse_utils.cassandra_client import open_session, target_from_settings
 
-        cluster, session = connect(settings)
-        try:
-            rows += cassandra_inventory(session, settings.cassandra_keyspace)
-        finally:
-            cluster.shutdown()
+        target = target_from_settings(settings)
+        with open_session(target) as session:
+            rows += cassandra_inventory(session, target.keyspace)
     return rows
 
 

@@ -1,18 +1,18 @@
 """Write a fully computed mart, touching only the partitions whose content changed.
 
 Each partition gets a fingerprint: its row count and the sum of a 64-bit hash of
-every row. The new mart's fingerprints and the stored table's are computed in one
-Spark job and compared on the driver (one small row per partition). Changed or
-new partitions are rewritten with `io.overwrite_partitions`, vanished ones are
-deleted, identical ones are not touched. No table yet, a different schema, or
-`full_refresh` means a whole-table `io.replace_table`.
+every row. The new mart's fingerprints (one Spark job, which also caches the mart)
+are compared on the driver with those recorded by the previous write in
+`<table>/_fingerprints.json`, checked against the partition folders on disk.
+Changed or new partitions are rewritten with `io.overwrite_partitions`, vanished
+ones are deleted, identical ones are not touched. No table or record yet, a
+different schema, or `full_refresh` means a whole-table `io.replace_table`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -25,6 +25,9 @@ from lakehouse_utils.paths import join
 HASH_DECIMALS = 9
 FILES_PER_PARTITION = 1
 _WHOLE_TABLE = "__table__"
+# Written inside the table folder: Spark readers skip `_` files, and a whole-table swap
+# replaces the record together with the data it describes.
+FINGERPRINT_FILE = "_fingerprints.json"
 
 
 @dataclass
@@ -71,22 +74,27 @@ def fingerprints(df: DataFrame, partition_col: str | None, measure: str | None =
     return df.groupBy(key.alias("partition")).agg(*aggregates)
 
 
-def _existing_table(spark: SparkSession, uri: str) -> DataFrame | None:
-    """The stored mart, or None when absent or unreadable (e.g. a folder without files)."""
-    if not io.exists(spark, uri):
+def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_col: str | None) -> dict | None:
+    """Fingerprints recorded by the last write, checked against the partitions on disk.
+
+    None (meaning: rebuild the whole table) when there is no record or the schema or the
+    partitioning changed. A partition on disk without a record gets fingerprint None, so
+    it is rewritten or deleted; a recorded partition missing on disk is forgotten.
+    """
+    state = io.read_json(spark, join(uri, FINGERPRINT_FILE))
+    if state is None or state.get("schema") != schema or state.get("partition_col") != partition_col:
         return None
-    try:
-        return spark.read.parquet(uri)
-    except AnalysisException:
-        return None
+    recorded = {key: tuple(value) for key, value in state["partitions"].items()}
+    if partition_col is None:
+        return recorded
+    prefix = f"{partition_col}="
+    on_disk = {p["partition"][len(prefix):] for p in io.partition_inventory(spark, uri) if p["partition"].startswith(prefix)}
+    return {key: recorded.get(key) for key in on_disk}
 
 
-def _same_schema(stored: DataFrame, new: DataFrame) -> bool:
-    """Same column names and types; order and nullability do not matter."""
-    def shape(df: DataFrame) -> set[tuple[str, str]]:
-        return {(f.name, f.dataType.simpleString()) for f in df.schema.fields}
-
-    return shape(stored) == shape(new)
+def _record_fingerprints(spark: SparkSession, uri: str, schema: str, partition_col: str | None, new: dict) -> None:
+    partitions = {key: [rows, digest] for key, (rows, digest) in new.items()}
+    io.write_json(spark, join(uri, FINGERPRINT_FILE), {"schema": schema, "partition_col": partition_col, "partitions": partitions})
 
 
 def write_mart(
@@ -98,34 +106,33 @@ def write_mart(
     measure: str | None = None,
 ) -> WriteResult:
     """Write `df` (the complete mart) to `uri`, rewriting only changed partitions."""
-    stored = None if full_refresh else _existing_table(spark, uri)
-    if stored is not None and not _same_schema(stored, df):
-        stored = None
+    schema = df.schema.simpleString()
+    old = None if full_refresh else _stored_fingerprints(spark, uri, schema, partition_col)
     df = df.persist()
     try:
-        new_side = fingerprints(df, partition_col, measure).withColumn("side", F.lit("new"))
-        if stored is not None:
-            old_side = fingerprints(stored, partition_col).withColumn("side", F.lit("old"))
-            new_side = new_side.unionByName(old_side)
-        rows = new_side.collect()
-        return _apply(spark, df, uri, partition_col, rows, full=stored is None)
+        rows = fingerprints(df, partition_col, measure).collect()
+        new = {r["partition"]: (r["rows"], str(r["hash"])) for r in rows}
+        measures = [r["measure"] for r in rows if r["measure"] is not None]
+        result = WriteResult("full", sum(n for n, _ in new.values()), len(new), measure_total=sum(measures) if measures else None)
+        _apply(spark, df, uri, partition_col, new, old, result)
+        if result.mode != "unchanged":
+            _record_fingerprints(spark, uri, schema, partition_col, new)
+        return result
     finally:
         df.unpersist()
 
 
-def _apply(spark: SparkSession, df: DataFrame, uri: str, partition_col: str | None, rows: list, full: bool) -> WriteResult:
-    new = {r["partition"]: (r["rows"], r["hash"]) for r in rows if r["side"] == "new"}
-    old = {r["partition"]: (r["rows"], r["hash"]) for r in rows if r["side"] == "old"}
-    measures = [r["measure"] for r in rows if r["side"] == "new" and r["measure"] is not None]
-    result = WriteResult("full", sum(n for n, _ in new.values()), len(new), measure_total=sum(measures) if measures else None)
+def _apply(
+    spark: SparkSession, df: DataFrame, uri: str, partition_col: str | None, new: dict, old: dict | None, result: WriteResult
+) -> None:
+    """Replace the table, or overwrite changed partitions and delete vanished ones."""
     by = [partition_col] if partition_col else None
-    changed = sorted(p for p, fingerprint in new.items() if old.get(p) != fingerprint)
-    vanished = sorted(set(old) - set(new))
-    if full or (partition_col is None and (changed or vanished)):
+    changed = sorted(p for p, fingerprint in new.items() if old is None or old.get(p) != fingerprint)
+    vanished = sorted(set(old or ()) - set(new))
+    if old is None or (partition_col is None and (changed or vanished)):
         io.replace_table(spark, df, uri, partition_by=by, files_per_partition=FILES_PER_PARTITION)
-        result.written = sorted(new)
-        result.mode = "full" if full else "replaced"
-        return result
+        result.mode, result.written = ("full" if old is None else "replaced"), sorted(new)
+        return
     result.mode = "incremental" if changed or vanished else "unchanged"
     if changed:
         io.overwrite_partitions(
@@ -135,4 +142,3 @@ def _apply(spark: SparkSession, df: DataFrame, uri: str, partition_col: str | No
     for value in vanished:
         io.delete(spark, join(uri, f"{partition_col}={value}"))
     result.written, result.deleted = changed, vanished
-    return result

@@ -116,3 +116,15 @@ def sample(spark, uri: str, n: int = 5, columns: list[str] | None = None, where:
 def inventory_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     return frame.set_index(["zone", "table"]) if not frame.empty else frame
+
+
+def cassandra_session(settings: Settings):
+    """A session for the rest of the notebook, closed when the kernel exits."""
+    import atexit
+
+    from lakehouse_utils.cassandra_client import open_session, target_from_settings
+
+    context = open_session(target_from_settings(settings))
+    session = context.__enter__()
+    atexit.register(context.__exit__, None, None, None)
+    return session

@@ -236,6 +236,18 @@ def test_write_mart_same_content_writes_nothing(spark, lake):
     assert (result.mode, result.written, data_files(lake / "mart")) == ("unchanged", [], before)
 
 
+def test_write_mart_restores_a_partition_deleted_behind_its_back(spark, lake):
+    uri = str(lake / "mart")
+    df = partitioned(spark, [(D1, "a", 1.0), (D1 + timedelta(days=1), "a", 2.0)])
+    write_mart(spark, df, uri, "day")
+    for f in (lake / "mart" / "day=2025-07-02").iterdir():
+        f.unlink()
+    (lake / "mart" / "day=2025-07-02").rmdir()
+    result = write_mart(spark, df, uri, "day")
+    assert (result.mode, result.written) == ("incremental", ["2025-07-02"])
+    assert spark.read.parquet(uri).count() == 2
+
+
 def test_write_mart_full_refresh_replaces_the_table(spark, lake):
     uri = str(lake / "mart")
     write_mart(spark, partitioned(spark, [(D1, "a", 1.0)]), uri, "day")

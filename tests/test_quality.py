@@ -111,8 +111,7 @@ def test_each_event_fault_is_quarantined_under_its_own_rule(spark):
 
 def test_conflicting_duplicate_keeps_the_earliest_ingest(spark):
     early, late = event("evt_dup", cost_usd_increment=1.0), event("evt_dup", cost_usd_increment=9.0)
-    early["ingest_ts"] = early["ingest_ts"].replace(hour=1)
-    late["content_hash"] = "other"
+    late["ingest_ts"], late["content_hash"] = late["ingest_ts"].replace(hour=1), "other"
     valid, quarantine, _ = check_events(events_df(spark, [late, early]), orgs_df(spark), resources_df(spark))
     assert [r.cost_usd_increment for r in valid.collect()] == [1.0]
     assert [(r.rule, r.cost_usd_increment) for r in quarantine.collect()] == [("event_id_unique", 9.0)]

@@ -1,0 +1,333 @@
+"""bronze_batch: landing CSV masters to typed, deduplicated Bronze snapshots with a quarantine.
+
+Hand-made CSVs cover one behaviour each; the generator's faulty dataset is checked
+against its manifest; the course data must land whole with nothing quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from functools import reduce
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F, types as T
+
+from lakehouse_utils import bronze_batch, io
+from lakehouse_utils.bronze_batch import LandingFileMissingError, LandingSchemaError, bronze_struct
+from lakehouse_utils.generator import MANIFEST_NAME
+from lakehouse_utils.paths import MASTER_FILES, LakePaths
+from lakehouse_utils.schemas import MASTER_SCHEMAS, MASTER_SOURCES, header_problems, master_schema
+
+# One valid data line per master, in the contract's column order.
+VALID_ROWS = {
+    "customers_orgs": ["org_a,Acme,Retail,us-east,pro,True,2025-05-01,rep_a,active,web,10.0"],
+    "users": ["user_a,org_a,a@example.com,admin,True,2025-05-02,2025-08-01"],
+    "resources": ['res_a,org_a,compute,us-east,2025-05-03,running,"[""env:prod""]"'],
+    "support_tickets": ["tkt_a,org_a,billing,high,2025-07-01,2025-07-02,5.0,False"],
+    "marketing_touches": ["mkt_a,org_a,webinar,email,2025-07-05,True,False"],
+    "nps_surveys": ["org_a,2025-07-10,50.0,Great"],
+    "billing_monthly": ["inv_a,org_a,2025-06-01,100.0,,21.0,USD,1.0", "inv_b,org_a,2025-07-01,-50.5,2.0,10.6,EUR,1.1"],
+}
+# Tickets exercising every row-level rule; the comment says which line of the file each is.
+TICKET_LINES = [
+    "tkt_1,org_a,billing,high,2025-07-01,,5.0,False",  # 2: good
+    "tkt_2,org_a,billing,low,2025-02-30,,,False",  # 3: impossible date
+    "tkt_3,org_a,outage,low,2025-07-02,,4.0,TRUE",  # 4: first version of tkt_3
+    "tkt_4,org_a,outage,low,2025-07-03,,,false",  # 5: good, exact copy follows
+    "tkt_4,org_a,outage,low,2025-07-03,,,false",  # 6: exact duplicate
+    "tkt_3,org_a,outage,critical,2025-07-02,,4.0,True",  # 7: correction of tkt_3, wins
+    "tkt_5,org_a,billing,low,2025-07-04,,NaN,yes",  # 8: not a number, not a boolean
+    ",org_a,billing,low,2025-07-04,,1.0,False",  # 9: no key
+    "tkt_6,org_a,billing,low,2025-08-05,,1.0,False,extra",  # 10: one field too many
+    "tkt_7,org_a,billing,low, 2025-08-06 ,,2.5e0,False",  # 11: blanks around a date, scientific number
+]
+NPS_LINES = [
+    'org_a,2025-07-10,50.0,"Slow, but ""fine"""',  # 2: quoted comma and quotes
+    'org_a,2025-07-11,,"first line\nsecond line"',  # 3-4: quoted newline
+    "org_a,2025-07-12,-3.0,",  # 5: good, empty comment
+    "org_b,2025-07-10,abc,bad score",  # 6: line number counts the embedded newline
+]
+
+
+def write_master(landing: Path, source: str, lines: list[str], header: list[str] | None = None) -> None:
+    columns = header if header is not None else master_schema(source).column_names
+    text = "\n".join([",".join(columns), *lines]) + "\n"
+    (landing / MASTER_FILES[source]).write_text(text, encoding="utf-8")
+
+
+def make_landing(root: Path, **lines: list[str]) -> Path:
+    """All seven masters with one valid row each, unless given other lines."""
+    landing = root / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    for source in MASTER_SOURCES:
+        write_master(landing, source, lines.get(source, VALID_ROWS[source]))
+    return landing
+
+
+def as_python(text: str, dtype: T.DataType) -> object:
+    """What a landing text becomes in Bronze, for comparing manifest values with Bronze rows."""
+    if isinstance(dtype, T.DoubleType):
+        return float(text)
+    if isinstance(dtype, T.BooleanType):
+        return text.lower() == "true"
+    return date.fromisoformat(text) if isinstance(dtype, T.DateType) else text
+
+
+def read_rows(spark, uri: str, drop: tuple[str, ...] = ()) -> list[tuple]:
+    df = spark.read.parquet(uri)
+    return sorted(tuple(row) for row in df.select([c for c in df.columns if c not in drop]).collect())
+
+
+@pytest.fixture(scope="module")
+def mixed_run(spark, tmp_path_factory):
+    """One run over tickets and NPS files that hold every row-level case."""
+    root = tmp_path_factory.mktemp("mixed")
+    landing = make_landing(root, support_tickets=TICKET_LINES, nps_surveys=NPS_LINES)
+    paths = LakePaths.from_roots(root / "lake", landing)
+    report = bronze_batch.run(spark, paths, "20250101T000000Z-aaaaaa", sources=["support_tickets", "nps_surveys"])
+    tickets = {r["ticket_id"]: r for r in spark.read.parquet(paths.bronze("support_tickets")).collect()}
+    quarantine = {r["line_number"]: r for r in spark.read.parquet(paths.quarantine("support_tickets")).collect()}
+    return paths, report, tickets, quarantine
+
+
+@pytest.fixture(scope="module")
+def faulty_run(spark, faulty_landing, tmp_path_factory):
+    landing, manifest = faulty_landing
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("faulty_lake"), landing)
+    return paths, bronze_batch.run(spark, paths, "20250101T000000Z-bbbbbb"), manifest["masters"]
+
+
+# --- contract (no Spark job) -------------------------------------------------------------
+
+def test_schemas_cover_every_landing_master():
+    assert set(MASTER_SOURCES) == set(MASTER_FILES)
+    assert all(set(s.key) <= set(s.column_names) for s in MASTER_SCHEMAS.values())
+
+
+def test_header_problems_accepts_reordered_columns():
+    assert header_problems(["a", "b", "c"], ["c", "a", "b"]) == []
+
+
+def test_header_problems_names_missing_and_extra_columns():
+    assert header_problems(["a", "b"], ["a", "x"]) == ["missing column(s) ['b']", "unexpected column(s) ['x']"]
+
+
+# --- row-level behaviour (one run, many checks) -------------------------------------------
+
+def test_run_reconciles_every_table(mixed_run):
+    _, report, _, _ = mixed_run
+    counts = report.table("support_tickets")
+    assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined) == (10, 4, 1, 5)
+    assert report.reconciles
+
+
+def test_impossible_date_is_quarantined_with_column_and_value(mixed_run):
+    _, _, tickets, quarantine = mixed_run
+    assert "tkt_2" not in tickets
+    assert quarantine[3]["rule"] == "unparsable_row"
+    assert quarantine[3]["reason"] == "column created_at: '2025-02-30' is not a valid date (YYYY-MM-DD)"
+    assert quarantine[3]["raw_line"] == TICKET_LINES[1]
+
+
+def test_later_line_of_a_key_wins_and_earlier_is_quarantined(mixed_run):
+    _, _, tickets, quarantine = mixed_run
+    assert tickets["tkt_3"]["severity"] == "critical"
+    assert quarantine[4]["rule"] == "duplicate_key_superseded"
+    assert quarantine[4]["severity"] == "low"
+    assert "line 7" in quarantine[4]["reason"]
+
+
+def test_exact_duplicate_is_counted_not_quarantined(mixed_run):
+    _, report, tickets, quarantine = mixed_run
+    assert report.table("support_tickets").duplicates == 1
+    assert tickets["tkt_4"]["sla_breached"] is False
+    assert 5 not in quarantine and 6 not in quarantine
+
+
+def test_nan_and_yes_are_unparsable(mixed_run):
+    _, _, _, quarantine = mixed_run
+    assert quarantine[8]["reason"] == ("column csat: 'NaN' is not a valid number; "
+                                       "column sla_breached: 'yes' is not a valid boolean (True/False)")
+
+
+def test_empty_key_is_quarantined(mixed_run):
+    _, _, _, quarantine = mixed_run
+    assert quarantine[9]["reason"] == "key column ticket_id is empty"
+
+
+def test_extra_field_is_malformed_and_keeps_raw_text(mixed_run):
+    _, _, _, quarantine = mixed_run
+    assert quarantine[10]["reason"].startswith("malformed CSV record")
+    assert quarantine[10]["raw_line"] == TICKET_LINES[8]
+
+
+def test_types_are_cast_explicitly(mixed_run):
+    _, _, tickets, _ = mixed_run
+    row = tickets["tkt_7"]
+    assert (str(row["created_at"]), row["csat"], row["sla_breached"], row["resolved_at"]) == ("2025-08-06", 2.5, False, None)
+
+
+def test_quoted_comma_quote_and_newline_survive(spark, mixed_run):
+    paths = mixed_run[0]
+    comments = {str(r["survey_date"]): r["comment"] for r in spark.read.parquet(paths.bronze("nps_surveys")).collect()}
+    assert comments["2025-07-10"] == 'Slow, but "fine"'
+    assert comments["2025-07-11"] == "first line\nsecond line"
+
+
+def test_line_number_counts_embedded_newlines(spark, mixed_run):
+    paths = mixed_run[0]
+    (row,) = spark.read.parquet(paths.quarantine("nps_surveys")).collect()
+    assert (row["line_number"], row["record_number"], row["nps_score"]) == (6, 4, "abc")
+
+
+def test_bronze_has_contract_schema_and_technical_columns(spark, mixed_run):
+    paths, report, _, _ = mixed_run
+    df = spark.read.parquet(paths.bronze("support_tickets"))
+    assert df.schema == bronze_struct("support_tickets")
+    row = df.select("source_file", "run_id").distinct().collect()
+    assert [tuple(r) for r in row] == [(paths.landing_master("support_tickets"), report.run_id)]
+
+
+# --- structure of the landing --------------------------------------------------------------
+
+def test_reordered_columns_are_mapped_by_name(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    columns = master_schema("users").column_names
+    write_master(landing, "users", ["2025-08-01,admin,user_a,org_a,a@example.com,True,2025-05-02"],
+                 header=[columns[6], columns[3], *columns[0:3], columns[4], columns[5]])
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    report = bronze_batch.run(spark, paths, "r1", sources=["users"])
+    (row,) = spark.read.parquet(paths.bronze("users")).collect()
+    assert (row["user_id"], row["role"], str(row["last_login"])) == ("user_a", "admin", "2025-08-01")
+    assert report.table("users").details["columns_reordered"] is True
+
+
+def test_extra_column_is_rejected_naming_it(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    write_master(landing, "nps_surveys", ["org_a,2025-07-10,50.0,Great,x"],
+                 header=[*master_schema("nps_surveys").column_names, "channel"])
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    with pytest.raises(LandingSchemaError, match=r"nps_surveys\.csv: unexpected column\(s\) \['channel'\]"):
+        bronze_batch.run(spark, paths, "r1")
+
+
+def test_missing_file_is_named(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    (landing / "resources.csv").unlink()
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    with pytest.raises(LandingFileMissingError, match=r"not found: file://\S*/landing/resources\.csv"):
+        bronze_batch.run(spark, paths, "r1")
+
+
+def test_wrong_header_leaves_every_bronze_table_untouched(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    bronze_batch.run(spark, paths, "first", sources=["customers_orgs", "billing_monthly"])
+    before = read_rows(spark, paths.bronze("customers_orgs"))
+    write_master(landing, "customers_orgs", ["org_b,Beta,Retail,us-east,pro,True,2025-05-01,rep_a,active,web,1.0"])
+    write_master(landing, "billing_monthly", VALID_ROWS["billing_monthly"],
+                 header=["invoice", *master_schema("billing_monthly").column_names[1:]])
+    with pytest.raises(LandingSchemaError) as error:
+        bronze_batch.run(spark, paths, "second", sources=["customers_orgs", "billing_monthly"])
+    assert "billing_monthly.csv: missing column(s) ['invoice_id']; unexpected column(s) ['invoice']" in str(error.value)
+    assert "expected columns: ['invoice_id', 'org_id'" in str(error.value)
+    assert read_rows(spark, paths.bronze("customers_orgs")) == before
+
+
+# --- snapshots: idempotency and change -----------------------------------------------------
+
+def test_rerun_gives_identical_content_and_counts(spark, tmp_path):
+    landing = make_landing(tmp_path, support_tickets=TICKET_LINES)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    technical = ("ingest_ts", "run_id", "quarantined_at")
+    first = bronze_batch.run(spark, paths, "r1", sources=["support_tickets"])
+    rows = [read_rows(spark, paths.bronze("support_tickets"), technical),
+            read_rows(spark, paths.quarantine("support_tickets"), technical)]
+    files = io.partition_inventory(spark, paths.bronze("support_tickets"))
+    second = bronze_batch.run(spark, paths, "r2", sources=["support_tickets"])
+    assert first.as_rows() == second.as_rows()
+    assert rows == [read_rows(spark, paths.bronze("support_tickets"), technical),
+                    read_rows(spark, paths.quarantine("support_tickets"), technical)]
+    assert [(p["partition"], p["files"]) for p in io.partition_inventory(spark, paths.bronze("support_tickets"))] == \
+        [(p["partition"], p["files"]) for p in files]
+
+
+def test_changed_landing_is_reflected_without_stale_partitions(spark, tmp_path):
+    landing = make_landing(tmp_path, billing_monthly=VALID_ROWS["billing_monthly"] + ["inv_a,org_a,2025-06-01,x,,1,USD,1"])
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    bronze_batch.run(spark, paths, "r1", sources=["billing_monthly"])
+    write_master(landing, "billing_monthly", ["inv_b,org_a,2025-07-01,-60.0,2.0,10.6,EUR,1.1"])
+    report = bronze_batch.run(spark, paths, "r2", sources=["billing_monthly"])
+    rows = spark.read.parquet(paths.bronze("billing_monthly")).select("invoice_id", "subtotal", "month").collect()
+    assert [(r["invoice_id"], r["subtotal"], str(r["month"])) for r in rows] == [("inv_b", -60.0, "2025-07-01")]
+    assert [p["partition"] for p in report.table("billing_monthly").details["partition_inventory"]] == ["month=2025-07-01"]
+    assert spark.read.parquet(paths.quarantine("billing_monthly")).count() == 0
+
+
+def test_pipeline_runs_the_stage_by_name(spark, tmp_path):
+    from lakehouse_utils.pipeline import run_stage
+
+    paths = LakePaths.from_roots(tmp_path / "lake", make_landing(tmp_path))
+    report = run_stage(spark, paths, "bronze_batch", sources=["nps_surveys"], unknown_option=1)
+    assert [c.table for c in report.tables] == ["nps_surveys"] and report.seconds > 0
+
+
+# --- generated data with injected faults, checked against the generator's manifest ---------
+
+@pytest.mark.parametrize("source", MASTER_SOURCES)
+def test_faulty_counts_match_manifest(faulty_run, source):
+    _, report, masters = faulty_run
+    expected, counts = masters[source], report.table(source)
+    assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined) == (
+        expected["data_rows"], expected["expected_bronze_rows"], expected["exact_duplicate_rows"],
+        expected["superseded_key_rows"] + expected["unparsable_rows"])
+
+
+def test_faulty_bronze_tables_hold_the_expected_rows_and_schema(spark, faulty_run):
+    paths, _, masters = faulty_run
+    for source in MASTER_SOURCES:
+        df = spark.read.parquet(paths.bronze(source))
+        assert (source, df.count(), df.schema) == (source, masters[source]["expected_bronze_rows"], bronze_struct(source))
+
+
+def test_faulty_superseded_rows_lose_to_the_later_line(spark, faulty_run):
+    paths, _, masters = faulty_run
+    for source in MASTER_SOURCES:
+        (case,) = masters[source]["superseded"]
+        schema = master_schema(source)
+        is_key = reduce(lambda a, b: a & b, [F.col(k).cast("string") == v for k, v in case["key"].items()])
+        (kept,) = spark.read.parquet(paths.bronze(source)).filter(is_key).collect()
+        (lost,) = spark.read.parquet(paths.quarantine(source)).filter(F.col("rule") == "duplicate_key_superseded").collect()
+        changed = [c for c in schema.column_names if case["winner"][c] != case["loser"][c]]
+        assert [kept[c] for c in changed] == [as_python(case["winner"][c], schema.dtype(c)) for c in changed], source
+        # An empty landing field is null in Bronze and its quarantine alike.
+        assert {c: lost[c] for c in schema.column_names} == {c: v or None for c, v in case["loser"].items()}, source
+
+
+def test_faulty_quarantine_rules_count(spark, faulty_run):
+    paths, _, masters = faulty_run
+    for source in MASTER_SOURCES:
+        rules = dict(spark.read.parquet(paths.quarantine(source)).groupBy("rule").count().collect())
+        assert rules == {"unparsable_row": masters[source]["unparsable_rows"],
+                         "duplicate_key_superseded": masters[source]["superseded_key_rows"]}, source
+
+
+def test_clean_generated_landing_has_nothing_quarantined(spark, generated_landing, tmp_path):
+    manifest = json.loads((generated_landing / MANIFEST_NAME).read_text())["masters"]
+    paths = LakePaths.from_roots(tmp_path / "lake", generated_landing)
+    report = bronze_batch.run(spark, paths, "r1")
+    assert {c.table: (c.rows_out, c.quarantined) for c in report.tables} == {
+        s: (manifest[s]["data_rows"], 0) for s in MASTER_SOURCES}
+
+
+# --- the course dataset ---------------------------------------------------------------------
+
+def test_course_data_lands_whole(spark, course_landing, tmp_path):
+    paths = LakePaths.from_roots(tmp_path / "lake", course_landing)
+    report = bronze_batch.run(spark, paths, "r1")
+    expected = {"customers_orgs": 80, "users": 800, "resources": 400, "support_tickets": 1000,
+                "marketing_touches": 1500, "nps_surveys": 92, "billing_monthly": 240}
+    assert {s: spark.read.parquet(paths.bronze(s)).count() for s in MASTER_SOURCES} == expected
+    assert {c.table: (c.duplicates, c.quarantined) for c in report.tables} == {s: (0, 0) for s in MASTER_SOURCES}
