@@ -117,10 +117,12 @@ def _compact(spark: SparkSession, targets: StreamTargets) -> dict:
         return {}
     token = query_token(spark, targets.checkpoint)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
-    return {
+    compacted = {
         TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, targets.checkpoint, token, committed, "event_date"),
         QUARANTINE_TABLE: compact_table(spark, targets.quarantine, RAW_QUARANTINE_SCHEMA, targets.checkpoint, token, committed),
     }
+    return {table: {"partitions": len(parts), "files_before": sum(p["files_before"] for p in parts), "files_after": len(parts)}
+            for table, parts in compacted.items()}
 
 
 def summarize(records: list[dict]) -> dict:

@@ -32,7 +32,7 @@ def has_event_id() -> Column:
 
 def read_known_events(spark: SparkSession, bronze: str) -> DataFrame | None:
     """(event_id, content_hash) of every event already in Bronze; None while Bronze is empty."""
-    if not io.list_files(spark, bronze):
+    if not io.exists(spark, bronze):
         return None
     known = spark.read.schema(BRONZE_EVENTS_SCHEMA).parquet(bronze).where(has_event_id())
     return known.select("event_id", F.col("content_hash").alias("_known_hash")).dropDuplicates(["event_id"])
@@ -83,7 +83,7 @@ def with_lateness(events: DataFrame, watermark_micros: int | None) -> DataFrame:
 
 
 def batch_metrics() -> list[Column]:
-    """Aggregates observed while the batch is written (no extra pass over the data)."""
+    """Counts of one batch, aggregated over the cached classified rows."""
     outcome = F.col("_outcome")
     is_new = outcome == NEW
     is_late_new = is_new & F.col("is_late")

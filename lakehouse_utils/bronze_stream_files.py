@@ -62,13 +62,12 @@ def read_commits(spark: SparkSession, checkpoint: str) -> list[dict]:
 
 def remove_batch_files(spark: SparkSession, tables: list[str], token: str, batch_id: int) -> int:
     """Delete files a crashed attempt of this batch left in the tables; returns how many."""
-    tag, removed = batch_tag(token, batch_id), 0
-    for table in tables:
-        for entry in io.list_files(spark, table):
-            if entry.path.rsplit("/", 1)[-1].startswith(tag):
-                io.delete(spark, entry.path)
-                removed += 1
-    return removed
+    tag = batch_tag(token, batch_id)
+    # Globs, not a recursive listing: the table may hold thousands of files between compactions.
+    stray = [uri for table in tables for pattern in (f"{tag}*", f"*/{tag}*") for uri in io.glob(spark, join(table, pattern))]
+    for uri in stray:
+        io.delete(spark, uri)
+    return len(stray)
 
 
 def publish_staged(spark: SparkSession, staging: str, table: str, tag: str) -> list[str]:

@@ -9,6 +9,7 @@ built here is scrubbed of it.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ CQL_DIR = Path(__file__).resolve().parent.parent / "cql"
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 DDL_TIMEOUT_S = 120.0
+# One UNLOGGED batch holds rows of a single partition: at most BATCH_ROWS rows and about
+# BATCH_BYTES of values, under Cassandra's default 5 KiB batch-size warning.
+BATCH_ROWS = 20
+BATCH_BYTES = 4000
 ASTRA_CONSOLE_STEP = (
     "open https://astra.datastax.com, select your database, open the 'Data Explorer' tab (or 'Overview' > "
     "'Keyspaces'), click 'Create Keyspace' and name it {keyspace}; wait until the database is Active again, "
@@ -152,16 +157,17 @@ def _build_cluster(target: CassandraTarget):
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-    profile = ExecutionProfile(request_timeout=REQUEST_TIMEOUT_S)
     common = dict(connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONNECT_TIMEOUT_S,
                   schema_metadata_enabled=False, connection_class=connection_class())
     if target.kind == "astra":
+        profile = ExecutionProfile(request_timeout=REQUEST_TIMEOUT_S)
         return Cluster(cloud={"secure_connect_bundle": target.bundle_path},
                        auth_provider=PlainTextAuthProvider("token", target.token.reveal()),
                        protocol_version=ProtocolVersion.V4, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                        **common)
     # Fixed versions: no DSE-protocol probing (and its warnings) against Apache Cassandra 4.0+/5.0.
-    profile.load_balancing_policy = TokenAwarePolicy(DCAwareRoundRobinPolicy())
+    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+                               request_timeout=REQUEST_TIMEOUT_S)
     return Cluster([target.host], port=target.port, protocol_version=ProtocolVersion.V5,
                    execution_profiles={EXEC_PROFILE_DEFAULT: profile}, **common)
 
@@ -193,7 +199,7 @@ def missing_keyspace_error(target: CassandraTarget) -> KeyspaceMissingError:
     if target.kind == "astra":
         step = ASTRA_CONSOLE_STEP.format(keyspace=target.keyspace)
         return KeyspaceMissingError(f"keyspace {target.keyspace} does not exist in the Astra database; AstraDB "
-                                    f"keyspaces are created in the console: {step}")
+                                    f"keyspaces are created in the Astra console: {step}")
     return KeyspaceMissingError(f"keyspace {target.keyspace} does not exist at {target.endpoint}; run the serving "
                                 "stage first (`python -m lakehouse_utils pipeline --stage serving`)")
 
@@ -208,42 +214,83 @@ def _short(error: BaseException, target: CassandraTarget) -> str:
     return target.scrub(f"{type(error).__name__}: {error}")[:400]
 
 
-def execute_with_retries(session, statement, parameters: list, concurrency: int, table: str,
-                         max_attempts: int = 5, base_delay_s: float = 0.2) -> int:
-    """Run one prepared statement for every parameter tuple; retry only the failures, with backoff."""
-    from cassandra.concurrent import execute_concurrent_with_args
+def _statement(prepared, unit: list[tuple]):
+    """One row: the prepared statement. Several rows of one partition: an UNLOGGED batch (one mutation)."""
+    from cassandra.query import BatchStatement, BatchType
 
-    pending = parameters
+    if len(unit) == 1:
+        return prepared, unit[0]
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for params in unit:
+        batch.add(prepared, params)
+    return batch, None
+
+
+def execute_with_retries(session, prepared, units: list[list[tuple]], concurrency: int, table: str,
+                         max_attempts: int = 5, base_delay_s: float = 0.2) -> int:
+    """Execute every unit (rows of one partition); retry only the failed units, with exponential backoff."""
+    from cassandra.concurrent import execute_concurrent
+
+    pending = units
     for attempt in range(1, max_attempts + 1):
-        results = execute_concurrent_with_args(session, statement, pending, concurrency=concurrency,
-                                               raise_on_first_error=False)
-        failed = [(params, result) for params, (ok, result) in zip(pending, results) if not ok]
+        results = execute_concurrent(session, [_statement(prepared, unit) for unit in pending],
+                                     concurrency=concurrency, raise_on_first_error=False)
+        failed = [(unit, result) for unit, (ok, result) in zip(pending, results) if not ok]
         if not failed:
-            return len(parameters)
+            return sum(len(unit) for unit in units)
         if attempt == max_attempts:
-            params, error = failed[0]
+            unit, error = failed[0]
             raise CassandraWriteError(
-                f"{len(failed)} of {len(parameters)} statements on table {table} still failed after {max_attempts} "
-                f"attempts; first failing row {str(tuple(params))[:300]}: {type(error).__name__}: {str(error)[:300]}")
+                f"{sum(len(u) for u, _ in failed)} rows of table {table} still failed after {max_attempts} attempts; "
+                f"first failing row {str(tuple(unit[0]))[:300]}: {type(error).__name__}: {str(error)[:300]}")
         time.sleep(base_delay_s * 2 ** (attempt - 1))
-        pending = [params for params, _ in failed]
-    return len(parameters)
+        pending = [unit for unit, _ in failed]
+    return 0
+
+
+def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
+                    max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple]]:
+    """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size."""
+    unit: list[tuple] = []
+    unit_bytes = 0
+    for row in rows:
+        values = tuple(row)
+        size = len(repr(values))  # a cheap over-estimate of the serialized size
+        if unit and (values[:key_width] != unit[0][:key_width] or len(unit) >= max_rows
+                     or unit_bytes + size > max_bytes):
+            yield unit
+            unit, unit_bytes = [], 0
+        unit.append(values)
+        unit_bytes += size
+    if unit:
+        yield unit
 
 
 def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: str, concurrency: int,
-                    chunk_size: int = 5000) -> Iterator[int]:
-    """Executor side: one Cluster per Spark partition, rows sent in bounded chunks. Yields the row count."""
+                    key_width: int, chunk_rows: int = 5000) -> Iterator[int]:
+    """Executor side: one Cluster per Spark partition (none when it is empty).
+
+    Rows arrive sorted by partition key; the rows of one partition travel as UNLOGGED
+    batches (`partition_units`). Units are sent in chunks of ~`chunk_rows` rows to bound memory.
+    """
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        yield 0
+        return
     written = 0
     with open_session(target) as session:
-        statement = session.prepare(cql)
-        chunk: list = []
-        for row in rows:
-            chunk.append(tuple(row))
-            if len(chunk) >= chunk_size:
-                written += execute_with_retries(session, statement, chunk, concurrency, table)
-                chunk = []
+        prepared = session.prepare(cql)
+        chunk: list[list[tuple]] = []
+        chunk_size = 0
+        for unit in partition_units(itertools.chain([first], rows), key_width):
+            chunk.append(unit)
+            chunk_size += len(unit)
+            if chunk_size >= chunk_rows:
+                written += execute_with_retries(session, prepared, chunk, concurrency, table)
+                chunk, chunk_size = [], 0
         if chunk:
-            written += execute_with_retries(session, statement, chunk, concurrency, table)
+            written += execute_with_retries(session, prepared, chunk, concurrency, table)
     yield written
 
 

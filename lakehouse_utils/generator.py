@@ -38,13 +38,16 @@ def generate(out_dir: str | os.PathLike, *, seed: int = 7, scale: float = 1.0, f
     """Write a landing dataset into `out_dir` and return its manifest."""
     if scale <= 0 or days < 1 or (files is not None and files < 1):
         raise ValueError(f"need scale > 0, days >= 1 and files >= 1 (got scale={scale}, days={days}, files={files})")
-    start = date.fromisoformat(start_date)
-    out = Path(out_dir)
-    _prepare_out_dir(out)
+    try:
+        start = date.fromisoformat(start_date)
+    except ValueError:
+        raise ValueError(f"start_date must be YYYY-MM-DD (got {start_date!r})") from None
     masters = build_masters(random.Random(f"{seed}:masters"), scale, start, days)
     plan = EventPlan.create(seed, start, days, max(1, round(720 * scale)), files or default_files(scale))
     faults = plan_event_faults(random.Random(f"{seed}:faults"), plan, masters.resources, masters.org_ids,
                                duplicates=duplicates, malformed=malformed, late_files=late_files, bad_rows=bad_rows)
+    out = Path(out_dir)
+    _prepare_out_dir(out)  # only once every argument has been checked
     master_stats = _write_masters(out, master_files(random.Random(f"{seed}:master-faults"), masters, duplicates, bad_rows))
     ledger = EventLedger(set(masters.org_ids), {resource[0] for resource in masters.resources})
     resources = masters.resources

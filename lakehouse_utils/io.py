@@ -93,6 +93,13 @@ def write_json(spark: SparkSession, uri: str, payload: dict) -> None:
     write_text(spark, uri, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
+def glob(spark: SparkSession, pattern: str) -> list[str]:
+    """URIs matching a Hadoop glob (`*`, `?`, `{a,b}`), sorted; one listing call instead of a recursive walk."""
+    fs, path = _fs_and_path(spark, pattern)
+    statuses = fs.globStatus(path)
+    return [] if statuses is None else sorted(str(status.getPath().toString()) for status in statuses)
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, functions as F
 
 ACTIONS = ("quarantine", "flag", "impute")
@@ -51,6 +52,7 @@ class QualityCounts:
     quarantined: int
     by_rule: dict[str, int]
     actions: dict[str, str] = field(default_factory=dict)
+    cached: DataFrame | None = field(default=None, repr=False)  # the persisted rows when persist=True
 
     @property
     def valid(self) -> int:
@@ -62,6 +64,12 @@ class QualityCounts:
         for name, failures in self.by_rule.items():
             grouped[self.actions[name]][name] = failures
         return grouped
+
+    def release(self) -> None:
+        """Drop the cache that `apply_rules(..., persist=True)` kept for the valid/quarantine frames."""
+        if self.cached is not None:
+            self.cached.unpersist()
+            self.cached = None
 
 
 def validate_rules(rules: list[Rule], references: dict[str, DataFrame] | None = None) -> None:
@@ -172,17 +180,22 @@ def _count(annotated: DataFrame, rules: list[Rule]) -> QualityCounts:
 
 
 def apply_rules(
-    df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None
+    df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None, persist: bool = False
 ) -> tuple[DataFrame, DataFrame, QualityCounts]:
     """Split `df` by `rules` into (valid rows with flags/fixes, quarantined rows, counts).
 
     The quarantine keeps the input columns unchanged plus `rule` (every failed
-    quarantine rule, comma-separated) and `reason` (their descriptions).
+    quarantine rule, comma-separated) and `reason` (their descriptions). With
+    `persist=True` the checked rows are cached by the counting job, so that writing
+    both outputs does not evaluate the rules again; call `counts.release()` after.
     """
     references = references or {}
     validate_rules(rules, references)
     annotated = _annotate(df, rules, references)
+    if persist:
+        annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
     counts = _count(annotated, rules)
+    counts.cached = annotated if persist else None
     flag_columns = [r.flag for r in rules if r.flag and r.flag not in df.columns]
     valid = _apply_fixes(annotated.filter(~F.col("__dq_quarantined")), rules).select(*df.columns, *dict.fromkeys(flag_columns))
     quarantine = annotated.filter(F.col("__dq_quarantined")).select(*df.columns, "rule", "reason")

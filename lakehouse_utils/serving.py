@@ -13,8 +13,8 @@ import logging
 import re
 from datetime import datetime, timezone
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F, types as T
 from pyspark.errors import StreamingQueryException
 
 from lakehouse_utils import io
@@ -26,13 +26,13 @@ from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
 from lakehouse_utils.serving_model import METADATA_TABLE, SERVING_TABLES, ServingTable, serving_table
-from lakehouse_utils.serving_sync import TableSync, gold_partition_columns
+from lakehouse_utils.serving_sync import TableSync, gold_partition_columns, gold_partition_ids
 
 log = logging.getLogger(__name__)
 
-# In-flight statements per writer task. Measured on the 2-core box (see docs/decisions/070):
-# beyond ~64 the single local node only queues them.
-DEFAULT_CONCURRENCY = 64
+# In-flight requests (single rows or single-partition batches) per writer task; see docs/decisions/070.
+
+DEFAULT_CONCURRENCY = 32
 _KEYSPACE_STATEMENT = re.compile(r"(CREATE KEYSPACE IF NOT EXISTS\s+)cloud_analytics\b")
 
 
@@ -75,14 +75,13 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
     if not io.exists(spark, gold_uri):
         raise FileNotFoundError(f"Gold mart {table.mart} not found at {gold_uri}: run the gold stage first "
                                 "(`python -m lakehouse_utils pipeline --stage gold`)")
-    has_files = bool(io.list_files(spark, gold_uri))
+    columns = gold_partition_columns(spark, gold_uri)
     sync = TableSync(spark, table, target, mirror_uri(paths, table, target),
-                     paths.quarantine(f"serving_{table.name}"), gold_partition_columns(spark, gold_uri),
-                     run_id, concurrency)
-    gold_df = spark.read.parquet(gold_uri) if has_files else None
-    if gold_df is not None:
-        _run_stream(spark, gold_uri, gold_df, checkpoint_uri(paths, table, target), sync, table)
-    sync.remove_vanished(gold_df)
+                     paths.quarantine(f"serving_{table.name}"), columns, run_id, concurrency)
+    if io.list_files(spark, gold_uri):
+        schema = spark.read.parquet(gold_uri).schema
+        _run_stream(spark, gold_uri, schema, checkpoint_uri(paths, table, target), sync, table)
+    sync.remove_vanished(gold_partition_ids(spark, gold_uri, columns))
     counts = sync.counts
     rows_per_second = counts.rows_out / counts.write_seconds if counts.write_seconds else None
     return TableCounts(
@@ -95,10 +94,10 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
     )
 
 
-def _run_stream(spark: SparkSession, gold_uri: str, gold_df: DataFrame, checkpoint: str, sync: TableSync,
+def _run_stream(spark: SparkSession, gold_uri: str, schema: T.StructType, checkpoint: str, sync: TableSync,
                 table: ServingTable) -> None:
     # No maxFilesPerTrigger: one batch must hold every new file of a Gold partition (see serving_sync).
-    stream = spark.readStream.schema(gold_df.schema).parquet(gold_uri)
+    stream = spark.readStream.schema(schema).parquet(gold_uri)
     query = (
         stream.writeStream.foreachBatch(sync)
         .option("checkpointLocation", checkpoint)
@@ -119,18 +118,19 @@ def _run_stream(spark: SparkSession, gold_uri: str, gold_df: DataFrame, checkpoi
 
 def write_metadata(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget,
                    run_id: str) -> dict:
-    """Date range, row count and leading org of the mart (small aggregates) into serving_metadata."""
+    """Date range, row count and leading org of the mart (one small aggregate) into serving_metadata."""
     gold_uri = paths.gold(table.mart)
     if not io.list_files(spark, gold_uri):
         return {}
     served = spark.read.parquet(gold_uri).select(*table.select_columns())
-    stats = served.agg(F.count("*").alias("row_count"), F.min(table.date_column).alias("min_date"),
-                       F.max(table.date_column).alias("max_date")).first().asDict()
-    stats["top_org_id"] = None
-    if table.top_org_measure:
-        leader = (served.groupBy("org_id").agg(F.sum(table.top_org_measure).alias("total"))
-                  .orderBy(F.desc("total"), "org_id").first())
-        stats["top_org_id"] = leader["org_id"] if leader else None
+    measure = F.col(table.top_org_measure) if table.top_org_measure else F.lit(None).cast("double")
+    per_org = served.groupBy(F.col("org_id") if "org_id" in table.column_names else F.lit(None).alias("org_id")).agg(
+        F.count("*").alias("rows"), F.min(table.date_column).alias("first"), F.max(table.date_column).alias("last"),
+        F.sum(measure).alias("total"))
+    # max of (total, org_id): the org with the highest total (ties: the greater org_id); null without a measure.
+    leader = F.max(F.when(F.col("total").isNotNull(), F.struct("total", "org_id")))
+    stats = per_org.agg(F.sum("rows").alias("row_count"), F.min("first").alias("min_date"),
+                        F.max("last").alias("max_date"), leader["org_id"].alias("top_org_id")).first().asDict()
     with open_session(target) as session:
         session.execute(
             f"INSERT INTO {METADATA_TABLE} (table_name, source_mart, row_count, min_date, max_date, top_org_id, "
@@ -162,6 +162,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
         if full_refresh:
             reset_table(spark, paths, table, cassandra)
         counts = report.add(load_table(spark, paths, table, cassandra, run_id, concurrency))
+        # Always refreshed (one small job): a run that died between load and metadata leaves no stale defaults.
         counts.details["metadata"] = write_metadata(spark, paths, table, cassandra, run_id)
         log.info("serving %s: %s rows in, %s upserted, %s stale deleted", table.name, counts.rows_in,
                  counts.rows_out, counts.details["stale_rows_deleted"])

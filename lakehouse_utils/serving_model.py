@@ -25,9 +25,14 @@ class ServingTable:
     name: str
     mart: str
     columns: Callable[[], list[tuple[str, Column]]]
-    primary_key: tuple[str, ...]
+    partition_key: tuple[str, ...]
+    clustering: tuple[str, ...]
     date_column: str
     top_org_measure: str | None = None
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.partition_key + self.clustering
 
     @property
     def column_names(self) -> list[str]:
@@ -145,21 +150,22 @@ def _tickets_by_org_columns() -> Columns:
     ]
 
 
+# Columns start with the partition key: the writer batches rows by their first len(partition_key) values.
 SERVING_TABLES: tuple[ServingTable, ...] = (
     ServingTable("daily_usage_by_org_month", "org_daily_usage_by_service", _daily_usage_columns,
-                 ("org_id", "usage_month", "usage_date", "service"), "usage_date", "daily_cost_usd"),
+                 ("org_id", "usage_month"), ("usage_date", "service"), "usage_date", "daily_cost_usd"),
     ServingTable("top_services_by_org_date", "top_services_14d", _top_services_columns,
-                 ("org_id", "as_of_date", "rank"), "as_of_date", None),
+                 ("org_id", "as_of_date"), ("rank",), "as_of_date", None),
     ServingTable("tickets_by_severity_month", "tickets_by_date_severity", _tickets_by_severity_columns,
-                 ("severity", "created_month", "created_date"), "created_date", None),
+                 ("severity", "created_month"), ("created_date",), "created_date", None),
     ServingTable("revenue_by_org_year", "revenue_by_org_month", _revenue_columns,
-                 ("org_id", "billing_year", "month"), "month", "net_usd"),
+                 ("org_id", "billing_year"), ("month",), "month", "net_usd"),
     ServingTable("genai_usage_by_org_month", "genai_tokens_by_org_date", _genai_columns,
-                 ("org_id", "usage_month", "usage_date"), "usage_date", "total_tokens"),
+                 ("org_id", "usage_month"), ("usage_date",), "usage_date", "total_tokens"),
     ServingTable("cost_anomalies_by_org_month", "cost_anomaly_mart", _anomaly_columns,
-                 ("org_id", "usage_month", "usage_date", "service"), "usage_date", "daily_cost_usd"),
+                 ("org_id", "usage_month"), ("usage_date", "service"), "usage_date", "daily_cost_usd"),
     ServingTable("tickets_by_org_month", "tickets_by_org_date", _tickets_by_org_columns,
-                 ("org_id", "created_month", "created_date", "severity"), "created_date", "tickets_opened"),
+                 ("org_id", "created_month"), ("created_date", "severity"), "created_date", "tickets_opened"),
 )
 METADATA_TABLE = "serving_metadata"
 

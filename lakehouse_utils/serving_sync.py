@@ -22,6 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 from functools import reduce
+from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -66,6 +67,15 @@ def gold_partition_columns(spark: SparkSession, gold_uri: str) -> list[str]:
     return columns
 
 
+def gold_partition_ids(spark: SparkSession, gold_uri: str, columns: list[str]) -> list[str]:
+    """The `partition_id` of every Gold partition that has files, from the listing (no Spark job)."""
+    files = io.list_files(spark, gold_uri)
+    if not columns:
+        return [WHOLE_TABLE] if files else []
+    ids = {"/".join(unquote(s) for s in entry.path.split("/")[-1 - len(columns):-1]) for entry in files}
+    return sorted(ids)
+
+
 def partition_id(columns: list[str]) -> Column:
     """`col=value/...` of a row's Gold partition (the same text for the batch and the current table)."""
     if not columns:
@@ -100,22 +110,23 @@ class TableSync:
         staged = staged.persist()
         try:
             has_null_key = reduce(lambda a, b: a | b, [F.col(key).isNull() for key in pk])
-            totals = staged.agg(F.count("*").alias("rows"), F.count(F.when(has_null_key, 1)).alias("bad")).first()
-            if totals["rows"] == 0:
-                return
+            # countDistinct skips rows with a null in any key column: it counts exactly the valid keys.
+            totals = staged.agg(F.count("*").alias("rows"), F.count(F.when(has_null_key, 1)).alias("bad"),
+                                F.countDistinct(*pk).alias("keys")).first()
+            if totals["rows"] == 0 and self.gold_partitions:
+                return  # a partitioned mart writes no file for an empty partition: remove_vanished covers it
             if totals["bad"]:
                 self._quarantine(staged.where(has_null_key))
-            valid = staged.where(~has_null_key).dropDuplicates(pk).persist()
-            distinct_rows = valid.count()
-            written = self._execute(valid.drop(PARTITION_ID), self.table.insert_cql(), distinct_rows, timed=True)
-            keys = valid.select(PARTITION_ID, *pk)
-            deleted = self._sync_mirror(keys)
-            valid.unpersist()
+            valid = staged.where(~has_null_key)
+            if totals["rows"] - totals["bad"] > totals["keys"]:
+                valid = valid.dropDuplicates(pk)  # a grain violation in Gold: one row per key is served
+            written = self._execute(valid.drop(PARTITION_ID), self.table.insert_cql(), totals["keys"], timed=True)
+            deleted = self._sync_mirror(valid.select(PARTITION_ID, *pk))
         finally:
             staged.unpersist()
         self.counts.rows_in += totals["rows"]
         self.counts.quarantined += totals["bad"]
-        self.counts.duplicates += totals["rows"] - totals["bad"] - distinct_rows
+        self.counts.duplicates += totals["rows"] - totals["bad"] - totals["keys"]
         self.counts.rows_out += written
         self.counts.deleted += deleted
         self.counts.batches += 1
@@ -127,26 +138,25 @@ class TableSync:
             io.replace_table(self.spark, keys, self.mirror_uri)
             return 0
         pk = list(self.table.primary_key)
-        touched = keys.select(PARTITION_ID).distinct()
+        if self.gold_partitions:
+            touched = keys.select(PARTITION_ID).distinct()
+        else:  # any file of an unpartitioned mart is the whole new table, even an empty one
+            touched = self.spark.createDataFrame([(WHOLE_TABLE,)], f"{PARTITION_ID} string")
         stale = mirror.join(touched, PARTITION_ID, "left_semi").join(keys.select(*pk), pk, "left_anti")
         deleted = self._delete(stale.select(*pk))
         remaining = mirror.join(touched, PARTITION_ID, "left_anti")
         io.replace_table(self.spark, remaining.unionByName(keys), self.mirror_uri)
         return deleted
 
-    def remove_vanished(self, gold_df: DataFrame | None) -> int:
+    def remove_vanished(self, current_partitions: list[str]) -> int:
         """Delete the keys of Gold partitions that no longer exist (no new file announces those)."""
         mirror = self._read_mirror()
         if mirror is None:
             return 0
-        if gold_df is None:
-            current = self.spark.createDataFrame([], f"{PARTITION_ID} string")
-        else:
-            current = gold_df.select(partition_id(self.gold_partitions).alias(PARTITION_ID)).distinct()
-        gone = mirror.join(current, PARTITION_ID, "left_anti").select(*self.table.primary_key)
-        deleted = self._delete(gone)
+        is_gone = ~F.col(PARTITION_ID).isin(current_partitions) if current_partitions else F.lit(True)
+        deleted = self._delete(mirror.where(is_gone).select(*self.table.primary_key))
         if deleted:
-            io.replace_table(self.spark, mirror.join(current, PARTITION_ID, "left_semi"), self.mirror_uri)
+            io.replace_table(self.spark, mirror.where(~is_gone), self.mirror_uri)
         self.counts.deleted += deleted
         return deleted
 
@@ -154,21 +164,20 @@ class TableSync:
         return self.spark.read.parquet(self.mirror_uri) if io.list_files(self.spark, self.mirror_uri) else None
 
     def _delete(self, stale_keys: DataFrame) -> int:
-        stale_keys = stale_keys.persist()
-        try:
-            count = stale_keys.count()
-            return self._execute(stale_keys, self.table.delete_cql(), count) if count else 0
-        finally:
-            stale_keys.unpersist()
+        # Usually nothing is stale: one task, and it connects only when a row arrives.
+        return self._execute(stale_keys, self.table.delete_cql(), rows=None)
 
-    def _execute(self, df: DataFrame, cql: str, rows: int, timed: bool = False) -> int:
-        """Run `cql` once per row on the executors: one Cluster per Spark partition."""
-        tasks = max(1, min(self.spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_WRITE_TASK)))
-        target, table, concurrency = self.target, self.table.name, self.concurrency
+    def _execute(self, df: DataFrame, cql: str, rows: int | None, timed: bool = False) -> int:
+        """Run `cql` per row on the executors, rows of one Cassandra partition together (batched)."""
+        key = list(self.table.partition_key)
+        tasks = 1 if rows is None else max(1, min(self.spark.sparkContext.defaultParallelism,
+                                                  -(-rows // ROWS_PER_WRITE_TASK)))
+        ordered = df.repartition(tasks, *key).sortWithinPartitions(*key)
+        target, table, concurrency, width = self.target, self.table.name, self.concurrency, len(key)
         started = time.perf_counter()
         try:
-            written = df.repartition(tasks).rdd.mapPartitions(
-                lambda partition: write_partition(partition, target, cql, table, concurrency)
+            written = ordered.rdd.mapPartitions(
+                lambda partition: write_partition(partition, target, cql, table, concurrency, width)
             ).sum()
         except CassandraError:
             raise

@@ -98,22 +98,29 @@ class EventsResult:
     spike: dict
 
 
-def _spike_and_scope(spark, paths, bronze_df, masters, plan, factor):
-    """Check the planned dates; find the threshold over all valid events; widen the dates if flags drift."""
-    scope_df = bronze_df if plan.full else bronze_df.filter(in_dates("event_date", plan.dates))
-    checked = check_events(scope_df, masters["customers_orgs"], masters["resources"])
+def _check_planned(spark, paths, bronze_df, masters, plan, factor):
+    """Check the planned dates; find the threshold over all valid events; widen the dates if flags drift.
+
+    Returns the checked (valid, quarantine, counts) of the final dates, cached, and (p99, threshold).
+    """
+    def check():
+        scope_df = bronze_df if plan.full else bronze_df.filter(in_dates("event_date", plan.dates))
+        return check_events(scope_df, masters["customers_orgs"], masters["resources"], persist=True)
+
+    checked = check()
     if plan.full:
-        return scope_df, checked, spike_threshold(checked[0], factor)
+        return checked, spike_threshold(checked[0], factor)
     existing_df = spark.read.parquet(paths.silver("usage_events")).filter(~in_dates(PARTITION, plan.dates))
     costs = checked[0].select("cost_usd_increment").union(existing_df.select("cost_usd_increment"))
     p99, threshold = spike_threshold(costs, factor)
     drift = drifted_dates(existing_df, threshold)
     if drift:
+        # same events in total, so p99 stays; only the set of dates to rewrite grows
+        checked[2].release()
         plan.dates = sorted(set(plan.dates) | set(drift), key=lambda d: (d is None, d))
         plan.reason += f"; spike threshold moved, {len(drift)} more date(s)"
-        scope_df = bronze_df.filter(in_dates("event_date", plan.dates))
-        checked = check_events(scope_df, masters["customers_orgs"], masters["resources"])
-    return scope_df, checked, (p99, threshold)
+        checked = check()
+    return checked, (p99, threshold)
 
 
 def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan) -> None:
@@ -129,12 +136,16 @@ def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan) -> None:
 
 
 def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor) -> EventsResult:
-    scope_df, (valid_df, quarantine_df, counts), (p99, threshold) = _spike_and_scope(
+    """Check, flag, enrich and write the planned event dates and their quarantine."""
+    (valid_df, quarantine_df, counts), (p99, threshold) = _check_planned(
         spark, paths, bronze_df, masters, plan, spike_factor)
-    silver_df, spikes = silver_events(valid_df, threshold, masters["customers_orgs"], masters["resources"], run_id)
-    _write(spark, silver_df, paths.silver("usage_events"), plan)
-    _write(spark, quarantine_frame(quarantine_df, [*bronze_df.columns, PARTITION], run_id),
-           paths.quarantine("usage_events"), plan)
+    try:
+        silver_df, spikes = silver_events(valid_df, threshold, masters["customers_orgs"], masters["resources"], run_id)
+        _write(spark, silver_df, paths.silver("usage_events"), plan)
+        _write(spark, quarantine_frame(quarantine_df, [*bronze_df.columns, PARTITION], run_id),
+               paths.quarantine("usage_events"), plan)
+    finally:
+        counts.release()
     spike = {"percentile": SPIKE_PERCENTILE, "accuracy": SPIKE_ACCURACY, "p99": p99, "factor": spike_factor,
              "threshold": threshold, "spikes_in_scope": spikes}
     rules = counts.by_action()

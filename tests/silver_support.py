@@ -55,8 +55,8 @@ def events_df(spark: SparkSession, rows: list[dict]) -> DataFrame:
 def orgs_df(spark: SparkSession, org_ids=("org_a", "org_b")) -> DataFrame:
     """Silver-shaped orgs with the enrichment columns."""
     rows = [(o, f"Org {o}", "Retail", "us-east", "pro", "active") for o in org_ids]
-    return spark.createDataFrame(rows, "org_id string, org_name string, industry string, plan_tier string, "
-                                       "hq_region string, lifecycle_stage string")
+    return spark.createDataFrame(rows, "org_id string, org_name string, industry string, hq_region string, "
+                                       "plan_tier string, lifecycle_stage string")
 
 
 def resources_df(spark: SparkSession, resource_ids=("res_a1", "res_b1")) -> DataFrame:

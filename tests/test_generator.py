@@ -264,6 +264,14 @@ def test_overwrites_its_own_previous_output_without_stale_files(tmp_path):
     assert json.loads((tmp_path / MANIFEST_NAME).read_text()) == manifest
 
 
+def test_bad_arguments_fail_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="at least 4 event files"):
+        generate(tmp_path / "x", scale=0.05, files=2, bad_rows=True)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        generate(tmp_path / "x", scale=0.05, start_date="03/07/2025")
+    assert not (tmp_path / "x").exists()
+
+
 def test_fractional_scale_keeps_a_handful_of_masters(tmp_path):
     manifest = generate(tmp_path, scale=0.01)
     assert manifest["masters"]["customers_orgs"]["data_rows"] >= 5
@@ -284,7 +292,7 @@ def test_cli_generates_and_reports_errors(tmp_path, capsys):
 def replay_stream(root: Path, arrival: list[str]) -> tuple[dict, list[dict]]:
     """Bronze semantics by hand: first arrival of an event_id wins; null/empty ids are kept as rows."""
     counts = dict(lines_total=0, blank=0, malformed_json=0, not_a_json_object=0, exact=0, conflict=0)
-    first: dict[str, dict] = {}
+    first: dict[str, str] = {}  # event_id -> the line that arrived first
     bronze: list[dict] = []
     for name in arrival:
         text = (root / "usage_events_stream" / name).read_bytes().decode("utf-8").removeprefix("\ufeff")
@@ -305,10 +313,10 @@ def replay_stream(root: Path, arrival: list[str]) -> tuple[dict, list[dict]]:
                 continue
             event_id = event.get("event_id")
             if event_id in first:
-                counts["exact" if first[event_id] == event else "conflict"] += 1
+                counts["exact" if first[event_id] == line else "conflict"] += 1  # replays are byte-identical
                 continue
             if event_id not in (None, ""):
-                first[event_id] = event
+                first[event_id] = line
             bronze.append(event)
     return counts, bronze
 
