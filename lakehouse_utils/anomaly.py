@@ -72,7 +72,8 @@ def with_mad_score(
     with_deviation = with_median.withColumn("__abs_dev", F.abs(F.col(value_col) - F.col(median_col)))
     scored = with_deviation.withColumn(
         "mad_score",
-        _robust_z(F.col(value_col), F.col(median_col), F.median("__abs_dev").over(window), F.avg("__abs_dev").over(window)),
+        _robust_z(F.col(value_col), F.col(median_col), F.median("__abs_dev").over(window),
+                  F.avg("__abs_dev").over(window)),
     )
     return (
         scored.withColumn("is_anomaly_mad", F.coalesce(F.abs("mad_score") > F.lit(threshold), F.lit(False)))
@@ -104,7 +105,8 @@ def with_anomaly_flags(
         .transform(with_mad_score, value_col, series_cols, thresholds.mad, baseline_col)
         .transform(with_percentile_flag, value_col, percentile_scope, thresholds.percentile)
     )
-    votes = sum(F.col(flag).cast(T.IntegerType()) for flag in ("is_anomaly_zscore", "is_anomaly_mad", "is_anomaly_pctl"))
+    flags = ("is_anomaly_zscore", "is_anomaly_mad", "is_anomaly_pctl")
+    votes = sum(F.col(flag).cast(T.IntegerType()) for flag in flags)
     return (
         scored.withColumn("anomaly_votes", votes.cast(T.IntegerType()))
         .withColumn("is_anomaly", F.col("anomaly_votes") >= F.lit(thresholds.min_votes))

@@ -104,7 +104,9 @@ def bronze_columns(schema: MasterSchema, ingest_ts: datetime, landing: LandingFi
     return columns
 
 
-def quarantine_columns(schema: MasterSchema, quarantined_at: datetime, landing: LandingFile, run_id: str) -> list[Column]:
+def quarantine_columns(
+    schema: MasterSchema, quarantined_at: datetime, landing: LandingFile, run_id: str
+) -> list[Column]:
     """Rule and reason, the fields as they were in the file (text), and where the record came from."""
     superseded_reason = F.concat(
         F.lit("key "), F.col("key_text"), F.lit(" appears again at line "), F.col("winner_line").cast("string"),
@@ -141,57 +143,60 @@ def summarise(classified_df: DataFrame) -> dict:
     return {key: (value or 0) if not isinstance(value, list) else value for key, value in row.asDict().items()}
 
 
+def write_snapshot(
+    spark: SparkSession, paths: LakePaths, classified_df: DataFrame, rows_out: int, landing: LandingFile,
+    run_id: str, ingest_ts: datetime,
+) -> str | None:
+    """Replace `bronze/<master>` and `quarantine/<master>`; return the partition column used."""
+    schema = master_schema(landing.source)
+    partition_column = PARTITIONING.get(schema.source, (None, None))[0]
+    bronze_df = classified_df.filter(F.col("status") == OK).select(*bronze_columns(schema, ingest_ts, landing, run_id))
+    if rows_out == 0:
+        # A partitioned write of no rows leaves no file, and readers could not infer the schema:
+        # write one schema-only file, with the columns in their read-back order.
+        bronze_df, partition_column = bronze_df.select(*bronze_struct(schema.source).fieldNames()), None
+    io.replace_table(spark, bronze_df, paths.bronze(schema.source),
+                     partition_by=[partition_column] if partition_column else None, files_per_partition=1)
+    is_quarantined = F.col("status").isin(SUPERSEDED, UNPARSABLE)
+    quarantine_df = classified_df.filter(is_quarantined).select(*quarantine_columns(schema, ingest_ts, landing, run_id))
+    io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
+    return partition_column
+
+
 def ingest_master(
     spark: SparkSession, paths: LakePaths, landing: LandingFile, run_id: str, ingest_ts: datetime
 ) -> TableCounts:
-    """Read, classify and write one master; return its reconciled counts and evidence."""
+    """Read, classify and write one master; return its reconciled counts and the evidence a notebook shows."""
     started = time.perf_counter()
     schema = master_schema(landing.source)
     parsed_df = with_parse_result(read_raw(spark, landing.uri, landing.header), schema, landing.header)
+    # Cached once: the counts and both writes read the classified rows without re-parsing the file.
     classified_df = with_status(parsed_df, schema).cache()
     try:
         summary = summarise(classified_df)
-        partition_column = PARTITIONING.get(schema.source, (None, None))[0]
-        bronze_df = classified_df.filter(F.col("status") == OK).select(*bronze_columns(schema, ingest_ts, landing, run_id))
-        io.replace_table(spark, bronze_df, paths.bronze(schema.source),
-                         partition_by=[partition_column] if partition_column else None, files_per_partition=1)
-        quarantine_df = classified_df.filter(F.col("status").isin(SUPERSEDED, UNPARSABLE)).select(
-            *quarantine_columns(schema, ingest_ts, landing, run_id)
-        )
-        io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
+        partition_column = write_snapshot(spark, paths, classified_df, summary[OK], landing, run_id, ingest_ts)
     finally:
         classified_df.unpersist()
     inventory = io.partition_inventory(spark, paths.bronze(schema.source))
     details = {
-        "file": landing.uri,
-        "columns_reordered": landing.is_reordered,
-        "header": list(landing.header),
-        "bronze_table": paths.bronze(schema.source),
-        "quarantine_table": paths.quarantine(schema.source),
-        "partition_by": partition_column,
-        "partitions": len(inventory),
-        "files": sum(p["files"] for p in inventory),
-        "bytes": sum(p["bytes"] for p in inventory),
+        "file": landing.uri, "header": list(landing.header), "columns_reordered": landing.is_reordered,
+        "bronze_table": paths.bronze(schema.source), "quarantine_table": paths.quarantine(schema.source),
+        "partition_by": partition_column, "partitions": len(inventory),
+        "files": sum(p["files"] for p in inventory), "bytes": sum(p["bytes"] for p in inventory),
         "partition_inventory": inventory,
-        "unparsable": summary[UNPARSABLE],
-        "superseded": summary[SUPERSEDED],
-        "superseded_keys": summary["superseded_keys"],
-        "unparsable_lines": summary["unparsable_lines"],
+        "unparsable": summary[UNPARSABLE], "superseded": summary[SUPERSEDED],
+        "superseded_keys": summary["superseded_keys"], "unparsable_lines": summary["unparsable_lines"],
         "seconds": round(time.perf_counter() - started, 2),
     }
     return TableCounts(
-        table=schema.source,
-        rows_in=summary["rows_in"],
-        rows_out=summary[OK],
-        duplicates=summary[DUPLICATE],
-        quarantined=summary[SUPERSEDED] + summary[UNPARSABLE],
-        details=details,
+        table=schema.source, rows_in=summary["rows_in"], rows_out=summary[OK], duplicates=summary[DUPLICATE],
+        quarantined=summary[SUPERSEDED] + summary[UNPARSABLE], details=details,
     )
 
 
 def run(
-    spark: SparkSession, paths: LakePaths, run_id: str, sources: list[str] | None = None, parallel: int = PARALLEL_MASTERS,
-    **options,
+    spark: SparkSession, paths: LakePaths, run_id: str, sources: list[str] | None = None,
+    parallel: int = PARALLEL_MASTERS, **options,
 ) -> StageReport:
     """Ingest the landing masters (all seven unless `sources` names some) into Bronze."""
     selected = list(sources) if sources else list(MASTER_SOURCES)
@@ -203,7 +208,7 @@ def run(
     report = StageReport(stage=STAGE, run_id=run_id, extra={
         "landing_root": paths.landing_root, "ingest_ts": ingest_ts.isoformat(), "sources": selected,
     })
-    # Each master is a few tiny Spark jobs dominated by driver-side overhead; overlapping them keeps both cores busy.
+    # A master is three tiny Spark jobs dominated by driver overhead; overlapping masters keeps the cores busy.
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(selected)))) as pool:
         results = pool.map(lambda source: ingest_master(spark, paths, landing[source], run_id, ingest_ts), selected)
         for counts in results:

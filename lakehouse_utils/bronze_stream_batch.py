@@ -30,34 +30,62 @@ def has_event_id() -> Column:
     return F.coalesce(F.col("event_id") != F.lit(""), F.lit(False))
 
 
+def _is_keyed_event() -> Column:
+    return (F.col("line_kind") == KIND_EVENT) & has_event_id()
+
+
 def read_known_events(spark: SparkSession, bronze: str) -> DataFrame | None:
     """(event_id, content_hash) of every event already in Bronze; None while Bronze is empty."""
     if not io.exists(spark, bronze):
         return None
     known = spark.read.schema(BRONZE_EVENTS_SCHEMA).parquet(bronze).where(has_event_id())
-    return known.select("event_id", F.col("content_hash").alias("_known_hash")).dropDuplicates(["event_id"])
+    return known.select("event_id", F.col("content_hash").alias("_known_hash"))
 
 
-def with_outcome(lines: DataFrame, known: DataFrame | None) -> DataFrame:
+def repeated_ids(parsed: DataFrame) -> DataFrame:
+    """Event ids that occur more than once in the batch, with their first arrival's key, hash and file.
+
+    An aggregate over three narrow columns instead of a window over the wide rows: the
+    result is small (only repeated ids) and joins back without shuffling the batch.
+    """
+    first = F.min(F.struct(*ARRIVAL_ORDER, "content_hash"))  # structs compare field by field
+    repeats = (
+        parsed.where(_is_keyed_event())
+        .groupBy("event_id")
+        .agg(F.count(F.lit(1)).alias("_copies"), first.alias("_first"))
+        .where(F.col("_copies") > 1)
+    )
+    return repeats.select(
+        "event_id",
+        F.struct(*[F.col(f"_first.{name}").alias(name) for name in ARRIVAL_ORDER]).alias("_first_key"),
+        F.col("_first.content_hash").alias("_first_hash"),
+        F.col("_first.source_file").alias("_first_file"),
+    )
+
+
+def known_matches(parsed: DataFrame, known: DataFrame) -> DataFrame:
+    """The Bronze (event_id, hash) pairs whose id arrives again in this batch (usually few)."""
+    batch_ids = parsed.where(_is_keyed_event()).select("event_id")
+    # Bronze holds each id once; dropDuplicates guards against a partition seen twice mid-compaction.
+    return known.join(batch_ids, on="event_id", how="left_semi").dropDuplicates(["event_id"])
+
+
+def with_outcome(parsed: DataFrame, repeats: DataFrame, known: DataFrame | None) -> DataFrame:
     """Add `_outcome`: the line kind, or new / duplicate / conflicting_duplicate for events.
 
-    The reference content of an event_id is the Bronze row when there is one, else the
-    batch's first arrival. Events without an id are each new (Silver quarantines them).
+    `repeats` and `known` are the small results of `repeated_ids` and `known_matches`. The
+    reference content of an event_id is its Bronze row when there is one, else the batch's
+    first arrival. Events without an id are each new (Silver quarantines them).
     """
-    arrival = Window.partitionBy("event_id").orderBy(*ARRIVAL_ORDER)
-    ranked = lines.select(
-        "*",
-        F.row_number().over(arrival).alias("_rank"),
-        F.first("content_hash").over(arrival).alias("_first_hash"),
-        F.first("source_file").over(arrival).alias("_first_file"),
-    )
+    joined = parsed.join(repeats, on="event_id", how="left")
     if known is None:
-        joined = ranked.withColumn("_known_hash", F.lit(None).cast(T.StringType()))
+        joined = joined.withColumn("_known_hash", F.lit(None).cast(T.StringType()))
     else:
-        joined = ranked.join(known, on="event_id", how="left")
+        joined = joined.join(known, on="event_id", how="left")
     is_event = F.col("line_kind") == KIND_EVENT
     is_known = F.col("_known_hash").isNotNull()
-    is_first_arrival = ~is_known & (F.col("_rank") == 1)
+    is_first_in_batch = F.col("_first_key").isNull() | (F.struct(*ARRIVAL_ORDER) == F.col("_first_key"))
+    is_first_arrival = ~is_known & is_first_in_batch
     same_content = F.col("content_hash") == F.coalesce("_known_hash", "_first_hash")
     outcome = (
         F.when(~is_event, F.col("line_kind"))

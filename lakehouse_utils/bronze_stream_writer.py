@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pyspark.sql import DataFrame, functions as F
 
 from lakehouse_utils.bronze_stream_batch import (
-    NEW, QUARANTINE_RULES, batch_metrics, bronze_rows, quarantine_rows, read_known_events, with_lateness, with_outcome,
+    NEW, QUARANTINE_RULES, batch_metrics, bronze_rows, known_matches, quarantine_rows, read_known_events, repeated_ids,
+    with_lateness, with_outcome,
 )
 from lakehouse_utils.bronze_stream_files import (
     batch_tag, is_committed, previous_max_event_ts, publish_staged, query_token, remove_batch_files,
@@ -25,6 +26,7 @@ from lakehouse_utils import io
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+BROADCAST_MAX_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,17 @@ def _iso(micros: int | None) -> str | None:
 
 def _micros(text: str | None) -> int | None:
     return None if text is None else (datetime.fromisoformat(text) - EPOCH) // timedelta(microseconds=1)
+
+
+def _small(frame: DataFrame, cached: list[DataFrame]) -> DataFrame:
+    """Cache a lookup table and broadcast it when it is small enough (the usual case).
+
+    Broadcasting keeps the wide batch rows from being shuffled; a huge lookup (a whole
+    landing re-sent to a fresh checkpoint) falls back to a shuffle join.
+    """
+    frame = frame.persist()
+    cached.append(frame)
+    return F.broadcast(frame) if frame.count() <= BROADCAST_MAX_ROWS else frame
 
 
 @dataclass
@@ -77,11 +90,14 @@ class BronzeBatchWriter:
 
     def _write(self, batch: DataFrame, batch_id: int, watermark: int | None) -> dict:
         spark, now, started = batch.sparkSession, datetime.now(timezone.utc), time.perf_counter()
-        lines = batch.withColumn("_row_pos", F.monotonically_increasing_id())
-        known = read_known_events(spark, self.targets.bronze)
-        classified = with_lateness(with_outcome(lines, known), watermark).persist()
+        # The parsed batch is cached: the source files are read and parsed once per batch.
+        parsed = batch.withColumn("_row_pos", F.monotonically_increasing_id()).persist()
+        cached = [parsed]
         try:
-            # The first action fills the cache (read, parse, dedupe once); the writes read from it.
+            repeats = _small(repeated_ids(parsed), cached)
+            known = read_known_events(spark, self.targets.bronze)
+            known = None if known is None else _small(known_matches(parsed, known), cached)
+            classified = with_lateness(with_outcome(parsed, repeats, known), watermark)
             metrics = classified.agg(*batch_metrics()).first().asDict()
             phases = {"classify_seconds": time.perf_counter() - started}
             tag = batch_tag(self._token, batch_id)
@@ -90,7 +106,8 @@ class BronzeBatchWriter:
             quarantined = sum(metrics[rule] for rule in QUARANTINE_RULES)
             quarantine_files = self._write_quarantine(classified, batch_id, now, tag) if quarantined else []
         finally:
-            classified.unpersist()
+            for frame in cached:
+                frame.unpersist()
         return {
             **metrics, **{k: round(v, 3) for k, v in phases.items()}, "batch_id": batch_id, "run_id": self.run_id,
             "committed_at": datetime.now(timezone.utc).isoformat(),

@@ -9,13 +9,11 @@ built here is scrubbed of it.
 
 from __future__ import annotations
 
-import itertools
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from lakehouse_utils.paths import check_name
 
@@ -23,10 +21,6 @@ CQL_DIR = Path(__file__).resolve().parent.parent / "cql"
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 DDL_TIMEOUT_S = 120.0
-# One UNLOGGED batch holds rows of a single partition: at most BATCH_ROWS rows and about
-# BATCH_BYTES of values, under Cassandra's default 5 KiB batch-size warning.
-BATCH_ROWS = 20
-BATCH_BYTES = 4000
 ASTRA_CONSOLE_STEP = (
     "open https://astra.datastax.com, select your database, open the 'Data Explorer' tab (or 'Overview' > "
     "'Keyspaces'), click 'Create Keyspace' and name it {keyspace}; wait until the database is Active again, "
@@ -69,11 +63,11 @@ class Secret:
 
     __str__ = __repr__
 
-    def __getstate__(self) -> str:
-        return self._value
+    def __getstate__(self) -> tuple[str]:
+        return (self._value,)  # a tuple: pickle skips __setstate__ for a falsy state such as ""
 
-    def __setstate__(self, state: str) -> None:
-        self._value = state
+    def __setstate__(self, state: tuple[str]) -> None:
+        self._value = state[0]
 
 
 @dataclass(frozen=True)
@@ -212,86 +206,6 @@ def keyspace_exists(session, keyspace: str) -> bool:
 
 def _short(error: BaseException, target: CassandraTarget) -> str:
     return target.scrub(f"{type(error).__name__}: {error}")[:400]
-
-
-def _statement(prepared, unit: list[tuple]):
-    """One row: the prepared statement. Several rows of one partition: an UNLOGGED batch (one mutation)."""
-    from cassandra.query import BatchStatement, BatchType
-
-    if len(unit) == 1:
-        return prepared, unit[0]
-    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-    for params in unit:
-        batch.add(prepared, params)
-    return batch, None
-
-
-def execute_with_retries(session, prepared, units: list[list[tuple]], concurrency: int, table: str,
-                         max_attempts: int = 5, base_delay_s: float = 0.2) -> int:
-    """Execute every unit (rows of one partition); retry only the failed units, with exponential backoff."""
-    from cassandra.concurrent import execute_concurrent
-
-    pending = units
-    for attempt in range(1, max_attempts + 1):
-        results = execute_concurrent(session, [_statement(prepared, unit) for unit in pending],
-                                     concurrency=concurrency, raise_on_first_error=False)
-        failed = [(unit, result) for unit, (ok, result) in zip(pending, results) if not ok]
-        if not failed:
-            return sum(len(unit) for unit in units)
-        if attempt == max_attempts:
-            unit, error = failed[0]
-            raise CassandraWriteError(
-                f"{sum(len(u) for u, _ in failed)} rows of table {table} still failed after {max_attempts} attempts; "
-                f"first failing row {str(tuple(unit[0]))[:300]}: {type(error).__name__}: {str(error)[:300]}")
-        time.sleep(base_delay_s * 2 ** (attempt - 1))
-        pending = [unit for unit, _ in failed]
-    return 0
-
-
-def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
-                    max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple]]:
-    """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size."""
-    unit: list[tuple] = []
-    unit_bytes = 0
-    for row in rows:
-        values = tuple(row)
-        size = len(repr(values))  # a cheap over-estimate of the serialized size
-        if unit and (values[:key_width] != unit[0][:key_width] or len(unit) >= max_rows
-                     or unit_bytes + size > max_bytes):
-            yield unit
-            unit, unit_bytes = [], 0
-        unit.append(values)
-        unit_bytes += size
-    if unit:
-        yield unit
-
-
-def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: str, concurrency: int,
-                    key_width: int, chunk_rows: int = 5000) -> Iterator[int]:
-    """Executor side: one Cluster per Spark partition (none when it is empty).
-
-    Rows arrive sorted by partition key; the rows of one partition travel as UNLOGGED
-    batches (`partition_units`). Units are sent in chunks of ~`chunk_rows` rows to bound memory.
-    """
-    rows = iter(rows)
-    first = next(rows, None)
-    if first is None:
-        yield 0
-        return
-    written = 0
-    with open_session(target) as session:
-        prepared = session.prepare(cql)
-        chunk: list[list[tuple]] = []
-        chunk_size = 0
-        for unit in partition_units(itertools.chain([first], rows), key_width):
-            chunk.append(unit)
-            chunk_size += len(unit)
-            if chunk_size >= chunk_rows:
-                written += execute_with_retries(session, prepared, chunk, concurrency, table)
-                chunk, chunk_size = [], 0
-        if chunk:
-            written += execute_with_retries(session, prepared, chunk, concurrency, table)
-    yield written
 
 
 def split_statements(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from lakehouse_utils.gold_marts import (
     build_genai_tokens, build_org_daily_usage, build_revenue, build_top_services,
 )
 from lakehouse_utils.gold_tickets import TICKET_COLUMNS, build_tickets_by_date_severity, build_tickets_by_org_date
-from lakehouse_utils.gold_write import WriteResult, write_mart
+from lakehouse_utils.gold_write import MartWrite, WriteResult, write_marts
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
 
@@ -37,6 +37,8 @@ BILLING_COLUMNS = (
     "subtotal_usd", "credits_usd", "taxes_usd", "net_usd",
 )
 DAILY_KEY = ("org_id", "usage_date", "service")
+
+__all__ = ["MARTS", "MART_PARTITIONS", "GoldInputError", "gold_inventory", "reconcile", "run"]
 
 
 class GoldInputError(ValueError):
@@ -143,11 +145,12 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
         profile = profile_daily(daily)
         tickets = read_silver(spark, paths, "support_tickets", TICKET_COLUMNS)
         billing = read_silver(spark, paths, "billing_monthly", BILLING_COLUMNS)
-        for name, (mart_df, measure) in build_marts(daily, orgs, tickets, billing).items():
-            result = write_mart(spark, mart_df, paths.gold(name), MART_PARTITIONS[name], full_refresh, measure)
+        marts = [
+            MartWrite(name, mart_df, paths.gold(name), MART_PARTITIONS[name], measure)
+            for name, (mart_df, measure) in build_marts(daily, orgs, tickets, billing).items()
+        ]
+        for name, result in write_marts(spark, marts, full_refresh).items():
             report.add(mart_counts(name, result, profile))
     finally:
         daily.unpersist()
     return report
-
-__all__ = ["MARTS", "MART_PARTITIONS", "GoldInputError", "gold_inventory", "reconcile", "run"]

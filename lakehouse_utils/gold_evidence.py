@@ -55,17 +55,17 @@ def reconcile(spark: SparkSession, paths: LakePaths) -> list[dict]:
     by_org = _totals(spark, paths.gold("tickets_by_org_date"), {"tickets": F.col("tickets_opened")})
     by_day = _totals(spark, paths.gold("tickets_by_date_severity"), {"tickets": F.col("tickets_opened")})
     one = Decimal(1)
-    usage_vs_events = "org_daily_usage_by_service vs silver/usage_events"
-    genai_vs_events = "genai_tokens_by_org_date vs silver/usage_events (genai)"
+    usage, genai_mart = "org_daily_usage_by_service vs silver/usage_events", "genai_tokens_by_org_date vs genai events"
+    revenue_vs_billing = "revenue_by_org_month vs silver/billing_monthly"
     return [
-        _check("daily_cost_usd", daily["cost"], events["cost"], usage_vs_events, CENT),
-        _check("genai_tokens", daily["tokens"], events["tokens"], usage_vs_events, one),
-        _check("event_count", daily["events"], events["events"], usage_vs_events, one),
-        _check("genai_estimated_cost_usd", genai["cost"], events["genai_cost"], genai_vs_events, CENT),
-        _check("genai_total_tokens", genai["tokens"], events["genai_tokens"], genai_vs_events, one),
-        _check("genai_event_count", genai["events"], events["genai_events"], genai_vs_events, one),
-        *[_check(m, revenue[m], billing[m], "revenue_by_org_month vs silver/billing_monthly", CENT) for m in money],
-        _check("invoice_count", revenue["invoices"], billing["invoices"], "revenue_by_org_month vs silver/billing_monthly", one),
+        _check("daily_cost_usd", daily["cost"], events["cost"], usage, CENT),
+        _check("genai_tokens", daily["tokens"], events["tokens"], usage, one),
+        _check("event_count", daily["events"], events["events"], usage, one),
+        _check("genai_estimated_cost_usd", genai["cost"], events["genai_cost"], genai_mart, CENT),
+        _check("genai_total_tokens", genai["tokens"], events["genai_tokens"], genai_mart, one),
+        _check("genai_event_count", genai["events"], events["genai_events"], genai_mart, one),
+        *[_check(m, revenue[m], billing[m], revenue_vs_billing, CENT) for m in money],
+        _check("invoice_count", revenue["invoices"], billing["invoices"], revenue_vs_billing, one),
         _check("tickets_opened", by_org["tickets"], tickets["tickets"], "tickets_by_org_date vs silver/support_tickets", one),
         _check("tickets_opened", by_day["tickets"], tickets["tickets"], "tickets_by_date_severity vs silver/support_tickets", one),
     ]

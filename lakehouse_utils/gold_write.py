@@ -11,7 +11,8 @@ different schema, or `full_refresh` means a whole-table `io.replace_table`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -69,9 +70,12 @@ def row_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> Column:
 def fingerprints(df: DataFrame, partition_col: str | None, measure: str | None = None) -> DataFrame:
     """One row per partition: partition value (as string), rows, content hash, optional measure sum."""
     key = F.col(partition_col).cast("string") if partition_col else F.lit(_WHOLE_TABLE)
-    aggregates = [F.count("*").alias("rows"), F.sum(row_hash(df, (partition_col,) if partition_col else ())).alias("hash")]
-    aggregates.append(F.sum(measure).alias("measure") if measure else F.lit(None).alias("measure"))
-    return df.groupBy(key.alias("partition")).agg(*aggregates)
+    content_hash = row_hash(df, (partition_col,) if partition_col else ())
+    return df.groupBy(key.alias("partition")).agg(
+        F.count("*").alias("rows"),
+        F.sum(content_hash).alias("hash"),
+        (F.sum(measure) if measure else F.lit(None)).cast("long").alias("measure"),
+    )
 
 
 def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_col: str | None) -> dict | None:
@@ -88,13 +92,43 @@ def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_c
     if partition_col is None:
         return recorded
     prefix = f"{partition_col}="
-    on_disk = {p["partition"][len(prefix):] for p in io.partition_inventory(spark, uri) if p["partition"].startswith(prefix)}
-    return {key: recorded.get(key) for key in on_disk}
+    folders = [p["partition"] for p in io.partition_inventory(spark, uri)]
+    return {folder[len(prefix):]: recorded.get(folder[len(prefix):]) for folder in folders if folder.startswith(prefix)}
 
 
 def _record_fingerprints(spark: SparkSession, uri: str, schema: str, partition_col: str | None, new: dict) -> None:
-    partitions = {key: [rows, digest] for key, (rows, digest) in new.items()}
-    io.write_json(spark, join(uri, FINGERPRINT_FILE), {"schema": schema, "partition_col": partition_col, "partitions": partitions})
+    record = {"schema": schema, "partition_col": partition_col,
+              "partitions": {key: [rows, digest] for key, (rows, digest) in new.items()}}
+    io.write_json(spark, join(uri, FINGERPRINT_FILE), record)
+
+
+@dataclass(frozen=True)
+class MartWrite:
+    """One mart to write: the complete DataFrame, where, how it is partitioned, what to total."""
+
+    name: str
+    df: DataFrame
+    uri: str
+    partition_col: str | None = None
+    measure: str | None = None
+
+
+def write_marts(spark: SparkSession, marts: list[MartWrite], full_refresh: bool = False) -> dict[str, WriteResult]:
+    """Write every mart, rewriting only changed partitions; mart name -> what was done.
+
+    The fingerprints of all marts come from one `collect`, so Spark can schedule their
+    stages together instead of one small job after another.
+    """
+    cached = [replace(mart, df=mart.df.persist()) for mart in marts]
+    try:
+        per_mart = [
+            fingerprints(m.df, m.partition_col, m.measure).withColumn("mart", F.lit(m.name)) for m in cached
+        ]
+        rows = reduce(DataFrame.unionByName, per_mart).collect()
+        return {m.name: _write_one(spark, m, [r for r in rows if r["mart"] == m.name], full_refresh) for m in cached}
+    finally:
+        for mart in cached:
+            mart.df.unpersist()
 
 
 def write_mart(
@@ -105,25 +139,26 @@ def write_mart(
     full_refresh: bool = False,
     measure: str | None = None,
 ) -> WriteResult:
-    """Write `df` (the complete mart) to `uri`, rewriting only changed partitions."""
-    schema = df.schema.simpleString()
-    old = None if full_refresh else _stored_fingerprints(spark, uri, schema, partition_col)
-    df = df.persist()
-    try:
-        rows = fingerprints(df, partition_col, measure).collect()
-        new = {r["partition"]: (r["rows"], str(r["hash"])) for r in rows}
-        measures = [r["measure"] for r in rows if r["measure"] is not None]
-        result = WriteResult("full", sum(n for n, _ in new.values()), len(new), measure_total=sum(measures) if measures else None)
-        _apply(spark, df, uri, partition_col, new, old, result)
-        if result.mode != "unchanged":
-            _record_fingerprints(spark, uri, schema, partition_col, new)
-        return result
-    finally:
-        df.unpersist()
+    """Write one complete mart to `uri`, rewriting only changed partitions."""
+    return write_marts(spark, [MartWrite("mart", df, uri, partition_col, measure)], full_refresh)["mart"]
+
+
+def _write_one(spark: SparkSession, mart: MartWrite, rows: list, full_refresh: bool) -> WriteResult:
+    schema = mart.df.schema.simpleString()
+    old = None if full_refresh else _stored_fingerprints(spark, mart.uri, schema, mart.partition_col)
+    new = {r["partition"]: (r["rows"], str(r["hash"])) for r in rows}
+    measures = [r["measure"] for r in rows if r["measure"] is not None]
+    total = sum(measures) if measures else None
+    result = WriteResult("full", sum(n for n, _ in new.values()), len(new), measure_total=total)
+    _apply(spark, mart.df, mart.uri, mart.partition_col, new, old, result)
+    if result.mode != "unchanged":
+        _record_fingerprints(spark, mart.uri, schema, mart.partition_col, new)
+    return result
 
 
 def _apply(
-    spark: SparkSession, df: DataFrame, uri: str, partition_col: str | None, new: dict, old: dict | None, result: WriteResult
+    spark: SparkSession, df: DataFrame, uri: str, partition_col: str | None,
+    new: dict, old: dict | None, result: WriteResult,
 ) -> None:
     """Replace the table, or overwrite changed partitions and delete vanished ones."""
     by = [partition_col] if partition_col else None

@@ -197,7 +197,8 @@ def apply_rules(
     counts = _count(annotated, rules)
     counts.cached = annotated if persist else None
     flag_columns = [r.flag for r in rules if r.flag and r.flag not in df.columns]
-    valid = _apply_fixes(annotated.filter(~F.col("__dq_quarantined")), rules).select(*df.columns, *dict.fromkeys(flag_columns))
+    kept = _apply_fixes(annotated.filter(~F.col("__dq_quarantined")), rules)
+    valid = kept.select(*df.columns, *dict.fromkeys(flag_columns))
     quarantine = annotated.filter(F.col("__dq_quarantined")).select(*df.columns, "rule", "reason")
     return valid, quarantine, counts
 
@@ -313,7 +314,8 @@ MASTER_RULES: list[Rule] = [
     _key_unique("billing_monthly", ("invoice_id",)),
     _org_exists("billing_monthly"),
     Rule("amounts_present", "billing_monthly", ("month", "subtotal", "taxes"), "quarantine",
-         "month, subtotal or taxes is missing", predicate="month IS NOT NULL AND subtotal IS NOT NULL AND taxes IS NOT NULL"),
+         "month, subtotal or taxes is missing",
+         predicate="month IS NOT NULL AND subtotal IS NOT NULL AND taxes IS NOT NULL"),
     Rule("currency_in_domain", "billing_monthly", ("currency",), "quarantine",
          f"currency is not one of {', '.join(CURRENCIES)}", predicate=f"currency IN ({_sql_list(CURRENCIES)})"),
     Rule("credits_non_negative", "billing_monthly", ("credits",), "quarantine", "credits is negative",
@@ -326,7 +328,8 @@ MASTER_RULES: list[Rule] = [
     # FX rule (ADR 050): a USD amount is already in USD, whatever rate the row carries
     Rule("usd_rate_is_one", "billing_monthly", ("fx_rate_applied",), "impute",
          "USD invoice with an exchange rate other than 1: 1.0 applied",
-         predicate="currency <> 'USD' OR exchange_rate_to_usd = 1.0", flag="is_usd_rate_overridden", fix="CAST(1.0 AS DOUBLE)"),
+         predicate="currency <> 'USD' OR exchange_rate_to_usd = 1.0", flag="is_usd_rate_overridden",
+         fix="CAST(1.0 AS DOUBLE)"),
     # FX rule (ADR 050): ARS amounts have USD magnitudes, the ~0.0015 rate would shrink them 650-fold
     Rule("ars_amounts_in_usd", "billing_monthly", ("fx_rate_applied",), "impute",
          "ARS invoice whose amounts are USD-sized: rate ignored, 1.0 applied",

@@ -16,7 +16,9 @@ import json
 import sys
 from datetime import date, timedelta
 
-from lakehouse_utils.cassandra_client import CQL_DIR, CassandraError, named_statements, open_session, target_from_settings
+from lakehouse_utils.cassandra_client import (
+    CQL_DIR, CassandraError, named_statements, open_session, target_from_settings,
+)
 from lakehouse_utils.config import Settings
 
 QUERIES: dict[str, str] = named_statements((CQL_DIR / "queries.cql").read_text(encoding="utf-8"))
@@ -149,20 +151,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyspace", help="default: CASSANDRA_KEYSPACE")
 
 
+# Query -> the serving table whose leading org is the default --org.
+DEFAULT_ORG_TABLE = {
+    "q1": USAGE_TABLE, "q2": USAGE_TABLE, "q4": "revenue_by_org_year", "q5": "genai_usage_by_org_month",
+}
+
+
+def default_org(session, query: str) -> str | None:
+    """The org a query shows when --org is omitted: the leader of its table (highest cost, revenue, tokens)."""
+    table = DEFAULT_ORG_TABLE.get(query)
+    return metadata(session, table)["top_org_id"] if table else None
+
+
 def run_query(session, args: argparse.Namespace) -> list[dict]:
-    """Dispatch CLI arguments to q1..q5, filling the org default from serving_metadata."""
-    org = args.org
-    if org is None and args.query in ("q1", "q2"):
-        org = metadata(session, USAGE_TABLE)["top_org_id"]
+    """Dispatch CLI arguments to q1..q5 (args.org must already be resolved for q1, q2, q4, q5)."""
     if args.query == "q1":
-        return q1(session, org, args.service, args.date_from, args.date_to)
+        return q1(session, args.org, args.service, args.date_from, args.date_to)
     if args.query == "q2":
-        return q2(session, org, args.n, args.as_of or args.date_to)
+        return q2(session, args.org, args.n, args.as_of or args.date_to)
     if args.query == "q3":
         return q3(session, args.date_to, args.days, args.severity)
     if args.query == "q4":
-        return q4(session, org, args.date_from, args.date_to)
-    return q5(session, org, args.date_from, args.date_to)
+        return q4(session, args.org, args.date_from, args.date_to)
+    return q5(session, args.org, args.date_from, args.date_to)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -187,11 +198,13 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         target = target_from_settings(settings, args.target, args.keyspace)
         with open_session(target) as session:
+            args.org = args.org or default_org(session, args.query)
             rows = run_query(session, args)
     except (CassandraError, MissingDataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"-- {args.query.upper()} on {target.endpoint}, keyspace {target.keyspace}", file=sys.stderr)
+    org = f", org {args.org}" if args.query != "q3" else ""
+    print(f"-- {args.query.upper()} on {target.endpoint}, keyspace {target.keyspace}{org}", file=sys.stderr)
     print(DEMO_QUERIES[args.query].cql + ";", file=sys.stderr)
     print(json.dumps(rows, default=str, indent=1) if args.format == "json" else format_table(rows))
     return 0

@@ -30,8 +30,9 @@ from pyspark.sql import functions as F
 from lakehouse_utils import io
 from lakehouse_utils.cassandra_client import (
     CassandraError, CassandraTarget, CassandraUnavailableError, CassandraWriteError, KeyspaceMissingError,
-    open_session, write_partition,
+    open_session,
 )
+from lakehouse_utils.cassandra_writer import write_partition
 from lakehouse_utils.serving_model import ServingTable
 
 PARTITION_ID = "_gold_partition"

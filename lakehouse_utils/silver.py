@@ -173,6 +173,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
                     "spike": events.spike}
     report.assert_reconciles()
     io.write_json(spark, state_uri(paths), {
-        "bronze_batches": plan.batches, "master_run_ids": masters.bronze_run_ids, "spike": events.spike, "run_id": run_id,
+        "bronze_batches": plan.batches, "master_run_ids": masters.bronze_run_ids, "spike": events.spike,
+        "run_id": run_id,
     })
     return report

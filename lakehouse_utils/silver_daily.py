@@ -63,7 +63,8 @@ def build_daily(spark: SparkSession, paths: LakePaths, run_id: str, thresholds: 
     io.replace_table(spark, org_service_daily(events_df, thresholds, run_id), paths.silver("org_service_daily"),
                      partition_by=["usage_date"])
     written = spark.read.parquet(paths.silver("org_service_daily")).agg(
-        F.count(F.lit(1)).alias("rows"), F.sum("event_count").alias("events"), F.sum(F.col("is_anomaly").cast("int")).alias("anomalies"),
+        F.count(F.lit(1)).alias("rows"), F.sum("event_count").alias("events"),
+        F.sum(F.col("is_anomaly").cast("int")).alias("anomalies"),
     ).first()
     return TableCounts(
         table="org_service_daily",

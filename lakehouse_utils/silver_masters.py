@@ -104,7 +104,8 @@ def conform_master(table: str, bronze_df: DataFrame) -> DataFrame:
     if table == "resources":
         return with_tags(conformed)
     if table == "support_tickets":
-        return conformed.select("*", F.col("created_at").alias("created_date"), F.col("resolved_at").alias("resolved_date"))
+        return conformed.select("*", F.col("created_at").alias("created_date"),
+                                F.col("resolved_at").alias("resolved_date"))
     if table == "billing_monthly":
         # the FX rules of quality.py override this where the given rate must not be used
         return conformed.select("*", F.col("exchange_rate_to_usd").alias("fx_rate_applied"))
@@ -145,7 +146,8 @@ SILVER_COLUMNS: dict[str, list[str]] = {
     "support_tickets": ["ticket_id", "org_id", "category", "severity", "created_date", "resolved_date", "is_open",
                         "resolution_days", "csat", "is_csat_out_of_scale", "sla_breached"],
     "billing_monthly": ["invoice_id", "org_id", "month", "currency", "subtotal", "credits", "taxes",
-                        "exchange_rate_to_usd", "fx_rate_applied", "subtotal_usd", "credits_usd", "taxes_usd", "net_usd",
+                        "exchange_rate_to_usd", "fx_rate_applied", "subtotal_usd", "credits_usd", "taxes_usd",
+                        "net_usd",
                         "is_credits_defaulted", "is_usd_rate_overridden", "is_ars_rate_ignored", "is_adjustment"],
     "nps_surveys": ["org_id", "survey_date", "nps_score", "comment", "is_nps_out_of_range"],
     "marketing_touches": ["touch_id", "org_id", "campaign", "channel", "timestamp AS touch_date", "clicked",

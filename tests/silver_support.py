@@ -93,4 +93,5 @@ def write_bronze_masters(spark: SparkSession, paths: LakePaths, run_id: str = BR
 
 
 def append_bronze_events(spark: SparkSession, paths: LakePaths, rows: list[dict]) -> None:
-    events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("event_date").parquet(paths.bronze("usage_events"))
+    writer = events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("event_date")
+    writer.parquet(paths.bronze("usage_events"))

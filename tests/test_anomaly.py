@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse_utils.anomaly import AnomalyThresholds, with_anomaly_flags, with_mad_score, with_percentile_flag, with_zscore
+from lakehouse_utils.anomaly import (
+    AnomalyThresholds, with_anomaly_flags, with_mad_score, with_percentile_flag, with_zscore,
+)
 
 # 20 ordinary days around 10 and one day at 100 (day 20)
-SERIES = [10.0, 11.0, 9.0, 10.5, 9.5, 10.0, 10.2, 9.8, 11.0, 9.0, 10.0, 10.4, 9.6, 10.1, 9.9, 10.3, 9.7, 10.0, 10.6, 9.4]
+SERIES = [10.0, 11.0, 9.0, 10.5, 9.5, 10.0, 10.2, 9.8, 11.0, 9.0,
+          10.0, 10.4, 9.6, 10.1, 9.9, 10.3, 9.7, 10.0, 10.6, 9.4]
 OUTLIER_DAY = len(SERIES)
 
 

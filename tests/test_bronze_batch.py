@@ -166,7 +166,8 @@ def test_extra_field_is_malformed_and_keeps_raw_text(mixed_run):
 def test_types_are_cast_explicitly(mixed_run):
     _, _, tickets, _ = mixed_run
     row = tickets["tkt_7"]
-    assert (str(row["created_at"]), row["csat"], row["sla_breached"], row["resolved_at"]) == ("2025-08-06", 2.5, False, None)
+    typed = (str(row["created_at"]), row["csat"], row["sla_breached"], row["resolved_at"])
+    assert typed == ("2025-08-06", 2.5, False, None)
 
 
 def test_quoted_comma_quote_and_newline_survive(spark, mixed_run):
@@ -236,6 +237,16 @@ def test_wrong_header_leaves_every_bronze_table_untouched(spark, tmp_path):
     assert read_rows(spark, paths.bronze("customers_orgs")) == before
 
 
+def test_header_only_file_gives_an_empty_readable_table(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    header = ",".join(master_schema("billing_monthly").column_names)
+    (landing / "billing_monthly.csv").write_text("\ufeff" + header + "\r\n", encoding="utf-8")
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    report = bronze_batch.run(spark, paths, "r1", sources=["billing_monthly"])
+    df = spark.read.parquet(paths.bronze("billing_monthly"))
+    assert (report.table("billing_monthly").rows_in, df.count(), df.schema) == (0, 0, bronze_struct("billing_monthly"))
+
+
 # --- snapshots: idempotency and change -----------------------------------------------------
 
 def test_rerun_gives_identical_content_and_counts(spark, tmp_path):
@@ -255,14 +266,16 @@ def test_rerun_gives_identical_content_and_counts(spark, tmp_path):
 
 
 def test_changed_landing_is_reflected_without_stale_partitions(spark, tmp_path):
-    landing = make_landing(tmp_path, billing_monthly=VALID_ROWS["billing_monthly"] + ["inv_a,org_a,2025-06-01,x,,1,USD,1"])
+    bad_row = "inv_c,org_a,2025-06-01,x,,1,USD,1"
+    landing = make_landing(tmp_path, billing_monthly=[*VALID_ROWS["billing_monthly"], bad_row])
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     bronze_batch.run(spark, paths, "r1", sources=["billing_monthly"])
     write_master(landing, "billing_monthly", ["inv_b,org_a,2025-07-01,-60.0,2.0,10.6,EUR,1.1"])
     report = bronze_batch.run(spark, paths, "r2", sources=["billing_monthly"])
     rows = spark.read.parquet(paths.bronze("billing_monthly")).select("invoice_id", "subtotal", "month").collect()
     assert [(r["invoice_id"], r["subtotal"], str(r["month"])) for r in rows] == [("inv_b", -60.0, "2025-07-01")]
-    assert [p["partition"] for p in report.table("billing_monthly").details["partition_inventory"]] == ["month=2025-07-01"]
+    inventory = report.table("billing_monthly").details["partition_inventory"]
+    assert [p["partition"] for p in inventory] == ["month=2025-07-01"]
     assert spark.read.parquet(paths.quarantine("billing_monthly")).count() == 0
 
 
@@ -289,7 +302,8 @@ def test_faulty_bronze_tables_hold_the_expected_rows_and_schema(spark, faulty_ru
     paths, _, masters = faulty_run
     for source in MASTER_SOURCES:
         df = spark.read.parquet(paths.bronze(source))
-        assert (source, df.count(), df.schema) == (source, masters[source]["expected_bronze_rows"], bronze_struct(source))
+        expected = (source, masters[source]["expected_bronze_rows"], bronze_struct(source))
+        assert (source, df.count(), df.schema) == expected
 
 
 def test_faulty_superseded_rows_lose_to_the_later_line(spark, faulty_run):
@@ -299,7 +313,8 @@ def test_faulty_superseded_rows_lose_to_the_later_line(spark, faulty_run):
         schema = master_schema(source)
         is_key = reduce(lambda a, b: a & b, [F.col(k).cast("string") == v for k, v in case["key"].items()])
         (kept,) = spark.read.parquet(paths.bronze(source)).filter(is_key).collect()
-        (lost,) = spark.read.parquet(paths.quarantine(source)).filter(F.col("rule") == "duplicate_key_superseded").collect()
+        is_superseded = F.col("rule") == "duplicate_key_superseded"
+        (lost,) = spark.read.parquet(paths.quarantine(source)).filter(is_superseded).collect()
         changed = [c for c in schema.column_names if case["winner"][c] != case["loser"][c]]
         assert [kept[c] for c in changed] == [as_python(case["winner"][c], schema.dtype(c)) for c in changed], source
         # An empty landing field is null in Bronze and its quarantine alike.

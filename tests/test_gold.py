@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse_utils import gold
+from lakehouse_utils import gold, gold_evidence
 from lakehouse_utils.gold_marts import (
     build_cost_anomaly_mart, build_genai_tokens, build_org_daily_usage, build_revenue, build_top_services,
 )
@@ -291,6 +291,15 @@ def silver_lake(spark, lake, tmp_path) -> LakePaths:
     return paths
 
 
+@pytest.fixture(scope="module")
+def built_lake(spark, tmp_path_factory):
+    """A tiny Silver lake and the report of one Gold run on it (read-only for the tests)."""
+    root = tmp_path_factory.mktemp("built")
+    paths = LakePaths.from_roots(root / "lake", root / "landing")
+    write_silver(spark, paths)
+    return paths, gold.run(spark, paths, "built")
+
+
 def snapshot(spark, paths: LakePaths) -> dict[str, list]:
     """Every mart as sorted rows (tiny tables only), columns in a fixed order."""
     marts = {}
@@ -300,8 +309,8 @@ def snapshot(spark, paths: LakePaths) -> dict[str, list]:
     return marts
 
 
-def test_run_reports_reconciled_counts_per_mart(spark, silver_lake):
-    report = gold.run(spark, silver_lake, "test-run")
+def test_run_reports_reconciled_counts_per_mart(built_lake):
+    _, report = built_lake
     counts = {c.table: c for c in report.tables}
     assert report.reconciles and set(counts) == set(gold.MARTS)
     assert (counts["org_daily_usage_by_service"].rows_in, counts["org_daily_usage_by_service"].rows_out) == (5, 5)
@@ -333,12 +342,30 @@ def test_late_event_rewrites_affected_days_and_equals_full_rebuild(spark, silver
     assert snapshot(spark, silver_lake) == incremental
 
 
-def test_reconcile_matches_silver_totals(spark, silver_lake):
-    gold.run(spark, silver_lake, "first")
-    checks = gold.reconcile(spark, silver_lake)
+def test_reconcile_matches_silver_totals(spark, built_lake):
+    checks = gold.reconcile(spark, built_lake[0])
     assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
     cost = next(c for c in checks if c["check"] == "daily_cost_usd")
     assert str(cost["gold"]) == "49.00" and next(c for c in checks if c["check"] == "net_usd")["gold"] == 151.25
+
+
+def test_gold_inventory_shows_one_file_per_partition(spark, built_lake):
+    inventory = {row["mart"]: row for row in gold.gold_inventory(spark, built_lake[0])}
+    daily = inventory["org_daily_usage_by_service"]
+    assert (daily["rows"], daily["partitions"], daily["max_files_per_partition"]) == (5, 3, 1)
+    assert inventory["revenue_by_org_month"]["partitions"] == 1
+
+
+def test_revenue_by_currency_month_totals_each_currency(spark, built_lake):
+    rows = gold_evidence.revenue_by_currency_month(spark, built_lake[0])
+    assert [(r["currency"], r["net_amount"], r["net_usd"], r["invoices"]) for r in rows] == [
+        ("ARS", 60.5, 30.25, 1), ("USD", 121.0, 121.0, 1)]
+
+
+def test_daily_cost_by_service_defaults_to_the_costliest_org(spark, built_lake):
+    rows = gold_evidence.daily_cost_by_service(spark, built_lake[0])
+    assert [(r["usage_date"], r["service"], r["daily_cost_usd"]) for r in rows] == [
+        (D1, "compute", 10.0), (D1, "genai", 5.0), (D1 + timedelta(days=1), "compute", 30.0)]
 
 
 def test_reconcile_reports_a_gold_silver_mismatch(spark, silver_lake):

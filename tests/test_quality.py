@@ -124,8 +124,9 @@ def _conformed_master(spark, table, rows, schema):
 
 
 def test_nps_out_of_range_is_nulled_and_flagged_and_the_org_kept(spark):
-    schema = ("org_id string, org_name string, industry string, hq_region string, plan_tier string, is_enterprise boolean, "
-              "signup_date date, sales_rep string, lifecycle_stage string, marketing_source string, nps_score double")
+    schema = ("org_id string, org_name string, industry string, hq_region string, plan_tier string, "
+              "is_enterprise boolean, signup_date date, sales_rep string, lifecycle_stage string, "
+              "marketing_source string, nps_score double")
     rows = [(f"org_{n}", "N", "Media", " US-East ", "Pro", True, date(2025, 1, 1), "rep_a", "active", "ads", nps)
             for n, nps in (("x", 101.0), ("y", -100.0))]
     valid, quarantine, _ = _conformed_master(spark, "customers_orgs", rows, schema)
@@ -145,7 +146,8 @@ def test_csat_outside_one_to_five_is_nulled_and_severity_lower_cased(spark):
 
 
 def test_master_with_unknown_org_is_quarantined(spark):
-    schema = "user_id string, org_id string, email string, role string, active boolean, created_at date, last_login date"
+    schema = ("user_id string, org_id string, email string, role string, active boolean, created_at date, "
+              "last_login date")
     rows = [("u1", "org_a", "A@X.COM", "Admin", True, None, None), ("u2", "org_zz", "b@x", "admin", True, None, None)]
     valid, quarantine, _ = _conformed_master(spark, "users", rows, schema)
     assert [(r.user_id, r.email, r.role) for r in valid.collect()] == [("u1", "a@x.com", "admin")]
@@ -162,7 +164,8 @@ def test_fx_rule_usd_is_one_eur_uses_its_rate_ars_is_taken_as_usd(spark):
             ("i_ars", "org_a", date(2025, 7, 1), 100.0, 0.0, 21.0, "ARS", 0.0015)]
     valid, _, _ = _conformed_master(spark, "billing_monthly", rows, BILLING_SCHEMA)
     got = {r.invoice_id: r for r in silver_master("billing_monthly", valid, "run").collect()}
-    assert (got["i_usd"].fx_rate_applied, got["i_usd"].is_usd_rate_overridden, got["i_usd"].net_usd) == (1.0, True, 121.0)
+    usd = got["i_usd"]
+    assert (usd.fx_rate_applied, usd.is_usd_rate_overridden, usd.net_usd) == (1.0, True, 121.0)
     assert (got["i_eur"].fx_rate_applied, got["i_eur"].net_usd) == (1.1, 122.1)  # 110 - 11 + 23.1
     assert (got["i_ars"].fx_rate_applied, got["i_ars"].is_ars_rate_ignored, got["i_ars"].net_usd) == (1.0, True, 121.0)
     assert (got["i_usd"].credits_usd, got["i_usd"].is_credits_defaulted) == (0.0, True)

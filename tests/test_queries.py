@@ -49,7 +49,8 @@ def _rows(df, columns: list[str]) -> list[tuple]:
 
 def test_q1_returns_daily_cost_and_requests_across_a_month_boundary(gold, session):
     first, last = date(2025, 7, 29), date(2025, 8, 3)
-    expected = gold("org_daily_usage_by_service").where((F.col("org_id") == "org_a") & _between("usage_date", first, last))
+    is_org_a = F.col("org_id") == "org_a"
+    expected = gold("org_daily_usage_by_service").where(is_org_a & _between("usage_date", first, last))
     columns = ["usage_date", "service", "daily_cost_usd", "requests"]
     result = queries.q1(session, "org_a", date_from=first, date_to=last)
     assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("usage_date", "service"), columns)
@@ -109,7 +110,8 @@ def test_q4_defaults_to_the_org_with_the_highest_net_revenue(gold, session):
 
 def test_q5_genai_tokens_and_cost_only_on_days_with_usage(gold, session):
     first, last = date(2025, 7, 20), LATEST
-    expected = gold("genai_tokens_by_org_date").where((F.col("org_id") == "org_b") & _between("usage_date", first, last))
+    is_org_b = F.col("org_id") == "org_b"
+    expected = gold("genai_tokens_by_org_date").where(is_org_b & _between("usage_date", first, last))
     columns = ["usage_date", "total_tokens", "estimated_cost_usd"]
     result = queries.q5(session, "org_b", first, last)
     assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("usage_date"), columns)

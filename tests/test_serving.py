@@ -14,6 +14,7 @@ from lakehouse_utils.cassandra_client import (
     CassandraTarget, CassandraUnavailableError, Secret, connection_class, keyspace_exists, missing_keyspace_error,
     open_session, split_statements,
 )
+from lakehouse_utils.cassandra_writer import partition_units
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.queries import _plain
@@ -237,3 +238,17 @@ def test_keyspace_names_are_allow_listed_before_reaching_cql():
 def test_split_statements_drops_comment_lines():
     text = "-- Q1: a; comment\nCREATE TABLE a (x int PRIMARY KEY);\n-- next\nCREATE TABLE b (y int PRIMARY KEY);\n"
     assert split_statements(text) == ["CREATE TABLE a (x int PRIMARY KEY)", "CREATE TABLE b (y int PRIMARY KEY)"]
+
+
+def test_partition_units_group_rows_of_one_partition_and_bound_the_batch():
+    rows = [("a", 1, "x"), ("a", 1, "y"), ("a", 1, "z"), ("a", 2, "x"), ("b", 1, "x")]
+    assert list(partition_units(iter(rows), key_width=2, max_rows=2)) == [
+        [("a", 1, "x"), ("a", 1, "y")], [("a", 1, "z")], [("a", 2, "x")], [("b", 1, "x")]]
+    wide = [("a", 1, "v" * 300)] * 3
+    assert [len(u) for u in partition_units(iter(wide), key_width=2, max_rows=20, max_bytes=700)] == [2, 1]
+
+
+def test_serving_columns_start_with_the_partition_key(spark):
+    for spec in SERVING_TABLES:
+        assert tuple(spec.column_names[: len(spec.partition_key)]) == spec.partition_key, spec.name
+        assert set(spec.primary_key) <= set(spec.column_names), spec.name

@@ -67,7 +67,8 @@ def test_cost_spike_is_flagged_above_the_threshold_and_kept(spark):
 
 def test_events_are_enriched_with_org_and_resource(spark):
     row = _silver(spark, [event("evt_1")])["evt_1"]
-    assert (row.org_name, row.plan_tier, row.resource_state, row.resource_tags) == ("Org org_a", "pro", "running", {"env": "prod"})
+    enrichment = (row.org_name, row.plan_tier, row.resource_state, row.resource_tags)
+    assert enrichment == ("Org org_a", "pro", "running", {"env": "prod"})
 
 
 def test_enrichment_refuses_a_master_with_repeated_keys(spark):
