@@ -12,8 +12,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F,
 
 from lakehouse_utils import io
 from lakehouse_utils.events_parsing import (
-    BRONZE_EVENTS_COLUMNS, BRONZE_EVENTS_SCHEMA, KIND_BLANK, KIND_EVENT, KIND_MALFORMED, KIND_NOT_OBJECT,
-    RAW_QUARANTINE_SCHEMA,
+    BRONZE_EVENTS_COLUMNS, BRONZE_EVENTS_SCHEMA, JSON_FIELD_COLUMNS, KIND_BLANK, KIND_EVENT, KIND_MALFORMED,
+    KIND_NOT_OBJECT, RAW_QUARANTINE_SCHEMA,
 )
 
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"
@@ -45,17 +45,15 @@ def read_known_events(spark: SparkSession, bronze: str) -> DataFrame | None:
 def repeated_ids(parsed: DataFrame) -> DataFrame:
     """Event ids that occur more than once in the batch, with their first arrival's key, hash and file.
 
-    An aggregate over three narrow columns instead of a window over the wide rows: the
-    result is small (only repeated ids) and joins back without shuffling the batch.
+    A hash count over the ids finds the (usually few) repeated ones; only their rows are
+    ranked. The result is small and joins back without shuffling the wide batch rows.
     """
+    events = parsed.where(_is_keyed_event()).select("event_id", *ARRIVAL_ORDER, "content_hash")
+    repeated = events.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
+    copies = events.join(repeated, on="event_id", how="left_semi")
     first = F.min(F.struct(*ARRIVAL_ORDER, "content_hash"))  # structs compare field by field
-    repeats = (
-        parsed.where(_is_keyed_event())
-        .groupBy("event_id")
-        .agg(F.count(F.lit(1)).alias("_copies"), first.alias("_first"))
-        .where(F.col("_copies") > 1)
-    )
-    return repeats.select(
+    firsts = copies.groupBy("event_id").agg(first.alias("_first"))
+    return firsts.select(
         "event_id",
         F.struct(*[F.col(f"_first.{name}").alias(name) for name in ARRIVAL_ORDER]).alias("_first_key"),
         F.col("_first.content_hash").alias("_first_hash"),
@@ -157,6 +155,11 @@ def _line_offsets(classified: DataFrame) -> DataFrame:
     return blocks.select("source_file", "file_block_start", (lines_before + 1 - F.col("_first_pos")).alias("_line_offset"))
 
 
+def reserialised_event() -> Column:
+    """JSON of the parsed fields (null ones omitted), for a conflicting event whose raw text is not kept."""
+    return F.to_json(F.struct(*[F.col(column).alias(field) for field, column in JSON_FIELD_COLUMNS]))
+
+
 def quarantine_rows(classified: DataFrame, run_id: str, batch_id: int, quarantined_at: datetime) -> DataFrame:
     outcome = F.col("_outcome")
     rejected = classified.where(outcome.isin(*QUARANTINE_RULES))
@@ -176,7 +179,7 @@ def quarantine_rows(classified: DataFrame, run_id: str, batch_id: int, quarantin
     return numbered.select(
         outcome.alias("rule"),
         reason.alias("reason"),
-        "raw_line",
+        F.coalesce("raw_line", "type_error_line", reserialised_event()).alias("raw_line"),
         "event_id",
         "source_file",
         (F.col("_row_pos") + F.col("_line_offset")).alias("line_number"),

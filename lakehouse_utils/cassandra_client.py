@@ -137,8 +137,11 @@ def target_from_settings(settings, target: str | None = None, keyspace: str | No
 def connection_class():
     """The driver's event-loop class for this Python (see local_cassandra.driver_connection_class).
 
-    Python 3.12 removed `asyncore`, the driver's fallback reactor: the PyPI wheels
-    bundle libev, so LibevConnection is used; a build without it gets AsyncioConnection.
+    Python 3.12 removed `asyncore`, the driver's fallback reactor. The PyPI manylinux
+    wheels bundle libev (`cassandra_driver.libs/libev-*.so`), so LibevConnection is used
+    on every Python. A source build without libev cannot even import `cassandra.cluster`
+    on 3.12 (its import-time reactor probe raises); `pip install pyasyncore` fixes that,
+    after which AsyncioConnection is a fallback.
     """
     from lakehouse_utils.local_cassandra import driver_connection_class
 

@@ -35,6 +35,12 @@ EVENT_JSON_SCHEMA = T.StructType([
 ])
 JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
 
+# JSON field -> parsed column, to re-serialise an event whose raw text was not kept.
+JSON_FIELD_COLUMNS = (("event_id", "event_id"), ("timestamp", "timestamp_raw"), ("org_id", "org_id"),
+                      ("resource_id", "resource_id"), ("service", "service"), ("region", "region"), ("metric", "metric"),
+                      ("value", "value_raw"), ("unit", "unit"), ("cost_usd_increment", "cost_usd_increment"),
+                      ("schema_version", "schema_version"), ("carbon_kg", "carbon_kg"), ("genai_tokens", "genai_tokens"))
+
 # Business fields, in contract order; the content hash covers exactly these.
 EVENT_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("event_id", T.StringType()), ("event_ts", T.TimestampType()), ("timestamp_raw", T.StringType()),
@@ -117,7 +123,10 @@ def line_kind(line: Column, corrupt: Column) -> Column:
 
 
 def parse_lines(lines: DataFrame) -> DataFrame:
-    """One row per raw line: its kind, and the typed event fields when it is an event."""
+    """One row per raw line: its kind, and the typed event fields when it is an event.
+
+    `raw_line` stays only on non-event lines; a mistyped event keeps it in `type_error_line`.
+    """
     line = clean_line(F.col("raw_line"))
     with_json = lines.select(*LINE_COLUMNS, line.alias("_line"), F.from_json(line, EVENT_JSON_SCHEMA, JSON_OPTIONS).alias("_json"))
     kind = line_kind(F.col("_line"), F.col(f"_json.{CORRUPT_COLUMN}"))
@@ -127,8 +136,9 @@ def parse_lines(lines: DataFrame) -> DataFrame:
     def field(name: str) -> Column:
         return F.when(is_event, F.col(f"_json.{name}"))
 
+    # The raw text is kept only where no parsed field carries it: it would double the cached batch.
     typed = classified.select(
-        *LINE_COLUMNS, "line_kind",
+        F.when(~is_event, F.col("raw_line")).alias("raw_line"), *LINE_COLUMNS[1:], "line_kind",
         field("event_id").alias("event_id"),
         parse_event_time(field("timestamp")).alias("event_ts"),
         field("timestamp").alias("timestamp_raw"),

@@ -22,6 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 from functools import reduce
+from typing import Callable
 from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -89,10 +90,14 @@ class TableSync:
     """The foreachBatch side of loading one serving table."""
 
     def __init__(self, spark: SparkSession, table: ServingTable, target: CassandraTarget, mirror_uri: str,
-                 quarantine_uri: str, gold_partitions: list[str], run_id: str, concurrency: int) -> None:
+                 quarantine_uri: str, gold_partitions: list[str], run_id: str, concurrency: int,
+                 on_change: Callable[[], object] | None = None) -> None:
         self.spark, self.table, self.target = spark, table, target
         self.mirror_uri, self.quarantine_uri, self.run_id = mirror_uri, quarantine_uri, run_id
+        # Partition ids the mirror may hold (a superset): lets a run with no vanished partition skip Spark.
+        self.index_uri = f"{mirror_uri}.partitions.json"
         self.gold_partitions, self.concurrency = gold_partitions, concurrency
+        self.on_change = on_change or (lambda: None)
         self.counts = SyncCounts()
         self.failure: BaseException | None = None
 
@@ -123,6 +128,7 @@ class TableSync:
                 valid = valid.dropDuplicates(pk)  # a grain violation in Gold: one row per key is served
             written = self._execute(valid.drop(PARTITION_ID), self.table.insert_cql(), totals["keys"], timed=True)
             deleted = self._sync_mirror(valid.select(PARTITION_ID, *pk))
+            self.on_change()  # inside the batch: a failure here replays the batch, defaults never go stale
         finally:
             staged.unpersist()
         self.counts.rows_in += totals["rows"]
@@ -134,32 +140,49 @@ class TableSync:
 
     def _sync_mirror(self, keys: DataFrame) -> int:
         """Delete keys of the touched partitions that the batch no longer has; then record the batch's keys."""
+        if self.gold_partitions:
+            touched_ids = [row[0] for row in keys.select(PARTITION_ID).distinct().collect()]  # one per Gold partition
+        else:  # any file of an unpartitioned mart is the whole new table, even an empty one
+            touched_ids = [WHOLE_TABLE]
+        self._write_index(sorted(set(self._read_index() or []) | set(touched_ids)))  # before the mirror: a superset
         mirror = self._read_mirror()
         if mirror is None:
             io.replace_table(self.spark, keys, self.mirror_uri)
             return 0
         pk = list(self.table.primary_key)
-        if self.gold_partitions:
-            touched = keys.select(PARTITION_ID).distinct()
-        else:  # any file of an unpartitioned mart is the whole new table, even an empty one
-            touched = self.spark.createDataFrame([(WHOLE_TABLE,)], f"{PARTITION_ID} string")
-        stale = mirror.join(touched, PARTITION_ID, "left_semi").join(keys.select(*pk), pk, "left_anti")
+        is_touched = F.col(PARTITION_ID).isin(touched_ids)
+        stale = mirror.where(is_touched).join(keys.select(*pk), pk, "left_anti")
         deleted = self._delete(stale.select(*pk))
-        remaining = mirror.join(touched, PARTITION_ID, "left_anti")
-        io.replace_table(self.spark, remaining.unionByName(keys), self.mirror_uri)
+        io.replace_table(self.spark, mirror.where(~is_touched).unionByName(keys), self.mirror_uri)
         return deleted
 
     def remove_vanished(self, current_partitions: list[str]) -> int:
         """Delete the keys of Gold partitions that no longer exist (no new file announces those)."""
+        known = self._read_index()
+        gone = sorted(set(known) - set(current_partitions)) if known is not None else None
+        if gone == []:
+            return 0  # the common case: nothing vanished, no Spark job
         mirror = self._read_mirror()
-        if mirror is None:
-            return 0
-        is_gone = ~F.col(PARTITION_ID).isin(current_partitions) if current_partitions else F.lit(True)
-        deleted = self._delete(mirror.where(is_gone).select(*self.table.primary_key))
-        if deleted:
-            io.replace_table(self.spark, mirror.where(~is_gone), self.mirror_uri)
+        deleted = 0
+        if mirror is not None:
+            if gone is not None:
+                is_gone = F.col(PARTITION_ID).isin(gone)
+            else:  # no index yet (a mirror from before it existed): compare with Gold's partitions
+                is_gone = ~F.col(PARTITION_ID).isin(current_partitions) if current_partitions else F.lit(True)
+            deleted = self._delete(mirror.where(is_gone).select(*self.table.primary_key))
+            if deleted:
+                io.replace_table(self.spark, mirror.where(~is_gone), self.mirror_uri)
+            self.on_change()
+        self._write_index(sorted(set(known) - set(gone)) if gone is not None else sorted(current_partitions))
         self.counts.deleted += deleted
         return deleted
+
+    def _read_index(self) -> list[str] | None:
+        payload = io.read_json(self.spark, self.index_uri)
+        return None if payload is None else list(payload["partitions"])
+
+    def _write_index(self, partition_ids: list[str]) -> None:
+        io.write_json(self.spark, self.index_uri, {"table": self.table.name, "partitions": partition_ids})
 
     def _read_mirror(self) -> DataFrame | None:
         return self.spark.read.parquet(self.mirror_uri) if io.list_files(self.spark, self.mirror_uri) else None

@@ -157,6 +157,18 @@ def test_reload_after_gold_change_leaves_no_stale_rows(spark, tmp_path, target, 
     assert deleted == {"top_services_by_org_date": 1, "cost_anomalies_by_org_month": 1, "daily_usage_by_org_month": 5}
 
 
+def test_an_emptied_unpartitioned_mart_empties_its_table(spark, tmp_path, target, session):
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    anomalies = build_gold(spark)["cost_anomaly_mart"]
+    write_gold(spark, paths, {"cost_anomaly_mart": anomalies})
+    settings = _settings(target.host, target.port)
+    serving.run(spark, paths, "run-1", settings=settings, tables=["cost_anomalies_by_org_month"], full_refresh=True)
+    io.replace_table(spark, anomalies.limit(0), paths.gold("cost_anomaly_mart"))
+    report = serving.run(spark, paths, "run-2", settings=settings, tables=["cost_anomalies_by_org_month"])
+    assert report.table("cost_anomalies_by_org_month").details["stale_rows_deleted"] == 3
+    assert cassandra_rows(session, "cost_anomalies_by_org_month") == []
+
+
 def test_null_primary_key_rows_are_quarantined_with_the_rule(spark, tmp_path, target):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     marts = build_gold(spark)
