@@ -20,7 +20,7 @@ from pyspark.sql import functions as F, types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze_batch_parse import (
-    DUPLICATE, OK, SUPERSEDED, UNPARSABLE, raw_name, read_raw, with_parse_result, with_status,
+    DUPLICATE, OK, SUPERSEDED, UNPARSABLE, raw_name, read_raw, record_start_lines, with_parse_result, with_status,
 )
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
@@ -169,7 +169,8 @@ def ingest_master(
     """Read, classify and write one master; return its reconciled counts and the evidence a notebook shows."""
     started = time.perf_counter()
     schema = master_schema(landing.source)
-    parsed_df = with_parse_result(read_raw(spark, landing.uri, landing.header), schema, landing.header)
+    raw_df = read_raw(spark, landing.uri, landing.header)
+    parsed_df = with_parse_result(raw_df, schema, landing.header, record_start_lines(spark, landing.uri))
     # Cached once: the counts and both writes read the classified rows without re-parsing the file.
     classified_df = with_status(parsed_df, schema).cache()
     try:

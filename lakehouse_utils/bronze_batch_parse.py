@@ -81,8 +81,37 @@ def csv_field(raw: Column) -> Column:
     return F.when(raw.isNull(), F.lit("")).when(needs_quotes, quoted).otherwise(raw)
 
 
-def with_parse_result(raw_df: DataFrame, schema: MasterSchema, header: tuple[str, ...]) -> DataFrame:
-    """Typed columns, raw_line, line and record numbers, and the parse problems of each record."""
+def record_start_lines(spark: SparkSession, uri: str) -> DataFrame:
+    """(record_number, line_number) read from the file's physical lines.
+
+    The CSV reader skips empty lines without a trace, so counting records and their
+    embedded newlines drifts after a blank line. A record starts on a non-empty line
+    (after the header) that begins outside quotes: an even number of `"` before it
+    (an escaped `""` adds two, so it keeps the parity).
+    """
+    lines = spark.read.text(uri).select(F.col("value").alias("_text"), F.monotonically_increasing_id().alias("_pos"))
+    quotes = F.length("_text") - F.length(F.regexp_replace("_text", '"', ""))
+    earlier = Window.orderBy("_pos").rowsBetween(Window.unboundedPreceding, -1)
+    numbered = lines.select(
+        "_text",
+        F.row_number().over(Window.orderBy("_pos")).alias("line_number"),
+        F.coalesce(F.sum(quotes).over(earlier), F.lit(0)).alias("_quotes_before"),
+    )
+    is_after_header = F.col("line_number") > 1
+    is_outside_quotes = F.col("_quotes_before") % 2 == 0
+    is_empty = F.col("_text") == ""
+    starts = numbered.where(is_after_header & is_outside_quotes & ~is_empty)
+    return starts.select(F.row_number().over(Window.orderBy("line_number")).alias("record_number"), "line_number")
+
+
+def with_parse_result(
+    raw_df: DataFrame, schema: MasterSchema, header: tuple[str, ...], start_lines: DataFrame | None = None
+) -> DataFrame:
+    """Typed columns, raw_line, line and record numbers, and the parse problems of each record.
+
+    `start_lines` (from `record_start_lines`) gives exact line numbers; without it, or for a
+    record it does not list, the line is counted from the records and their embedded newlines.
+    """
     rebuilt_line = F.concat_ws(",", *[csv_field(F.col(raw_name(name))) for name in header])
     newlines = F.length("raw_line") - F.length(F.regexp_replace("raw_line", "\n", ""))
     # One partition per file (see read_raw), so an unpartitioned window moves no data.
@@ -94,13 +123,20 @@ def with_parse_result(raw_df: DataFrame, schema: MasterSchema, header: tuple[str
         *[typed_value(F.col(raw_name(name)), dtype).alias(name) for name, dtype in schema.columns],
         F.coalesce(F.col(CORRUPT), rebuilt_line).alias("raw_line"),
     )
-    return typed_df.select(
+    # A record spans 1 + its embedded newlines lines; line 1 is the header.
+    counted_line = F.col(ROW_ID) + 2 + F.coalesce(F.sum(newlines).over(earlier), F.lit(0))
+    parsed_df = typed_df.select(
         "*",
         (F.col(ROW_ID) + 1).alias("record_number"),
-        # A record spans 1 + its embedded newlines lines; line 1 is the header.
-        (F.col(ROW_ID) + 2 + F.coalesce(F.sum(newlines).over(earlier), F.lit(0))).alias("line_number"),
+        counted_line.alias("line_number"),
         F.concat_ws("; ", malformed, *cast_problems, *[empty_key_problem(k) for k in schema.key]).alias("problems"),
     )
+    if start_lines is None:
+        return parsed_df
+    exact = start_lines.select("record_number", F.col("line_number").alias("_start_line"))
+    joined = parsed_df.join(exact, on="record_number", how="left")
+    return joined.select(*[F.coalesce("_start_line", "line_number").alias(c) if c == "line_number" else c
+                           for c in parsed_df.columns])
 
 
 def with_status(parsed_df: DataFrame, schema: MasterSchema) -> DataFrame:

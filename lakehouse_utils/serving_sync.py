@@ -14,6 +14,8 @@ A failure at any step fails the batch before Spark commits it, and every step is
 idempotent, so the next run replays the batch without loss or duplicates.
 Partitions that vanished from Gold entirely send no files at all; `remove_vanished`
 compares the mirror with Gold's current partitions after the stream.
+Invariant: a Gold partition column is part of the Cassandra primary key (or the mart is
+unpartitioned), so a key never moves from one Gold partition to another.
 """
 
 from __future__ import annotations
