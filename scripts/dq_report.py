@@ -21,7 +21,14 @@ from lakehouse_utils.quality import EVENT_RULES, MASTER_RULES
 from lakehouse_utils.spark import get_spark
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAG_COLUMNS = {"usage_events": ["is_value_not_numeric", "is_unit_imputed", "is_cost_spike", "is_late"]}
+FLAG_COLUMNS = {
+    "usage_events": ["is_value_not_numeric", "is_unit_imputed", "is_cost_spike", "is_late"],
+    "customers_orgs": ["is_nps_out_of_range"],
+    "resources": ["is_tags_unparsable"],
+    "support_tickets": ["is_csat_out_of_scale"],
+    "billing_monthly": ["is_usd_rate_overridden", "is_ars_rate_ignored", "is_credits_defaulted", "is_adjustment"],
+    "nps_surveys": ["is_nps_out_of_range"],
+}
 
 
 def quarantine_counts(spark, paths: LakePaths) -> list[tuple[str, str, int, str]]:
