@@ -151,7 +151,8 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
     assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 2)
     costs = {r.event_id: r.cost_usd_increment for r in bronze(spark, paths).collect()}
     assert costs == {"e1": 1.0, "e2": 1.0, "e3": 1.0}
-    assert sorted(r.rule for r in quarantine(spark, paths).collect()) == ["conflicting_duplicate"] * 2
+    rejected = sorted((r.rule, json.loads(r.raw_line)["cost_usd_increment"]) for r in quarantine(spark, paths).collect())
+    assert rejected == [("conflicting_duplicate", 5.0), ("conflicting_duplicate", 9.0)]
 
 
 def test_run_writes_late_rows_flagged_never_drops_them(spark, tmp_path):
@@ -181,6 +182,19 @@ def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
     assert files_per_partition(paths) == {"event_date=2025-08-01": 1, "event_date=2025-08-02": 1}
     assert bronze(spark, paths).count() == 12
     assert report.table("usage_events").details["compaction"]["usage_events"] == {"partitions": 2, "files_before": 12, "files_after": 2}
+
+
+def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n"}))
+    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=45)
+    assert (report.table("usage_events").rows_out, bronze(spark, paths).count()) == (2, 2)
+    assert not [query for query in spark.streams.active if query.name and query.name.startswith("bronze_stream")]
+
+
+def test_run_rejects_an_unparsable_watermark_delay(spark, tmp_path):
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"}))
+    with pytest.raises(ValueError, match="invalid watermark delay '2 hourz'"):
+        bronze_stream.run(spark, paths, RUN_ID, watermark_delay="2 hourz")
 
 
 def test_batch_writer_skips_a_committed_batch_and_removes_a_crashed_attempt(spark, tmp_path):

@@ -1,7 +1,7 @@
 """Failure modes (issue 11): a killed driver, Cassandra going down mid-load, notebook re-runs, two runs at once.
 
-Every scenario runs on the hand-made hostile landing of test_hostile_events. The module's
-reference is one uninterrupted run of the chain (two files per micro-batch); each scenario
+Every scenario runs on the hand-made hostile landing of test_hostile_events. The reference is
+the session's uninterrupted run of the chain (conftest `hostile_run`, two micro-batches); each scenario
 must end with a lake equal to it, ignoring only the columns that name a run or a time.
 The kill and Cassandra scenarios run real child processes / a second Cassandra node and
 are marked slow. See docs/decisions/080-failure-modes.md.
@@ -26,14 +26,13 @@ from lakehouse_utils.cassandra_client import CassandraError, CassandraTarget, op
 from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.pipeline import run_pipeline, run_stage
 from lakehouse_utils.queries import _plain
 from lakehouse_utils.serving_model import SERVING_TABLES
-from test_hostile_events import CHAIN, make_hostile_landing, write_masters
+from test_hostile_events import CHAIN, FILES_PER_TRIGGER, write_masters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FILES_PER_TRIGGER = 2  # 8 files -> 4 micro-batches
 VOLATILE = {"run_id", "source_run_id", "ingest_ts", "quarantined_at"}
 CHILD_ENV = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}
 # Outputs of each stage (relative to the lake); a scenario that starts at a stage removes them and all later ones.
@@ -68,14 +67,13 @@ def copy_upstream_of(reference: Path, target: Path, stage: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, tmp_path_factory):
-    """(landing, lake, snapshot) of one uninterrupted run of the whole chain."""
-    root = tmp_path_factory.mktemp("reference")
-    landing = make_hostile_landing(root)
-    paths = LakePaths.from_roots(root / "lake", landing)
-    for report in run_pipeline(spark, paths, CHAIN, max_files_per_trigger=FILES_PER_TRIGGER):
+def reference(spark, hostile_run):
+    """(landing, lake, snapshot) of the session's uninterrupted run of the whole chain (read-only: copy it)."""
+    paths, reports = hostile_run
+    for report in reports.values():
         report.assert_reconciles()
-    return landing, root / "lake", snapshot(spark, root / "lake")
+    lake = local_path(paths.lake_root)
+    return local_path(paths.landing_root), lake, snapshot(spark, lake)
 
 
 # ------------------------------------------------------------------ notebook-style re-runs
@@ -160,7 +158,7 @@ def test_lock_is_released_when_a_stage_fails(spark, tmp_path):
 
 KILLED_CHILD = """
 import sys
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.pipeline import run_pipeline
 from lakehouse_utils.spark import get_spark
 run_pipeline(get_spark("killed-chain"), LakePaths.from_roots(sys.argv[1], sys.argv[2]), sys.argv[3].split(","),
@@ -174,7 +172,7 @@ def bronze_commits(lake: Path) -> int:
 
 # stage killed -> (when to kill: the child is inside the stage, proof afterwards that it had not finished)
 KILL_POINTS = {
-    "bronze_stream": (lambda lake: bronze_commits(lake) >= 1, lambda lake: bronze_commits(lake) < 4),
+    "bronze_stream": (lambda lake: bronze_commits(lake) >= 1, lambda lake: bronze_commits(lake) < 2),
     "silver": (lambda lake: (lake / "silver").exists(),
                lambda lake: not (lake / "_state" / "silver" / "incremental.json").exists()),
     "gold": (lambda lake: (lake / "gold").exists(),
@@ -209,7 +207,8 @@ def test_kill_mid_stage_then_restart_equals_an_uninterrupted_run(spark, referenc
     for report in run_pipeline(spark, paths, stages, max_files_per_trigger=FILES_PER_TRIGGER):
         report.assert_reconciles()
     totals = bronze_stream.committed_totals(spark, paths)
-    assert (totals.rows_in, totals.rows_out, totals.duplicates, totals.quarantined, totals.ignored) == (156, 126, 21, 5, 4)
+    assert (totals.rows_in, totals.rows_out, totals.duplicates, totals.quarantined, totals.ignored) == (
+        156, 126, 21, 5, 4)
     assert snapshot(spark, lake) == expected
 
 

@@ -1,16 +1,18 @@
 """Hostile event feed (issue 11): every kind of bad line through bronze_stream, Silver and Gold.
 
-One hand-made landing (eight small files, 156 lines) holds every case; the module
-fixture runs bronze_batch, bronze_stream (two micro-batches), silver and gold
-on it once, and each test checks one behaviour with exact counts. The expected
+One hand-made landing (eight small files, 156 lines) holds every case; the session
+fixture `hostile_run` (conftest) runs bronze_batch, bronze_stream (two micro-batches),
+silver and gold on it once, and each test checks one behaviour with exact counts. The expected
 numbers are derived by hand in the comments next to the lines, not read from a run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -169,17 +171,14 @@ SILVER_QUARANTINE = {"event_id_not_null": 4, "event_ts_parses": 1, "org_exists":
                      "event_id_unique": 0}
 
 
-@pytest.fixture(scope="module")
-def hostile(spark, tmp_path_factory):
-    """The whole chain (lake lock, one run id) over the hostile landing, in two micro-batches.
+@pytest.fixture
+def hostile(hostile_run):
+    """The chain run once per session over the hostile landing (conftest `hostile_run`), in two micro-batches.
 
     Four files per trigger: files 01-04 form batch 0; the replays (06) and the re-sent files
     (98, 99) arrive in batch 1, so they are judged against what Bronze already holds.
     """
-    root = tmp_path_factory.mktemp("hostile")
-    paths = LakePaths.from_roots(root / "lake", make_hostile_landing(root))
-    reports = {r.stage: r for r in run_pipeline(spark, paths, CHAIN, max_files_per_trigger=FILES_PER_TRIGGER)}
-    return paths, reports
+    return hostile_run
 
 
 def counts_tuple(counts) -> tuple[int, int, int, int, int]:
@@ -223,7 +222,9 @@ def test_bronze_raw_quarantine_names_rule_file_and_line(spark, hostile):
     ]
     reasons = {(file_name(r["source_file"]), r["line_number"]): r["reason"] for r in rows}
     assert "already in Bronze" in reasons[("06_replays.jsonl", 2)]
-    assert "arrived first in" in reasons[("06_replays.jsonl", 6)] and "06_replays.jsonl" in reasons[("06_replays.jsonl", 6)]
+    assert "arrived first in file:" in reasons[("06_replays.jsonl", 6)]
+    within_batch = "06_replays.jsonl with different content; the first arrival is kept"
+    assert reasons[("06_replays.jsonl", 6)].endswith(within_batch)
     raw = {(file_name(r["source_file"]), r["line_number"]): r["raw_line"] for r in rows}
     assert raw[("04_broken.jsonl", 1)] == BROKEN_LINES[0]
 
@@ -275,7 +276,8 @@ def test_silver_counts_reconcile_with_every_rule(hostile):
     assert counts_tuple(counts) == (126, 116, 0, 10, 0)
     rules = counts.details["rules"]
     assert rules["quarantine"] == SILVER_QUARANTINE
-    assert (rules["flag"]["value_numeric"], rules["flag"]["cost_spike"], rules["impute"]["unit_present_when_value"]) == (2, 1, 1)
+    flags = (rules["flag"]["value_numeric"], rules["flag"]["cost_spike"], rules["impute"]["unit_present_when_value"])
+    assert flags == (2, 1, 1)
 
 
 def test_silver_holds_exactly_the_valid_events(spark, hostile):
@@ -292,7 +294,8 @@ def test_silver_quarantine_says_why_for_each_row(spark, hostile):
         ("event_id_not_null", "", "2025-08-01T10:00:00Z"), ("event_id_not_null", "", "2025-08-01T10:00:00Z"),
         ("event_ts_parses", "e12", "yesterday"), ("org_exists", "e13", "2025-08-01T10:00:00Z"),
         ("resource_exists", "e14", "2025-08-01T10:00:00Z"), ("cost_not_below_floor", "e16", "2025-08-01T10:00:00Z"),
-        ("metric_in_domain", "e21", "2025-08-01T10:00:00Z"), ("schema_version_in_domain", "e22", "2025-08-01T10:00:00Z"),
+        ("metric_in_domain", "e21", "2025-08-01T10:00:00Z"),
+        ("schema_version_in_domain", "e22", "2025-08-01T10:00:00Z"),
     ], key=repr)
     assert all(r["reason"] and r["source_run_id"] and r["source_file"] for r in rows)
 
@@ -419,3 +422,68 @@ def test_a_file_written_under_a_temp_name_and_renamed_is_read_whole(spark, tmp_p
     second = bronze_stream.run(spark, paths, "20250101T000000Z-bbbbb2").table("usage_events")
     assert (counts_tuple(first), counts_tuple(second)) == ((1, 1, 0, 0, 0), (2, 2, 0, 0, 0))
     assert sorted(r["event_id"] for r in bronze_df(spark, paths).collect()) == ["r1", "r2", "r3"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bronze_stream.event_stream: Spark's file source silently skips any new file whose modification time is "
+    "more than `maxFileAge` (default 7 days) older than the newest file it has already seen, e.g. a late file "
+    "copied with its original mtime (cp -p, rsync -t, unzip); nothing counts or quarantines it. Fix: set "
+    "`.option('maxFileAge', '3650d')` (or similar) on the readStream in event_stream"))
+def test_a_late_file_with_an_old_modification_time_is_still_read(spark, tmp_path):
+    now = int(time.time())
+    landing = tmp_path / "landing"
+    write_events(landing, {"today.jsonl": (line(ev("t1")) + "\n").encode()}, first_mtime=now)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    bronze_stream.run(spark, paths, "20250101T000000Z-ccccc1")
+    write_events(landing, {"restored.jsonl": (line(ev("t2")) + "\n").encode()}, first_mtime=now - 30 * 86_400)
+    second = bronze_stream.run(spark, paths, "20250101T000000Z-ccccc2").table("usage_events")
+    assert counts_tuple(second) == (1, 1, 0, 0, 0)
+
+
+# ------------------------------------------------------------------ non-finite numbers (JSON NaN / Infinity)
+
+# Spark's JSON reader accepts the non-standard literals NaN and Infinity (allowNonNumericNumbers).
+NON_FINITE = [ev("n1", cost=float("nan")), ev("n2", cost=float("inf")), ev("n3", carbon=float("nan"))]
+
+
+@pytest.fixture(scope="module")
+def non_finite(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("non_finite")
+    landing = root / "landing"
+    write_masters(landing)
+    write_events(landing, {"nan.jsonl": ("\n".join(line(e) for e in [*BULK[:30], *NON_FINITE]) + "\n").encode()})
+    paths = LakePaths.from_roots(root / "lake", landing)
+    return paths, {r.stage: r for r in run_pipeline(spark, paths, CHAIN)}
+
+
+@pytest.mark.slow
+def test_non_finite_numbers_reach_bronze_losslessly(spark, non_finite):
+    paths, reports = non_finite
+    rows = {r["event_id"]: r for r in bronze_df(spark, paths).where(F.col("event_id").startswith("n")).collect()}
+    assert counts_tuple(reports["bronze_stream"].table("usage_events")) == (33, 33, 0, 0, 0)
+    assert math.isnan(rows["n1"]["cost_usd_increment"]) and math.isinf(rows["n2"]["cost_usd_increment"])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "quality.EVENT_RULES cost_not_below_floor (`cost_usd_increment >= -0.01`) passes NaN and +Infinity: Spark "
+    "orders NaN above every number, so both reach silver/usage_events (and NaN also moves the p99 spike "
+    "threshold). Fix: require isfinite/`NOT isnan(cost) AND cost < 'Infinity'` in the rule, or parse events with "
+    "allowNonNumericNumbers=false in events_parsing.JSON_OPTIONS"))
+def test_non_finite_cost_is_quarantined_in_silver(spark, non_finite):
+    paths, reports = non_finite
+    quarantined = {r["event_id"] for r in spark.read.parquet(paths.quarantine("usage_events")).collect()}
+    assert {"n1", "n2"} <= quarantined and not {"n1", "n2"} & set(silver_rows(spark, paths))
+    assert counts_tuple(reports["silver"].table("usage_events"))[:2] == (33, 31)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "NaN/Infinity in cost_usd_increment or carbon_kg flow from Silver into gold/org_daily_usage_by_service: "
+    "daily_cost_usd and carbon_kg of org_a/2025-08-01/compute become NaN (silver_daily sums them). Fix in the "
+    "Silver rules (quarantine non-finite cost, null and flag a non-finite carbon_kg)"))
+def test_gold_figures_stay_finite(spark, non_finite):
+    paths, _ = non_finite
+    gold = spark.read.parquet(paths.gold("org_daily_usage_by_service")).collect()
+    figures = [r[c] for r in gold for c in ("daily_cost_usd", "carbon_kg") if r[c] is not None]
+    assert figures and all(math.isfinite(value) for value in figures)
