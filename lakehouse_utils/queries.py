@@ -200,7 +200,7 @@ def run_cli(args: argparse.Namespace) -> int:
         with open_session(target) as session:
             args.org = args.org or default_org(session, args.query)
             rows = run_query(session, args)
-    except (CassandraError, MissingDataError) as error:
+    except (CassandraError, MissingDataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     org = f", org {args.org}" if args.query != "q3" else ""
