@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.bronze_stream_batch import QUARANTINE_RULES
+from lakehouse_utils.bronze_stream_batch import LATENESS_BUCKETS, QUARANTINE_RULES
 from lakehouse_utils.bronze_stream_compaction import compact_table, roll_forward
 from lakehouse_utils.bronze_stream_files import query_token, read_commits
 from lakehouse_utils.bronze_stream_writer import BronzeBatchWriter, StreamTargets
@@ -27,7 +27,10 @@ from lakehouse_utils.report import StageReport, TableCounts
 
 TABLE, QUARANTINE_TABLE, CHECKPOINT = "usage_events", "usage_events_raw", "bronze_usage_events"
 DEFAULT_WATERMARK_DELAY = "2 hours"
+MAX_FILE_AGE = "36500d"  # the seen-files list is then never purged: fine for ~1e5 files
 TRIGGERS = ("availableNow", "processingTime")
+HISTOGRAM_KEYS = (*(name for name, _ in LATENESS_BUCKETS), "late_gt_7d")
+BATCH_PROGRESS_KEYS = ("batch_id", "lines", "new", "seconds", "rows_per_second", "watermark")
 _DELAY_UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800}
 _DELAY_PART = re.compile(r"(\d+)\s*(second|minute|hour|day|week)s?", re.IGNORECASE)
 
@@ -40,9 +43,13 @@ def parse_delay(text: str) -> timedelta:
     return timedelta(seconds=sum(int(n) * _DELAY_UNITS[unit.lower()] for n, unit in parts))
 
 
-def event_stream(spark: SparkSession, paths: LakePaths, watermark_delay: str, max_files_per_trigger: int | None) -> DataFrame:
+def event_stream(
+    spark: SparkSession, paths: LakePaths, watermark_delay: str, max_files_per_trigger: int | None
+) -> DataFrame:
     """Every raw line of the landing files, parsed, with an event-time watermark."""
-    reader = spark.readStream.format("text").option("pathGlobFilter", "*.jsonl")
+    # maxFileAge: by default the source skips a new file whose modification time is 7 days
+    # older than the newest file it has seen (a copy that kept its old mtime): silent loss.
+    reader = spark.readStream.format("text").options(pathGlobFilter="*.jsonl", maxFileAge=MAX_FILE_AGE)
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
     lines = reader.load(paths.landing_events()).select(
@@ -99,9 +106,16 @@ def run(
     targets = StreamTargets(paths.bronze(TABLE), paths.quarantine(QUARANTINE_TABLE), paths.checkpoint(CHECKPOINT))
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, delay)
-    stream_writer = event_stream(spark, paths, delay_text, max_files_per_trigger).writeStream.foreachBatch(writer)
-    stream_writer = stream_writer.option("checkpointLocation", targets.checkpoint).queryName(f"bronze_stream_{run_id[-6:]}")
-    triggered = stream_writer.trigger(availableNow=True) if trigger == "availableNow" else stream_writer.trigger(processingTime=interval)
+    stream_writer = (
+        event_stream(spark, paths, delay_text, max_files_per_trigger)
+        .writeStream.foreachBatch(writer)
+        .option("checkpointLocation", targets.checkpoint)
+        .queryName(f"bronze_stream_{run_id[-6:]}")
+    )
+    if trigger == "availableNow":
+        triggered = stream_writer.trigger(availableNow=True)
+    else:
+        triggered = stream_writer.trigger(processingTime=interval)
     started = time.perf_counter()
     query = triggered.start()
     _await(query, trigger, timeout_seconds)
@@ -117,18 +131,22 @@ def _compact(spark: SparkSession, targets: StreamTargets) -> dict:
         return {}
     token = query_token(spark, targets.checkpoint)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
+    checkpoint = targets.checkpoint
     compacted = {
-        TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, targets.checkpoint, token, committed, "event_date"),
-        QUARANTINE_TABLE: compact_table(spark, targets.quarantine, RAW_QUARANTINE_SCHEMA, targets.checkpoint, token, committed),
+        TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, checkpoint, token, committed, "event_date"),
+        QUARANTINE_TABLE: compact_table(spark, targets.quarantine, RAW_QUARANTINE_SCHEMA, checkpoint, token, committed),
     }
-    return {table: {"partitions": len(parts), "files_before": sum(p["files_before"] for p in parts), "files_after": len(parts)}
-            for table, parts in compacted.items()}
+    return {
+        table: {"partitions": len(parts), "files_before": sum(p["files_before"] for p in parts),
+                "files_after": len(parts)}
+        for table, parts in compacted.items()
+    }
 
 
 def summarize(records: list[dict]) -> dict:
     """Totals over batch records (this run's, or every commit of the checkpoint)."""
     keys = ("lines", "blank", "malformed_json", "not_a_json_object", "new", "duplicate", "conflicting_duplicate",
-            "type_error_rows", "null_event_ts", "late", "late_le_1h", "late_le_6h", "late_le_24h", "late_le_7d", "late_gt_7d")
+            "type_error_rows", "null_event_ts", "late", *HISTOGRAM_KEYS)
     return {key: sum(int(r.get(key) or 0) for r in records) for key in keys}
 
 
@@ -155,7 +173,7 @@ def _report(run_id: str, writer: BronzeBatchWriter, seconds: float, compaction: 
     counts = table_counts(records)
     totals = summarize(records)
     counts.details = {
-        "batches": [{k: r[k] for k in ("batch_id", "lines", "new", "seconds", "rows_per_second", "watermark")} for r in records],
+        "batches": [{k: r[k] for k in BATCH_PROGRESS_KEYS} for r in records],
         "skipped_committed_batches": writer.skipped,
         "malformed_json": totals["malformed_json"],
         "not_a_json_object": totals["not_a_json_object"],
@@ -163,7 +181,7 @@ def _report(run_id: str, writer: BronzeBatchWriter, seconds: float, compaction: 
         "type_error_rows": totals["type_error_rows"],
         "null_event_ts": totals["null_event_ts"],
         "late_rows": totals["late"],
-        "lateness_histogram": {k: totals[k] for k in ("late_le_1h", "late_le_6h", "late_le_24h", "late_le_7d", "late_gt_7d")},
+        "lateness_histogram": {k: totals[k] for k in HISTOGRAM_KEYS},
         "on_time_rows": totals["new"] - totals["late"] - totals["null_event_ts"],
         "max_lateness_seconds": max((r.get("max_lateness_seconds") or 0 for r in records), default=0),
         "watermark_delay": delay,

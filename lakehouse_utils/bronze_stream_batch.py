@@ -152,7 +152,8 @@ def _line_offsets(classified: DataFrame) -> DataFrame:
         F.min("_row_pos").alias("_first_pos"), F.count(F.lit(1)).alias("_lines"))
     earlier = Window.partitionBy("source_file").orderBy("file_block_start").rowsBetween(Window.unboundedPreceding, -1)
     lines_before = F.coalesce(F.sum("_lines").over(earlier), F.lit(0))
-    return blocks.select("source_file", "file_block_start", (lines_before + 1 - F.col("_first_pos")).alias("_line_offset"))
+    offset = lines_before + 1 - F.col("_first_pos")
+    return blocks.select("source_file", "file_block_start", offset.alias("_line_offset"))
 
 
 def reserialised_event() -> Column:

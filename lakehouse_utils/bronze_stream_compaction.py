@@ -101,7 +101,8 @@ def _plan_entries(spark: SparkSession, table: str, staging: str, targets: dict[s
     entries = []
     for directory, old in sorted(targets.items()):
         relative = directory.split(_without_scheme(table_root), 1)[-1].lstrip("/")
-        staged_dir = next(d for d in staged_by_dir if d.split(_without_scheme(staging_root), 1)[-1].lstrip("/") == relative)
+        staging_path = _without_scheme(staging_root)
+        staged_dir = next(d for d in staged_by_dir if d.split(staging_path, 1)[-1].lstrip("/") == relative)
         (staged,) = staged_by_dir[staged_dir]  # one file per partition: the write repartitioned by it
         entries.append({"staged": staged, "new": join(directory, new_compacted_name()), "old": old})
     return entries

@@ -16,7 +16,8 @@ from pyspark.sql import SparkSession
 from lakehouse_utils import io
 from lakehouse_utils.paths import join
 
-COMMITS_DIR, STATE_FILE, STAGING_DIR, COMPACTION_PLAN = "bronze_commits", "bronze_state.json", "staging", "compaction_plan.json"
+COMMITS_DIR, STATE_FILE = "bronze_commits", "bronze_state.json"
+STAGING_DIR, COMPACTION_PLAN = "staging", "compaction_plan.json"
 MAX_FILES_PER_PARTITION = 4
 STATE_ENTRIES_KEPT = 50
 _BATCH_FILE = re.compile(r"^part-(?P<token>[0-9a-f]{8})-b(?P<batch>\d{8})-")
@@ -64,7 +65,8 @@ def remove_batch_files(spark: SparkSession, tables: list[str], token: str, batch
     """Delete files a crashed attempt of this batch left in the tables; returns how many."""
     tag = batch_tag(token, batch_id)
     # Globs, not a recursive listing: the table may hold thousands of files between compactions.
-    stray = [uri for table in tables for pattern in (f"{tag}*", f"*/{tag}*") for uri in io.glob(spark, join(table, pattern))]
+    patterns = [join(table, pattern) for table in tables for pattern in (f"{tag}*", f"*/{tag}*")]
+    stray = [uri for pattern in patterns for uri in io.glob(spark, pattern)]
     for uri in stray:
         io.delete(spark, uri)
     return len(stray)
@@ -91,7 +93,9 @@ def previous_max_event_ts(spark: SparkSession, checkpoint: str, batch_id: int) -
     return state[str(max(earlier))]["max_event_ts"] if earlier else None
 
 
-def save_max_event_ts(spark: SparkSession, checkpoint: str, batch_id: int, max_event_ts: str | None, watermark: str | None) -> None:
+def save_max_event_ts(
+    spark: SparkSession, checkpoint: str, batch_id: int, max_event_ts: str | None, watermark: str | None
+) -> None:
     uri = join(checkpoint, STATE_FILE)
     state = io.read_json(spark, uri) or {}
     state[str(batch_id)] = {"max_event_ts": max_event_ts, "watermark": watermark}

@@ -80,8 +80,9 @@ class BronzeBatchWriter:
         record = self._write(batch, batch_id, watermark)
         max_after = max((m for m in (max_before, record["max_event_ts"]) if m is not None), default=None)
         record.update(
-            watermark=_iso(watermark), max_event_ts=_iso(record["max_event_ts"]), min_event_ts=_iso(record["min_event_ts"]),
-            max_event_ts_after=_iso(max_after), seconds=round(time.perf_counter() - started, 3),
+            watermark=_iso(watermark), max_event_ts=_iso(record["max_event_ts"]),
+            min_event_ts=_iso(record["min_event_ts"]), max_event_ts_after=_iso(max_after),
+            seconds=round(time.perf_counter() - started, 3),
         )
         record["rows_per_second"] = round(record["lines"] / record["seconds"], 1) if record["seconds"] else None
         save_max_event_ts(spark, checkpoint, batch_id, _iso(max_after), _iso(watermark))

@@ -1,6 +1,6 @@
 """Raw JSONL lines of `usage_events_stream` -> classified, typed event rows.
 
-Every raw line is kept and gets a `line_kind`: `blank`, `malformed_json`,
+Every raw line yields one row with a `line_kind`: `blank`, `malformed_json`,
 `not_a_json_object` or `event`. Only `event` rows carry parsed fields. Works on a
 streaming or a static DataFrame with the columns of `LINE_COLUMNS`.
 """
@@ -15,8 +15,9 @@ CORRUPT_COLUMN = "_corrupt_record"
 # Input of `parse_lines`: the text source's `value` plus file metadata (ordering needs all three).
 LINE_COLUMNS = ("raw_line", "source_file", "file_block_start", "file_modification_time")
 
-# `value` is a string on purpose: Spark hands a JSON number's text to a string field, so the
-# value survives whether it arrived as 4.0 or "4.0". Unknown extra fields are ignored.
+# `value` is a string on purpose: Spark hands a JSON number to a string field as its text
+# (normalised to Java's double form: 1E+3 -> "1000.0"), so the value survives whether it
+# arrived as 4.0 or "4.0". Unknown extra fields are ignored.
 EVENT_JSON_SCHEMA = T.StructType([
     T.StructField("event_id", T.StringType()),
     T.StructField("timestamp", T.StringType()),
@@ -36,10 +37,10 @@ EVENT_JSON_SCHEMA = T.StructType([
 JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
 
 # JSON field -> parsed column, to re-serialise an event whose raw text was not kept.
-JSON_FIELD_COLUMNS = (("event_id", "event_id"), ("timestamp", "timestamp_raw"), ("org_id", "org_id"),
-                      ("resource_id", "resource_id"), ("service", "service"), ("region", "region"), ("metric", "metric"),
-                      ("value", "value_raw"), ("unit", "unit"), ("cost_usd_increment", "cost_usd_increment"),
-                      ("schema_version", "schema_version"), ("carbon_kg", "carbon_kg"), ("genai_tokens", "genai_tokens"))
+_RENAMED = {"timestamp": "timestamp_raw", "value": "value_raw"}
+JSON_FIELD_COLUMNS = tuple(
+    (f.name, _RENAMED.get(f.name, f.name)) for f in EVENT_JSON_SCHEMA.fields if f.name != CORRUPT_COLUMN
+)
 
 # Business fields, in contract order; the content hash covers exactly these.
 EVENT_FIELDS: tuple[tuple[str, T.DataType], ...] = (
@@ -128,7 +129,8 @@ def parse_lines(lines: DataFrame) -> DataFrame:
     `raw_line` stays only on non-event lines; a mistyped event keeps it in `type_error_line`.
     """
     line = clean_line(F.col("raw_line"))
-    with_json = lines.select(*LINE_COLUMNS, line.alias("_line"), F.from_json(line, EVENT_JSON_SCHEMA, JSON_OPTIONS).alias("_json"))
+    parsed = F.from_json(line, EVENT_JSON_SCHEMA, JSON_OPTIONS)
+    with_json = lines.select(*LINE_COLUMNS, line.alias("_line"), parsed.alias("_json"))
     kind = line_kind(F.col("_line"), F.col(f"_json.{CORRUPT_COLUMN}"))
     classified = with_json.select(*LINE_COLUMNS, "_json", kind.alias("line_kind"))
     is_event = F.col("line_kind") == KIND_EVENT

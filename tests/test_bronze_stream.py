@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from lakehouse_utils import bronze_stream, io
 from lakehouse_utils.bronze_stream_compaction import roll_forward
-from lakehouse_utils.bronze_stream_files import COMMITS_DIR, COMPACTION_PLAN, write_commit
+from lakehouse_utils.bronze_stream_files import COMMITS_DIR, COMPACTION_PLAN
 from lakehouse_utils.bronze_stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.paths import LakePaths, join
@@ -94,7 +94,8 @@ def test_parse_lines_keeps_value_text_for_numbers_and_strings(spark):
 
 
 def test_parse_lines_types_numbers_and_ignores_unknown_fields(spark):
-    row = parse(spark, [event("e", schema_version=2, carbon_kg=0, genai_tokens=12_345_678_901, surprise={"a": 1})]).first()
+    line = event("e", schema_version=2, carbon_kg=0, genai_tokens=12_345_678_901, surprise={"a": 1})
+    row = parse(spark, [line]).first()
     assert (row.schema_version, row.carbon_kg, row.genai_tokens, row.type_error_line) == (2, 0.0, 12_345_678_901, None)
 
 
@@ -130,15 +131,18 @@ def test_parse_lines_hash_tells_replays_from_conflicts(spark):
 
 def test_run_quarantines_bad_lines_and_reconciles(spark, tmp_path):
     landing = make_landing(tmp_path, {
-        "a.jsonl": b"\xef\xbb\xbf" + f"{event('e1')}\r\n\r\n{event('e2')}\r\n[1,2]\r\n".encode() + b'{"event_id": "e3"\r\n',
+        "a.jsonl": b"\xef\xbb\xbf" + f"{event('e1')}\r\n\r\n{event('e2')}\r\n[1,2]\r\n".encode()
+        + b'{"event_id": "e3"\r\n',
         "b.jsonl": f"{event('e4')}\n   \ngarbage\n{event(None)}\n{event('')}\n",
     })
     paths = lake_paths(tmp_path, landing)
     counts = bronze_stream.run(spark, paths, RUN_ID).table("usage_events")
     assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined, counts.ignored) == (10, 5, 0, 3, 2)
     assert counts.reconciles
-    rejected = sorted((r.rule, r.source_file.rsplit("/", 1)[-1], r.line_number) for r in quarantine(spark, paths).collect())
-    assert rejected == [("malformed_json", "a.jsonl", 5), ("malformed_json", "b.jsonl", 3), ("not_a_json_object", "a.jsonl", 4)]
+    rows = quarantine(spark, paths).collect()
+    rejected = sorted((r.rule, r.source_file.rsplit("/", 1)[-1], r.line_number) for r in rows)
+    assert rejected == [("malformed_json", "a.jsonl", 5), ("malformed_json", "b.jsonl", 3),
+                        ("not_a_json_object", "a.jsonl", 4)]
 
 
 def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, tmp_path):
@@ -151,7 +155,8 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
     assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 2)
     costs = {r.event_id: r.cost_usd_increment for r in bronze(spark, paths).collect()}
     assert costs == {"e1": 1.0, "e2": 1.0, "e3": 1.0}
-    rejected = sorted((r.rule, json.loads(r.raw_line)["cost_usd_increment"]) for r in quarantine(spark, paths).collect())
+    rows = quarantine(spark, paths).collect()
+    rejected = sorted((r.rule, json.loads(r.raw_line)["cost_usd_increment"]) for r in rows)
     assert rejected == [("conflicting_duplicate", 5.0), ("conflicting_duplicate", 9.0)]
 
 
@@ -174,6 +179,17 @@ def test_run_again_without_new_files_adds_nothing(spark, tmp_path):
     assert (again.rows_in, again.rows_out, bronze(spark, paths).count()) == (0, 0, 2)
 
 
+def test_run_ingests_a_new_file_with_an_old_modification_time(spark, tmp_path):
+    landing = make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"})
+    paths = lake_paths(tmp_path, landing)
+    bronze_stream.run(spark, paths, RUN_ID)
+    copied = landing / "usage_events_stream" / "2.jsonl"  # e.g. unzipped with its original, older mtime
+    copied.write_text(f"{event('e2')}\n")
+    os.utime(copied, (1_700_000_000 - 30 * 86_400, 1_700_000_000 - 30 * 86_400))
+    again = bronze_stream.run(spark, paths, "20250101T000001Z-def456").table("usage_events")
+    assert (again.rows_out, bronze(spark, paths).count()) == (1, 2)
+
+
 def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
     files = {f"{n}.jsonl": f"{event(f'a{n}', ts='2025-08-01T00:00:00Z')}\n{event(f'b{n}', ts='2025-08-02T00:00:00Z')}\n"
              for n in range(6)}
@@ -181,7 +197,8 @@ def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
     report = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1)
     assert files_per_partition(paths) == {"event_date=2025-08-01": 1, "event_date=2025-08-02": 1}
     assert bronze(spark, paths).count() == 12
-    assert report.table("usage_events").details["compaction"]["usage_events"] == {"partitions": 2, "files_before": 12, "files_after": 2}
+    compaction = report.table("usage_events").details["compaction"]["usage_events"]
+    assert compaction == {"partitions": 2, "files_before": 12, "files_after": 2}
 
 
 def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
@@ -199,10 +216,12 @@ def test_run_rejects_an_unparsable_watermark_delay(spark, tmp_path):
 
 def test_batch_writer_skips_a_committed_batch_and_removes_a_crashed_attempt(spark, tmp_path):
     paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"}))
-    targets = StreamTargets(paths.bronze("usage_events"), paths.quarantine("usage_events_raw"), paths.checkpoint("bronze_usage_events"))
+    targets = StreamTargets(paths.bronze("usage_events"), paths.quarantine("usage_events_raw"),
+                            paths.checkpoint("bronze_usage_events"))
     io.write_text(spark, join(targets.checkpoint, "metadata"), '{"id":"0123abcd-0000-0000-0000-000000000000"}')
-    stray = Path(targets.bronze.removeprefix("file://")) / "event_date=2025-08-17" / "part-0123abcd-b00000003-00000.snappy.parquet"
-    stray.parent.mkdir(parents=True)
+    partition = Path(targets.bronze.removeprefix("file://")) / "event_date=2025-08-17"
+    stray = partition / "part-0123abcd-b00000003-00000.snappy.parquet"
+    partition.mkdir(parents=True)
     stray.write_bytes(b"left by a crashed attempt")
     batch = parse(spark, [event("e1")])
     writer = BronzeBatchWriter(targets, RUN_ID, bronze_stream.parse_delay("2 hours"))
@@ -220,7 +239,8 @@ def test_roll_forward_finishes_an_interrupted_compaction_swap(spark, tmp_path):
     for path in old:
         path.write_text("old")
     plan = {"staging": str(tmp_path / "staged"),
-            "entries": [{"staged": str(tmp_path / "staged" / "new.parquet"), "new": str(part / "compact.parquet"), "old": [str(p) for p in old]}]}
+            "entries": [{"staged": str(tmp_path / "staged" / "new.parquet"), "new": str(part / "compact.parquet"),
+                         "old": [str(p) for p in old]}]}
     io.write_json(spark, str(checkpoint / COMPACTION_PLAN), plan)
     assert roll_forward(spark, str(checkpoint)) == 1
     assert sorted(p.name for p in part.iterdir()) == ["compact.parquet"]
@@ -296,8 +316,9 @@ def test_generated_events_survive_a_kill_and_restart(spark, faulty_landing, tmp_
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     commits = tmp_path / "lake" / "_checkpoints" / "bronze_usage_events" / COMMITS_DIR
     env = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(tmp_path / "lake"), str(landing)], cwd=PROJECT_ROOT,
-                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-c", KILLED_CHILD, str(tmp_path / "lake"), str(landing)]
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and child.poll() is None and len(list(commits.glob("*.json"))) < 2:
         time.sleep(0.2)
@@ -316,5 +337,6 @@ def test_generated_events_survive_a_kill_and_restart(spark, faulty_landing, tmp_
 def test_course_events_all_land_for_any_trigger_size(spark, course_landing, tmp_path, max_files):
     paths = LakePaths.from_roots(tmp_path / "lake", course_landing)  # read in place, never copied
     counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=max_files).table("usage_events")
-    assert (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined, counts.ignored) == (43_200, 43_200, 0, 0, 0)
+    totals = (counts.rows_in, counts.rows_out, counts.duplicates, counts.quarantined, counts.ignored)
+    assert totals == (43_200, 43_200, 0, 0, 0)
     assert bronze(spark, paths).select("event_id").distinct().count() == 43_200

@@ -424,11 +424,6 @@ def test_a_file_written_under_a_temp_name_and_renamed_is_read_whole(spark, tmp_p
     assert sorted(r["event_id"] for r in bronze_df(spark, paths).collect()) == ["r1", "r2", "r3"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bronze_stream.event_stream: Spark's file source silently skips any new file whose modification time is "
-    "more than `maxFileAge` (default 7 days) older than the newest file it has already seen, e.g. a late file "
-    "copied with its original mtime (cp -p, rsync -t, unzip); nothing counts or quarantines it. Fix: set "
-    "`.option('maxFileAge', '3650d')` (or similar) on the readStream in event_stream"))
 def test_a_late_file_with_an_old_modification_time_is_still_read(spark, tmp_path):
     now = int(time.time())
     landing = tmp_path / "landing"
