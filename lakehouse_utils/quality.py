@@ -228,6 +228,10 @@ def _sql_list(values) -> str:
     return ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values)
 
 
+def _finite(column: str) -> str:
+    return f"NOT isnan({column}) AND abs({column}) < double('Infinity')"
+
+
 def _key_present(table: str, key: str) -> Rule:
     return Rule(f"{key}_not_null", table, (key,), "quarantine", f"{key} is null or empty",
                 predicate=f"{key} IS NOT NULL AND trim({key}) <> ''")
@@ -265,8 +269,10 @@ EVENT_RULES: list[Rule] = [
     _org_exists("usage_events"),
     Rule("resource_exists", "usage_events", ("resource_id",), "quarantine",
          "resource_id is not a known resource (resources)", reference=("resources", "resource_id")),
+    # JSON NaN/Infinity parse as doubles and Spark orders NaN above every number, so finiteness is explicit
     Rule("cost_not_below_floor", "usage_events", ("cost_usd_increment",), "quarantine",
-         f"cost_usd_increment is null or below {COST_FLOOR_USD}", predicate=f"cost_usd_increment >= {COST_FLOOR_USD}"),
+         f"cost_usd_increment is null, not a finite number, or below {COST_FLOOR_USD}",
+         predicate=f"cost_usd_increment >= {COST_FLOOR_USD} AND {_finite('cost_usd_increment')}"),
     Rule("metric_in_domain", "usage_events", ("metric",), "quarantine",
          f"metric is not one of {', '.join(METRIC_UNITS)}", predicate=f"metric IN ({_sql_list(METRIC_UNITS)})"),
     Rule("schema_version_in_domain", "usage_events", ("schema_version",), "quarantine",
@@ -274,6 +280,10 @@ EVENT_RULES: list[Rule] = [
     _key_unique("usage_events", ("event_id",), order="ingest_ts, source_file, content_hash"),
     Rule("value_numeric", "usage_events", ("value_raw",), "flag", "value is present but not a number: set to null",
          predicate="value_raw IS NULL OR value IS NOT NULL", flag="is_value_not_numeric"),
+    Rule("carbon_kg_finite", "usage_events", ("carbon_kg",), "impute",
+         "carbon_kg is NaN or infinite: set to null (unknown), row kept",
+         predicate=f"carbon_kg IS NULL OR {_finite('carbon_kg')}", flag="is_carbon_not_finite",
+         fix="CAST(NULL AS DOUBLE)"),
     Rule("unit_present_when_value", "usage_events", ("unit", "value", "metric"), "impute",
          "unit is missing while value is present: imputed from the metric",
          predicate="unit IS NOT NULL OR value IS NULL", flag="is_unit_imputed", fix=_UNIT_FROM_METRIC),

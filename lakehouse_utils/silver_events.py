@@ -24,7 +24,8 @@ ORG_ENRICHMENT = ["org_name", "industry", "plan_tier", "hq_region", "lifecycle_s
 SILVER_EVENT_COLUMNS = [
     "event_id", "event_ts", "usage_date", "org_id", "resource_id", "service", "region", "metric", "value", "unit",
     "cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens", "is_value_not_numeric", "is_unit_imputed",
-    "is_late", "is_cost_spike", *ORG_ENRICHMENT, "resource_state", "resource_tags", "ingest_ts", "source_file",
+    "is_carbon_not_finite", "is_late", "is_cost_spike", *ORG_ENRICHMENT, "resource_state", "resource_tags",
+    "ingest_ts", "source_file",
 ]
 
 

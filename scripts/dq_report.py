@@ -22,7 +22,7 @@ from lakehouse_utils.spark import get_spark
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG_COLUMNS = {
-    "usage_events": ["is_value_not_numeric", "is_unit_imputed", "is_cost_spike", "is_late"],
+    "usage_events": ["is_value_not_numeric", "is_unit_imputed", "is_carbon_not_finite", "is_cost_spike", "is_late"],
     "customers_orgs": ["is_nps_out_of_range"],
     "resources": ["is_tags_unparsable"],
     "support_tickets": ["is_csat_out_of_scale"],

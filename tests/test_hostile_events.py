@@ -460,23 +460,25 @@ def test_non_finite_numbers_reach_bronze_losslessly(spark, non_finite):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "quality.EVENT_RULES cost_not_below_floor (`cost_usd_increment >= -0.01`) passes NaN and +Infinity: Spark "
-    "orders NaN above every number, so both reach silver/usage_events (and NaN also moves the p99 spike "
-    "threshold). Fix: require isfinite/`NOT isnan(cost) AND cost < 'Infinity'` in the rule, or parse events with "
-    "allowNonNumericNumbers=false in events_parsing.JSON_OPTIONS"))
 def test_non_finite_cost_is_quarantined_in_silver(spark, non_finite):
     paths, reports = non_finite
     quarantined = {r["event_id"] for r in spark.read.parquet(paths.quarantine("usage_events")).collect()}
     assert {"n1", "n2"} <= quarantined and not {"n1", "n2"} & set(silver_rows(spark, paths))
     assert counts_tuple(reports["silver"].table("usage_events"))[:2] == (33, 31)
+    quarantined_rules = {r["event_id"]: r["rule"] for r in spark.read.parquet(paths.quarantine("usage_events"))
+                         .where(F.col("event_id").isin("n1", "n2")).collect()}
+    assert quarantined_rules == {"n1": "cost_not_below_floor", "n2": "cost_not_below_floor"}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "NaN/Infinity in cost_usd_increment or carbon_kg flow from Silver into gold/org_daily_usage_by_service: "
-    "daily_cost_usd and carbon_kg of org_a/2025-08-01/compute become NaN (silver_daily sums them). Fix in the "
-    "Silver rules (quarantine non-finite cost, null and flag a non-finite carbon_kg)"))
+def test_non_finite_carbon_is_nulled_and_flagged(spark, non_finite):
+    paths, reports = non_finite
+    n3 = silver_rows(spark, paths)["n3"]
+    assert (n3["carbon_kg"], n3["is_carbon_not_finite"]) == (None, True)
+    assert reports["silver"].table("usage_events").details["rules"]["impute"]["carbon_kg_finite"] == 1
+
+
+@pytest.mark.slow
 def test_gold_figures_stay_finite(spark, non_finite):
     paths, _ = non_finite
     gold = spark.read.parquet(paths.gold("org_daily_usage_by_service")).collect()
