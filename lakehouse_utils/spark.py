@@ -33,6 +33,9 @@ SQL_CONF = {
     "spark.sql.streaming.minBatchesToRetain": "20",
 }
 
+# Warnings and errors only: keeps Spark's start-up banner out of notebook outputs.
+LOG4J2_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+
 JAVA_17_CANDIDATES = ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-17-openjdk-arm64")
 
 
@@ -97,7 +100,8 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.ui.enabled", os.environ.get("SPARK_UI_ENABLED", "false"))
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", "-Dio.netty.tryReflectionSetAccessible=true")
+        .config("spark.driver.extraJavaOptions",
+                f"-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}")
     )
     for key, value in SQL_CONF.items():
         builder = builder.config(key, value)

@@ -53,6 +53,9 @@ def test_committed_notebook_carries_outputs_of_a_full_run(name):
     assert counts == sorted(counts), f"{name}: cells were executed out of order"
     errors = [o for cell in cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{name}: committed outputs contain an error"
+    # Spark's own start-up banner belongs in a log, not in the evidence a grader reads.
+    banner = [o for cell in cells for o in cell.get("outputs", []) if "default log4j profile" in json.dumps(o)]
+    assert not banner, f"{name}: Spark's log4j banner leaked into the outputs (lakehouse_utils/spark-log4j2.properties)"
 
 
 def test_committed_evidence_is_from_the_course_data():
