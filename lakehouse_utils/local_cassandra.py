@@ -9,6 +9,7 @@ CLI: `python -m lakehouse_utils cassandra start [--clean] | stop | status`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import functools
 import json
@@ -246,7 +247,9 @@ def ensure_running(settings: Settings | None = None) -> tuple[str, int]:
             ) from error
         return host, port
     config = NodeConfig.from_settings(settings)
-    start(config)
+    # Callers print results (`query --format json`, `evidence --format json`): keep their stdout machine-readable.
+    with contextlib.redirect_stdout(sys.stderr):
+        start(config)
     return LOOPBACK, config.native_port
 
 

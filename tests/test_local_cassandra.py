@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -224,3 +225,13 @@ def test_clean_start_wipes_data(scratch_node):
     lc.start(scratch_node, clean=True, timeout=BOOT_TIMEOUT_S)
     rows = _cql(scratch_node.native_port, "SELECT keyspace_name FROM system_schema.keyspaces")
     assert "wiped" not in {row.keyspace_name for row in rows}
+
+
+def test_ensure_running_keeps_stdout_clean_for_machine_readable_callers(cassandra_endpoint, monkeypatch, capsys):
+    """`query`/`evidence --format json` print JSON on stdout after ensure_running(): its status goes to stderr."""
+    if os.environ.get("CASSANDRA_HOST"):
+        pytest.skip("CASSANDRA_HOST selects an external server: no local node is managed in this run")
+    capsys.readouterr()
+    assert lc.ensure_running() == cassandra_endpoint
+    captured = capsys.readouterr()
+    assert captured.out == "" and "already running" in captured.err
