@@ -103,6 +103,13 @@ def partitions_frame(spark, uri: str, limit: int | None = None) -> pd.DataFrame:
     return frame if limit is None else frame.head(limit)
 
 
+def batches_frame(events) -> pd.DataFrame:
+    """Micro-batch progress of a bronze_stream run, indexed by batch id; empty (same columns) when no file was new."""
+    from lakehouse_utils.bronze_stream import BATCH_PROGRESS_KEYS
+
+    return pd.DataFrame(events.details["batches"], columns=list(BATCH_PROGRESS_KEYS)).set_index("batch_id")
+
+
 def sample(spark, uri: str, n: int = 5, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
     """A few rows of a Parquet table, as pandas (only `n` rows reach the driver)."""
     df = spark.read.parquet(uri)

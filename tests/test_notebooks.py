@@ -6,6 +6,8 @@ import ast
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -74,10 +76,19 @@ def test_generated_notebooks_match_their_cell_specs():
         assert [cell.source for cell in _load(name).cells] == expected, f"{name}: run `python -m scripts.build_notebooks`"
 
 
+def _evidence() -> list[dict]:
+    """`python -m lakehouse_utils evidence --format json`, as `make demo` calls it (stdout must be pure JSON)."""
+    out = subprocess.run([sys.executable, "-m", "lakehouse_utils", "evidence", "--format", "json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 @pytest.mark.slow
 def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, cassandra_endpoint, monkeypatch):
     from lakehouse_utils.cassandra_client import open_session, target_from_settings
     from lakehouse_utils.config import Settings
+    from lakehouse_utils.evidence import compare
     from scripts.run_notebooks import execute
 
     host, port = cassandra_endpoint
@@ -97,6 +108,11 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
         serving = nbformat.read(tmp_path / "executed" / "05_serving.ipynb", as_version=4)
         outputs = json.dumps([cell.get("outputs") for cell in serving.cells])
         assert re.search(r"identical", outputs)
+        # A user re-runs a streaming notebook with nothing new to read: it must still finish, and change nothing.
+        before = _evidence()
+        for name in ("02_bronze_stream", "05_serving"):
+            execute(name, tmp_path / "rerun")
+        assert all(row["identical"] for row in compare(before, _evidence()))
     finally:
         with open_session(target_from_settings(Settings.load()), use_keyspace=False) as session:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")

@@ -37,9 +37,10 @@ report_frame(stream_run)"""),
     ("markdown", "## Follow the micro-batches\n\nRows per batch and throughput."),
     ("code", """\
 import pandas as pd
+from lakehouse_utils.notebook import batches_frame
 
-batches = pd.DataFrame(events.details["batches"]).set_index("batch_id")
-print(f"{len(batches)} micro-batches, {events.details['events_per_second']:,} lines/s over the whole stream")
+batches = batches_frame(events)
+print(f"{len(batches)} micro-batches, {events.details['events_per_second'] or 0:,} lines/s over the whole stream")
 batches.head(10)"""),
     ("markdown", "## Check the reconciliation\n\nLines read = events written + exact replays + quarantined "
                  "(malformed, conflicting) + blank lines ignored."),
