@@ -203,7 +203,7 @@ def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
 
 def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
     paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n"}))
-    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=45)
+    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=25)
     assert (report.table("usage_events").rows_out, bronze(spark, paths).count()) == (2, 2)
     assert not [query for query in spark.streams.active if query.name and query.name.startswith("bronze_stream")]
 
