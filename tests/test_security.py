@@ -160,3 +160,28 @@ def test_query_values_are_bound_never_spliced_into_cql(served_keyspace):
             "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'hostile_security'")}
     assert (usage, tickets) == ([], [])
     assert {path.stem for path in serving.cql_files()} <= tables
+
+
+# An Astra token is `AstraCS:` then 24+ token characters; docs show the prefix with `...` only.
+REAL_LOOKING_TOKEN = r"AstraCS:[A-Za-z0-9]{8,}:[A-Za-z0-9]{16,}"
+SECRET_ASSIGNMENT = r"^[ \t]*(ASTRA_DB_APPLICATION_TOKEN|ASTRA_DB_SECURE_BUNDLE_PATH)[ \t]*=[ \t]*[^\s#]"
+
+
+def test_no_secret_in_tracked_files_or_committed_notebook_outputs():
+    """Every file git tracks (committed notebooks with their outputs included) is free of token-like values."""
+    import re
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: nothing is tracked to scan")
+    offenders = []
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        path = PROJECT_ROOT / name
+        if not path.is_file() or path.suffix in (".png", ".zip", ".jar"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if re.search(REAL_LOOKING_TOKEN, text) or (name.endswith((".env", ".env.example"))
+                                                   and re.search(SECRET_ASSIGNMENT, text, re.MULTILINE)):
+            offenders.append(name)
+    assert not offenders, f"token-like values or filled-in secrets in tracked files: {offenders}"
+    assert not (PROJECT_ROOT / ".env").exists() or ".env" not in listed.stdout.decode().split("\0")
