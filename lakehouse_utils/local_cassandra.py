@@ -9,7 +9,6 @@ CLI: `python -m lakehouse_utils cassandra start [--clean] | stop | status`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import functools
 import json
@@ -17,7 +16,7 @@ import shutil
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Iterator
 
 from lakehouse_utils.cassandra_server import process
@@ -248,7 +247,7 @@ def ensure_running(settings: Settings | None = None) -> tuple[str, int]:
         return host, port
     config = NodeConfig.from_settings(settings)
     # Callers print results (`query --format json`, `evidence --format json`): keep their stdout machine-readable.
-    with contextlib.redirect_stdout(sys.stderr):
+    with redirect_stdout(sys.stderr):
         start(config)
     return LOOPBACK, config.native_port
 

@@ -179,9 +179,9 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
     # per-query start-up latency. Every load finishes before the first failure is raised.
     with ThreadPoolExecutor(max_workers=max(1, min(parallel_tables, len(selected)))) as pool:
         futures = [pool.submit(load, table) for table in selected]
-    failures = [future.exception() for future in futures if future.exception() is not None]
-    if failures:
-        raise failures[0]
+    first_failure = next((error for error in (f.exception() for f in futures) if error is not None), None)
+    if first_failure is not None:
+        raise first_failure
     for future in futures:
         counts = report.add(future.result())
         log.info("serving %s: %s rows in, %s upserted, %s stale deleted", counts.table, counts.rows_in,
