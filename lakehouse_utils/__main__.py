@@ -8,11 +8,11 @@ import sys
 
 # command -> (module, one-line help). Each module has configure_parser(parser) and run_cli(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("lakehouse_utils.generator", "write a deterministic synthetic landing dataset"),
+    "generate": ("lakehouse_utils.generator.landing", "write a deterministic synthetic landing dataset"),
     "pipeline": ("lakehouse_utils.pipeline", "run pipeline stages (bronze_batch .. serving)"),
-    "query": ("lakehouse_utils.queries", "run a demo query (q1..q5) against Cassandra"),
-    "cassandra": ("lakehouse_utils.local_cassandra", "start|stop|status the local Cassandra"),
-    "evidence": ("lakehouse_utils.evidence", "print counts and partition sizes per zone and Cassandra table"),
+    "query": ("lakehouse_utils.serving.queries", "run a demo query (q1..q5) against Cassandra"),
+    "cassandra": ("lakehouse_utils.cassandra_server.manage", "start|stop|status the local Cassandra"),
+    "evidence": ("lakehouse_utils.evidence.inventory", "print counts and partition sizes per zone and Cassandra table"),
     "benchmark": ("lakehouse_utils.benchmark", "time every stage at several data scales"),
 }
 

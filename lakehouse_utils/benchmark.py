@@ -21,7 +21,7 @@ import psutil
 
 from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.serving import DEFAULT_CONCURRENCY, PARALLEL_TABLES
+from lakehouse_utils.serving.stage import DEFAULT_CONCURRENCY, PARALLEL_TABLES
 
 STAGE_ORDER = ["bronze_batch", "bronze_stream", "silver", "gold", "serving"]
 
@@ -61,7 +61,7 @@ class PeakRss:
 
 def dataset(scale: float, cache_dir: Path) -> Path:
     """The generated landing folder for a scale, generated once."""
-    from lakehouse_utils.generator import generate
+    from lakehouse_utils.generator.landing import generate
 
     folder = cache_dir / f"landing_scale_{scale:g}"
     if not (folder / "_generator_manifest.json").exists():
@@ -73,7 +73,7 @@ def dataset(scale: float, cache_dir: Path) -> Path:
 
 
 def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: list[str]) -> list[dict]:
-    from lakehouse_utils.evidence import lake_inventory
+    from lakehouse_utils.evidence.inventory import lake_inventory
     from lakehouse_utils.pipeline import new_run_id, run_stage
 
     landing = dataset(scale, cache_dir)
@@ -152,7 +152,7 @@ def target_checks(rows: list[dict]) -> list[dict]:
 
 def _max_files_per_partition(spark, paths: LakePaths, zone: str) -> int:
     from lakehouse_utils import io
-    from lakehouse_utils.evidence import lake_tables
+    from lakehouse_utils.evidence.inventory import lake_tables
     from lakehouse_utils.paths import join
 
     worst = 0

@@ -105,7 +105,7 @@ def partitions_frame(spark, uri: str, limit: int | None = None) -> pd.DataFrame:
 
 def batches_frame(events) -> pd.DataFrame:
     """Micro-batch progress of a bronze_stream run, indexed by batch id; empty (same columns) when no file was new."""
-    from lakehouse_utils.bronze_stream import BATCH_PROGRESS_KEYS
+    from lakehouse_utils.bronze.stream import BATCH_PROGRESS_KEYS
 
     return pd.DataFrame(events.details["batches"], columns=list(BATCH_PROGRESS_KEYS)).set_index("batch_id")
 
@@ -129,7 +129,7 @@ def cassandra_session(settings: Settings):
     """A session for the rest of the notebook, closed when the kernel exits."""
     import atexit
 
-    from lakehouse_utils.cassandra_client import open_session, target_from_settings
+    from lakehouse_utils.serving.connection import open_session, target_from_settings
 
     context = open_session(target_from_settings(settings))
     session = context.__enter__()

@@ -15,11 +15,11 @@ from lakehouse_utils.report import StageReport
 
 # stage name -> module whose `run(spark, paths, run_id, **options)` implements it
 STAGES: dict[str, str] = {
-    "bronze_batch": "lakehouse_utils.bronze_batch",
-    "bronze_stream": "lakehouse_utils.bronze_stream",
-    "silver": "lakehouse_utils.silver",
-    "gold": "lakehouse_utils.gold",
-    "serving": "lakehouse_utils.serving",
+    "bronze_batch": "lakehouse_utils.bronze.batch",
+    "bronze_stream": "lakehouse_utils.bronze.stream",
+    "silver": "lakehouse_utils.silver.stage",
+    "gold": "lakehouse_utils.gold.stage",
+    "serving": "lakehouse_utils.serving.stage",
 }
 
 

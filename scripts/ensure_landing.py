@@ -23,7 +23,7 @@ def main() -> int:
         print(f"LANDING_DIR={landing} has no customers_orgs.csv; point it at a landing folder "
               "(the course zip's datalake/landing) or unset it to use generated data", file=sys.stderr)
         return 1
-    from lakehouse_utils.generator import generate
+    from lakehouse_utils.generator.landing import generate
 
     print(f"no course data found; generating the synthetic dataset into {generated} ...")
     generate(generated, seed=7, scale=1.0)

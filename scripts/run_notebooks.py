@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lakehouse_utils.evidence import compare, format_rows
+from lakehouse_utils.evidence.inventory import compare, format_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ["01_bronze_batch", "02_bronze_stream", "03_silver", "04_gold", "05_serving"]

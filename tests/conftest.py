@@ -37,7 +37,7 @@ def course_landing() -> Path:
 @pytest.fixture(scope="session")
 def generated_landing(tmp_path_factory) -> Path:
     """Scale-1 clean dataset, generated once per test session."""
-    from lakehouse_utils.generator import generate
+    from lakehouse_utils.generator.landing import generate
 
     out = tmp_path_factory.mktemp("generated") / "landing"
     generate(out, seed=7, scale=1.0)
@@ -47,7 +47,7 @@ def generated_landing(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
     """Small dataset with every fault injected, and the generator's manifest of them."""
-    from lakehouse_utils.generator import generate
+    from lakehouse_utils.generator.landing import generate
 
     out = tmp_path_factory.mktemp("faulty") / "landing"
     manifest = generate(out, seed=11, scale=0.1, files=24, duplicates=True, malformed=True, late_files=True, bad_rows=True)
@@ -71,6 +71,6 @@ def hostile_run(spark, tmp_path_factory):
 @pytest.fixture(scope="session")
 def cassandra_endpoint() -> tuple[str, int]:
     """A real Cassandra: CASSANDRA_HOST/PORT if set, else the project's local node (started if needed)."""
-    from lakehouse_utils import local_cassandra
+    from lakehouse_utils.cassandra_server import manage as local_cassandra
 
     return local_cassandra.ensure_running()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse_utils.anomaly import (
+from lakehouse_utils.silver.anomaly import (
     AnomalyThresholds, with_anomaly_flags, with_mad_score, with_percentile_flag, with_zscore,
 )
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse_utils import bronze_stream, io
-from lakehouse_utils.bronze_stream_compaction import roll_forward
-from lakehouse_utils.bronze_stream_files import COMMITS_DIR, COMPACTION_PLAN
-from lakehouse_utils.bronze_stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
+from lakehouse_utils import io
+
+from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.bronze.stream_compaction import roll_forward
+from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
+from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.paths import LakePaths, join
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -302,7 +304,7 @@ def test_generated_late_file_is_flagged_late(spark, faulty_landing, tmp_path):
 
 KILLED_CHILD = """
 import sys
-from lakehouse_utils import bronze_stream
+from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.spark import get_spark
 bronze_stream.run(get_spark("killed-bronze-stream"), LakePaths.from_roots(sys.argv[1], sys.argv[2]), "run-to-be-killed",

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from lakehouse_utils.__main__ import main as cli_main
-from lakehouse_utils.generator import IDS_NAME, MANIFEST_NAME, generate
+from lakehouse_utils.generator.landing import IDS_NAME, MANIFEST_NAME, generate
 
 HEADERS = {
     "customers_orgs": "org_id,org_name,industry,hq_region,plan_tier,is_enterprise,signup_date,sales_rep,"

@@ -9,12 +9,14 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse_utils import gold, gold_evidence
-from lakehouse_utils.gold_marts import (
+from lakehouse_utils.gold import stage as gold
+
+from lakehouse_utils.gold import evidence as gold_evidence
+from lakehouse_utils.gold.marts import (
     build_cost_anomaly_mart, build_genai_tokens, build_org_daily_usage, build_revenue, build_top_services,
 )
-from lakehouse_utils.gold_tickets import build_tickets_by_date_severity, build_tickets_by_org_date
-from lakehouse_utils.gold_write import write_mart
+from lakehouse_utils.gold.tickets import build_tickets_by_date_severity, build_tickets_by_org_date
+from lakehouse_utils.gold.write import write_mart
 from lakehouse_utils.paths import LakePaths
 
 D1 = date(2025, 7, 1)

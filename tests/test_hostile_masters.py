@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_utils import bronze_batch
-from lakehouse_utils.bronze_batch import LandingFileMissingError, LandingSchemaError
+from lakehouse_utils.bronze import batch as bronze_batch
+from lakehouse_utils.bronze.batch import LandingFileMissingError, LandingSchemaError
 from lakehouse_utils.paths import MASTER_FILES, LakePaths
-from lakehouse_utils.schemas import master_schema
+from lakehouse_utils.contracts import master_schema
 from test_hostile_events import write_masters
 
 USERS_HEADER = ",".join(master_schema("users").column_names)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_utils import local_cassandra as lc
+from lakehouse_utils.cassandra_server import manage as lc
 from lakehouse_utils.__main__ import main as cli_main
 from lakehouse_utils.cassandra_server import process
 from lakehouse_utils.cassandra_server.node import NodeConfig, find_java17

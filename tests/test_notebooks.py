@@ -86,9 +86,9 @@ def _evidence() -> list[dict]:
 
 @pytest.mark.slow
 def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, cassandra_endpoint, monkeypatch):
-    from lakehouse_utils.cassandra_client import open_session, target_from_settings
+    from lakehouse_utils.serving.connection import open_session, target_from_settings
     from lakehouse_utils.config import Settings
-    from lakehouse_utils.evidence import compare
+    from lakehouse_utils.evidence.inventory import compare
     from scripts.run_notebooks import execute
 
     host, port = cassandra_endpoint

@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 from lakehouse_utils.quality import (
     EVENT_RULES, MASTER_RULES, Rule, RuleDefinitionError, apply_rules, quarantine_frame, rules_for, validate_rules,
 )
-from lakehouse_utils.silver_events import check_events
-from lakehouse_utils.silver_masters import conform_and_check, silver_master
+from lakehouse_utils.silver.events import check_events
+from lakehouse_utils.silver.masters import conform_and_check, silver_master
 from tests.silver_support import event, events_df, orgs_df, resources_df
 
 POSITIVE = Rule("amount_positive", "t", ("amount",), "quarantine", "amount is not positive", predicate="amount > 0")

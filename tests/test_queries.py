@@ -8,9 +8,11 @@ from datetime import date, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse_utils import queries, serving
+from lakehouse_utils.serving import queries
+
+from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.__main__ import main
-from lakehouse_utils.cassandra_client import CassandraTarget, open_session
+from lakehouse_utils.serving.connection import CassandraTarget, open_session
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
 from serving_gold import build_gold, write_gold

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_utils import serving
-from lakehouse_utils.cassandra_client import CassandraTarget, CassandraUnavailableError, Secret, open_session
+from lakehouse_utils.serving import stage as serving
+from lakehouse_utils.serving.connection import CassandraTarget, CassandraUnavailableError, Secret, open_session
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.queries import q1, q3
+from lakehouse_utils.serving.queries import q1, q3
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Built at run time so no token-shaped literal sits in git; it is fake all the same.

@@ -7,13 +7,15 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse_utils import io, silver
+from lakehouse_utils import io
+
+from lakehouse_utils.silver import stage as silver
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.silver_daily import daily_features
-from lakehouse_utils.silver_events import (
+from lakehouse_utils.silver.daily import daily_features
+from lakehouse_utils.silver.events import (
     JoinExplosionError, assert_unique, check_events, conform_events, parse_value, silver_events,
 )
-from lakehouse_utils.silver_masters import with_tags
+from lakehouse_utils.silver.masters import with_tags
 from tests.silver_support import append_bronze_events, event, events_df, orgs_df, resources_df, write_bronze_masters
 
 
@@ -178,7 +180,8 @@ def test_new_master_snapshot_forces_a_full_recompute(spark, one_run_lake):
 # --- integration: the real Bronze stages on generated and course landing data -------------------
 
 def _silver_on(spark, landing, lake) -> tuple[LakePaths, object]:
-    from lakehouse_utils import bronze_batch, bronze_stream
+    from lakehouse_utils.bronze import batch as bronze_batch
+    from lakehouse_utils.bronze import stream as bronze_stream
     from lakehouse_utils.pipeline import new_run_id
 
     paths = LakePaths.from_roots(lake, landing)

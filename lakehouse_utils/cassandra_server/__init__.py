@@ -2,6 +2,6 @@
 
 `pom.xml` (the server's classpath, fetched from Maven Central), `cassandra.yaml`
 (template), `logback.xml` and `jvm17-server.options` are the server's resources;
-`node` assembles and configures a node, `process` launches and watches it. The
-public entry point is `lakehouse_utils.local_cassandra`.
+`node` assembles and configures a node, `process` launches and watches it, and
+`manage` is the entry point (`ensure_running`, the `cassandra` command).
 """

@@ -49,14 +49,14 @@ sample(ctx.spark, ctx.paths.bronze("billing_monthly"), SAMPLE_ROWS)"""),
     ("markdown", "## Show the quarantine\n\nRows that could not be parsed or were superseded, with the rule and "
                  "the reason (empty on clean data)."),
     ("code", """\
-from lakehouse_utils.evidence import lake_inventory
+from lakehouse_utils.evidence.inventory import lake_inventory
 from lakehouse_utils.notebook import inventory_frame
 
 inventory_frame(lake_inventory(ctx.spark, ctx.paths, zones=("quarantine",)))"""),
     ("markdown", "## Re-run and compare\n\nRunning the stage again on the same landing data must leave every "
                  "Bronze table with the same rows, partitions and files."),
     ("code", """\
-from lakehouse_utils.evidence import compare
+from lakehouse_utils.evidence.inventory import compare
 
 before = lake_inventory(ctx.spark, ctx.paths, zones=("bronze",))
 second_run = run_stage(ctx.spark, ctx.paths, "bronze_batch", new_run_id())

@@ -106,7 +106,7 @@ print(f"silver/usage_events: {len(silver_partitions)} date partitions, at most "
 silver_partitions.head()"""),
     ("markdown", "## Re-run and compare\n\nNo new Bronze batch: nothing to recompute, identical counts."),
     ("code", """\
-from lakehouse_utils.evidence import compare, lake_inventory
+from lakehouse_utils.evidence.inventory import compare, lake_inventory
 from lakehouse_utils.notebook import inventory_frame
 
 before = lake_inventory(ctx.spark, ctx.paths, zones=("silver", "quarantine"))

@@ -32,7 +32,7 @@ gold_run.assert_reconciles()
 report_frame(gold_run)"""),
     ("markdown", "## Reconcile Gold with Silver\n\nMoney to the cent, tokens and counts exactly."),
     ("code", """\
-from lakehouse_utils import gold_evidence
+from lakehouse_utils.gold import evidence as gold_evidence
 
 checks = pd.DataFrame(gold_evidence.reconcile(ctx.spark, ctx.paths)).set_index("check")
 assert checks["ok"].all(), checks
@@ -72,7 +72,7 @@ pd.DataFrame(gold_evidence.sample(ctx.spark, ctx.paths, "tickets_by_date_severit
 pd.DataFrame(gold_evidence.sample(ctx.spark, ctx.paths, "cost_anomaly_mart", 5))"""),
     ("markdown", "## Re-run and compare\n\nSame Silver in, same Gold out: no partition is rewritten."),
     ("code", """\
-from lakehouse_utils.evidence import compare, lake_inventory
+from lakehouse_utils.evidence.inventory import compare, lake_inventory
 from lakehouse_utils.notebook import inventory_frame
 
 before = lake_inventory(ctx.spark, ctx.paths, zones=("gold",))

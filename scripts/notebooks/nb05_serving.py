@@ -33,8 +33,8 @@ pd.DataFrame([{"table": t.table, "rows": t.rows_out, **{k: v for k, v in t.detai
               for t in serving_run.tables]).set_index("table")"""),
     ("markdown", "## Compare Cassandra with Gold\n\nRow counts per table, read back from Cassandra."),
     ("code", """\
-from lakehouse_utils.cassandra_client import open_session, target_from_settings
-from lakehouse_utils.evidence import cassandra_inventory, lake_inventory
+from lakehouse_utils.serving.connection import open_session, target_from_settings
+from lakehouse_utils.evidence.inventory import cassandra_inventory, lake_inventory
 
 target = target_from_settings(ctx.settings)
 with open_session(target) as session:
@@ -46,7 +46,7 @@ gold_counts.to_frame("gold_rows")"""),
     ("markdown", "## Run the five demo queries\n\nEach query reads one partition (or one per month the range "
                  "touches) of its own table: no `ALLOW FILTERING`, no secondary index."),
     ("code", """\
-from lakehouse_utils import queries
+from lakehouse_utils.serving import queries
 from lakehouse_utils.notebook import cassandra_session
 
 session = cassandra_session(ctx.settings)

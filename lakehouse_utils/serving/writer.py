@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import Iterable, Iterator
 
-from lakehouse_utils.cassandra_client import CassandraTarget, CassandraWriteError, open_session
+from lakehouse_utils.serving.connection import CassandraTarget, CassandraWriteError, open_session
 
 # One UNLOGGED batch holds rows of a single partition: at most BATCH_ROWS rows and about
 # BATCH_BYTES of values, under Cassandra's default 5 KiB batch-size warning.

@@ -102,7 +102,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _inventory(spark, paths, settings, with_cassandra: bool) -> list[dict]:
     rows = lake_inventory(spark, paths)
     if with_cassandra:
-        from lakehouse_utils.cassandra_client import open_session, target_from_settings
+        from lakehouse_utils.serving.connection import open_session, target_from_settings
 
         target = target_from_settings(settings)
         with open_session(target) as session:

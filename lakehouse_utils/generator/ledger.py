@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lakehouse_utils.generator_events import METRIC_DOMAIN, format_id
+from lakehouse_utils.generator.events import METRIC_DOMAIN, format_id
 
 QUARANTINE_RULES = ("event_id_not_null", "event_ts_parses", "org_exists", "resource_exists",
                     "cost_not_below_floor", "metric_in_domain", "schema_version_in_domain", "event_id_unique")

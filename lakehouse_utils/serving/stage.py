@@ -19,15 +19,15 @@ from pyspark.sql import functions as F, types as T
 from pyspark.errors import StreamingQueryException
 
 from lakehouse_utils import io
-from lakehouse_utils.cassandra_client import (
+from lakehouse_utils.serving.connection import (
     CQL_DIR, DDL_TIMEOUT_S, CassandraTarget, keyspace_exists, missing_keyspace_error, open_session,
     split_statements, target_from_settings,
 )
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
-from lakehouse_utils.serving_model import METADATA_TABLE, SERVING_TABLES, ServingTable, serving_table
-from lakehouse_utils.serving_sync import TableSync, gold_partition_columns, gold_partition_ids
+from lakehouse_utils.serving.model import METADATA_TABLE, SERVING_TABLES, ServingTable, serving_table
+from lakehouse_utils.serving.sync import TableSync, gold_partition_columns, gold_partition_ids
 
 log = logging.getLogger(__name__)
 

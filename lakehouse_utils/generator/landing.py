@@ -17,10 +17,10 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from lakehouse_utils.generator_events import EventPlan, base_events, event_line, file_rng, make_event, to_line
-from lakehouse_utils.generator_faults import LATE_DAYS, EventFaults, MasterFile, master_files, plan_event_faults
-from lakehouse_utils.generator_ledger import EventLedger
-from lakehouse_utils.generator_masters import HEADERS, build_masters
+from lakehouse_utils.generator.events import EventPlan, base_events, event_line, file_rng, make_event, to_line
+from lakehouse_utils.generator.faults import LATE_DAYS, EventFaults, MasterFile, master_files, plan_event_faults
+from lakehouse_utils.generator.ledger import EventLedger
+from lakehouse_utils.generator.masters import HEADERS, build_masters
 
 MANIFEST_NAME = "_generator_manifest.json"
 IDS_NAME = "_expected_bronze_event_ids.txt"

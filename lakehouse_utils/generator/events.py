@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from lakehouse_utils.generator_masters import ALPHABET
+from lakehouse_utils.generator.masters import ALPHABET
 
 # USD per unit of `value`, measured per service on the course copy (the course cost
 # ignores the metric: a cpu_hours event costs value × the same rate as a request).

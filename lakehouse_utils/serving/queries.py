@@ -16,7 +16,7 @@ import json
 import sys
 from datetime import date, timedelta
 
-from lakehouse_utils.cassandra_client import (
+from lakehouse_utils.serving.connection import (
     CQL_DIR, CassandraError, named_statements, open_session, target_from_settings,
 )
 from lakehouse_utils.config import Settings

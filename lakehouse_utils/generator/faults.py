@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from lakehouse_utils.generator_events import EventPlan, make_event, to_line
-from lakehouse_utils.generator_masters import HEADERS, KEYS, Masters
+from lakehouse_utils.generator.events import EventPlan, make_event, to_line
+from lakehouse_utils.generator.masters import HEADERS, KEYS, Masters
 
 # per master: (column, new value, fallback when equal) of the re-sent row that must win over the earlier one
 CORRECTIONS = {

@@ -8,7 +8,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.gold_marts import MARTS
+from lakehouse_utils.gold.marts import MARTS
 from lakehouse_utils.paths import LakePaths
 
 CENT = Decimal("0.01")

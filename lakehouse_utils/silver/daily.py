@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
 from lakehouse_utils import io
-from lakehouse_utils.anomaly import AnomalyThresholds, with_anomaly_flags
+from lakehouse_utils.silver.anomaly import AnomalyThresholds, with_anomaly_flags
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import TableCounts
 

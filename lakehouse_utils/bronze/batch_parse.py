@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F, types as T
 
-from lakehouse_utils.schemas import MasterSchema
+from lakehouse_utils.contracts import MasterSchema
 
 CORRUPT = "_corrupt_record"
 ROW_ID = "_row_id"

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 
 from pyspark.sql import DataFrame, functions as F
 
-from lakehouse_utils.bronze_stream_batch import (
+from lakehouse_utils.bronze.stream_batch import (
     NEW, QUARANTINE_RULES, batch_metrics, bronze_rows, known_matches, quarantine_rows, read_known_events, repeated_ids,
     with_lateness, with_outcome,
 )
-from lakehouse_utils.bronze_stream_files import (
+from lakehouse_utils.bronze.stream_files import (
     batch_tag, is_committed, previous_max_event_ts, publish_staged, query_token, remove_batch_files,
     save_max_event_ts, staging_uri, write_commit,
 )

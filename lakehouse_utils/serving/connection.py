@@ -17,7 +17,7 @@ from typing import Iterator
 
 from lakehouse_utils.paths import check_name
 
-CQL_DIR = Path(__file__).resolve().parent.parent / "cql"
+CQL_DIR = Path(__file__).resolve().parent / "cql"
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 DDL_TIMEOUT_S = 120.0
@@ -128,7 +128,7 @@ def target_from_settings(settings, target: str | None = None, keyspace: str | No
                                token=Secret(settings.astra_token))
     if settings.cassandra_host:
         return CassandraTarget("local", keyspace, host=settings.cassandra_host, port=int(settings.cassandra_port))
-    from lakehouse_utils import local_cassandra
+    from lakehouse_utils.cassandra_server import manage as local_cassandra
 
     host, port = local_cassandra.ensure_running()
     return CassandraTarget("local", keyspace, host=host, port=int(port))
@@ -143,7 +143,7 @@ def connection_class():
     on 3.12 (its import-time reactor probe raises); `pip install pyasyncore` fixes that,
     after which AsyncioConnection is a fallback.
     """
-    from lakehouse_utils.local_cassandra import driver_connection_class
+    from lakehouse_utils.cassandra_server.manage import driver_connection_class
 
     return driver_connection_class()
 

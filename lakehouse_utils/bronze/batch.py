@@ -19,12 +19,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F, types as T
 
 from lakehouse_utils import io
-from lakehouse_utils.bronze_batch_parse import (
+from lakehouse_utils.bronze.batch_parse import (
     DUPLICATE, OK, SUPERSEDED, UNPARSABLE, raw_name, read_raw, record_start_lines, with_parse_result, with_status,
 )
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
-from lakehouse_utils.schemas import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
+from lakehouse_utils.contracts import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
 
 STAGE = "bronze_batch"
 SAMPLE_SIZE = 20
@@ -47,7 +47,7 @@ class LandingError(Exception):
 
 
 class LandingSchemaError(LandingError, ValueError):
-    """A landing file's header does not match the contract in lakehouse_utils.schemas."""
+    """A landing file's header does not match the contract in lakehouse_utils.contracts."""
 
 
 class LandingFileMissingError(LandingError, FileNotFoundError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse_utils.gold_marts import CRITICAL_SEVERITY, UNKNOWN
+from lakehouse_utils.gold.marts import CRITICAL_SEVERITY, UNKNOWN
 
 TICKET_COLUMNS = ("org_id", "created_date", "severity", "category", "csat", "sla_breached", "is_open")
 _PARTIAL_MEASURES = ("tickets", "critical", "breaches", "open", "csat_sum", "csat_n")

@@ -31,12 +31,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.cassandra_client import (
+from lakehouse_utils.serving.connection import (
     CassandraError, CassandraTarget, CassandraUnavailableError, CassandraWriteError, KeyspaceMissingError,
     open_session,
 )
-from lakehouse_utils.cassandra_writer import write_partition
-from lakehouse_utils.serving_model import ServingTable
+from lakehouse_utils.serving.writer import write_partition
+from lakehouse_utils.serving.model import ServingTable
 
 PARTITION_ID = "_gold_partition"
 WHOLE_TABLE = "__all__"
