@@ -47,7 +47,7 @@ class PeakRss:
             self.peak = max(self.peak, total)
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.peak = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._stop.clear()

@@ -84,7 +84,7 @@ class Settings:
     cassandra_jmx_port: int = 7199
 
     @classmethod
-    def load(cls, env_file: Path | str | None = None, **overrides: str) -> "Settings":
+    def load(cls, env_file: Path | str | None = None, **overrides: str) -> Settings:
         values = load_variables(env_file)
         values.update({k.upper(): v for k, v in overrides.items() if v is not None})
         return cls(

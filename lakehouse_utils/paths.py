@@ -78,11 +78,11 @@ class LakePaths:
     landing_root: str
 
     @classmethod
-    def from_roots(cls, lake_root: str | Path, landing_root: str | Path) -> "LakePaths":
+    def from_roots(cls, lake_root: str | Path, landing_root: str | Path) -> LakePaths:
         return cls(lake_root=to_uri(lake_root), landing_root=to_uri(landing_root))
 
     @classmethod
-    def from_settings(cls, settings) -> "LakePaths":
+    def from_settings(cls, settings) -> LakePaths:
         return cls.from_roots(settings.lake_root, settings.landing_dir)
 
     def zone(self, zone: str) -> str:

@@ -15,11 +15,13 @@ sees the row as it came in, before any imputation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Union
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 ACTIONS = ("quarantine", "flag", "impute")
 Predicate = Union[str, Callable[[], Column]]

@@ -58,9 +58,10 @@ def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
 def hostile_run(spark, tmp_path_factory):
     """(paths, reports by stage) of the hand-made hostile landing (tests/test_hostile_events.py) run once
     through bronze_batch..gold; shared by the hostile and failure tests, which only read it or copy it."""
+    from test_hostile_events import CHAIN, FILES_PER_TRIGGER, make_hostile_landing
+
     from lakehouse_utils.paths import LakePaths
     from lakehouse_utils.pipeline import run_pipeline
-    from test_hostile_events import CHAIN, FILES_PER_TRIGGER, make_hostile_landing
 
     root = tmp_path_factory.mktemp("hostile")
     paths = LakePaths.from_roots(root / "lake", make_hostile_landing(root))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from pyspark.sql import DataFrame, SparkSession, types as T
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
-from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.contracts import TECHNICAL_COLUMNS, master_schema
+from lakehouse_utils.paths import LakePaths
 
 BRONZE_RUN = "20250901T000000Z-b0b0b0"
 INGEST_TS = datetime(2025, 9, 1, tzinfo=timezone.utc)

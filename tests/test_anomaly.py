@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from lakehouse_utils.silver.anomaly import (
-    AnomalyThresholds, with_anomaly_flags, with_mad_score, with_percentile_flag, with_zscore,
+    AnomalyThresholds,
+    with_anomaly_flags,
+    with_mad_score,
+    with_percentile_flag,
+    with_zscore,
 )
 
 # 20 ordinary days around 10 and one day at 100 (day 20)

@@ -12,15 +12,15 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F, types as T
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
-
 from lakehouse_utils.bronze import batch as bronze_batch
 from lakehouse_utils.bronze.batch import LandingFileMissingError, LandingSchemaError, bronze_struct
+from lakehouse_utils.contracts import MASTER_SCHEMAS, MASTER_SOURCES, header_problems, master_schema
 from lakehouse_utils.generator.landing import MANIFEST_NAME
 from lakehouse_utils.paths import MASTER_FILES, LakePaths
-from lakehouse_utils.contracts import MASTER_SCHEMAS, MASTER_SOURCES, header_problems, master_schema
 
 # One valid data line per master, in the contract's column order.
 VALID_ROWS = {

@@ -16,12 +16,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-
 from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.bronze.stream_compaction import roll_forward
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.paths import LakePaths, join
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -19,24 +19,21 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hostile_events import CHAIN, FILES_PER_TRIGGER, write_masters
 
-from lakehouse_utils.bronze import stream as bronze_stream
-
-from lakehouse_utils.cassandra_server import manage as lc
-
-from lakehouse_utils.serving import stage as serving
-
-from lakehouse_utils.serving import sync as serving_sync
 from lakehouse_utils.__main__ import main as cli_main
-from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
+from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.cassandra_server import manage as lc
 from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError
 from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.pipeline import run_pipeline, run_stage
-from lakehouse_utils.serving.queries import _plain
+from lakehouse_utils.serving import stage as serving
+from lakehouse_utils.serving import sync as serving_sync
+from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
 from lakehouse_utils.serving.model import SERVING_TABLES
-from test_hostile_events import CHAIN, FILES_PER_TRIGGER, write_masters
+from lakehouse_utils.serving.queries import _plain
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VOLATILE = {"run_id", "source_run_id", "ingest_ts", "quarantined_at"}

@@ -9,11 +9,14 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse_utils.gold import stage as gold
-
 from lakehouse_utils.gold import evidence as gold_evidence
+from lakehouse_utils.gold import stage as gold
 from lakehouse_utils.gold.marts import (
-    build_cost_anomaly_mart, build_genai_tokens, build_org_daily_usage, build_revenue, build_top_services,
+    build_cost_anomaly_mart,
+    build_genai_tokens,
+    build_org_daily_usage,
+    build_revenue,
+    build_top_services,
 )
 from lakehouse_utils.gold.tickets import build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import write_mart
@@ -307,7 +310,7 @@ def snapshot(spark, paths: LakePaths) -> dict[str, list]:
     marts = {}
     for mart in gold.MARTS:
         df = spark.read.parquet(paths.gold(mart))
-        marts[mart] = sorted((str(r.asDict()) for r in df.select(*sorted(df.columns)).collect()))
+        marts[mart] = sorted(str(r.asDict()) for r in df.select(*sorted(df.columns)).collect())
     return marts
 
 

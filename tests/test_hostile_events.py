@@ -21,9 +21,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.contracts import master_schema
 from lakehouse_utils.paths import MASTER_FILES, LakePaths
 from lakehouse_utils.pipeline import run_pipeline
-from lakehouse_utils.contracts import master_schema
 
 CHAIN = ["bronze_batch", "bronze_stream", "silver", "gold"]
 FILES_PER_TRIGGER = 4

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_hostile_events import write_masters
 
 from lakehouse_utils.bronze import batch as bronze_batch
 from lakehouse_utils.bronze.batch import LandingFileMissingError, LandingSchemaError
-from lakehouse_utils.paths import MASTER_FILES, LakePaths
 from lakehouse_utils.contracts import master_schema
-from test_hostile_events import write_masters
+from lakehouse_utils.paths import MASTER_FILES, LakePaths
 
 USERS_HEADER = ",".join(master_schema("users").column_names)
 USER_1 = "user_1,org_a,a@example.com,admin,True,2025-05-02,2025-08-01"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_utils.cassandra_server import manage as lc
 from lakehouse_utils.__main__ import main as cli_main
+from lakehouse_utils.cassandra_server import manage as lc
 from lakehouse_utils.cassandra_server import process
 from lakehouse_utils.cassandra_server.node import NodeConfig, find_java17
 from lakehouse_utils.config import Settings

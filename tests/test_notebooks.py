@@ -30,7 +30,7 @@ def test_notebook_opens_with_title_badge_overview_and_setup(name):
     notebook = _load(name)
     title, overview, _setup_text, setup = notebook.cells[:4]
     assert title.cell_type == "markdown" and title.source.startswith(f"# {name[:2]} ")
-    assert f"colab.research.google.com/github/" in title.source and f"notebooks/{name}.ipynb" in title.source
+    assert "colab.research.google.com/github/" in title.source and f"notebooks/{name}.ipynb" in title.source
     assert overview.source.startswith("## Overview")
     assert setup.cell_type == "code" and setup.source.startswith("#@title Setup")
     assert f'bootstrap("{name}")' in setup.source
@@ -86,9 +86,9 @@ def _evidence() -> list[dict]:
 
 @pytest.mark.slow
 def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, cassandra_endpoint, monkeypatch):
-    from lakehouse_utils.serving.connection import open_session, target_from_settings
     from lakehouse_utils.config import Settings
     from lakehouse_utils.evidence.inventory import compare
+    from lakehouse_utils.serving.connection import open_session, target_from_settings
     from scripts.run_notebooks import execute
 
     host, port = cassandra_endpoint

@@ -8,7 +8,14 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse_utils.quality import (
-    EVENT_RULES, MASTER_RULES, Rule, RuleDefinitionError, apply_rules, quarantine_frame, rules_for, validate_rules,
+    EVENT_RULES,
+    MASTER_RULES,
+    Rule,
+    RuleDefinitionError,
+    apply_rules,
+    quarantine_frame,
+    rules_for,
+    validate_rules,
 )
 from lakehouse_utils.silver.events import check_events
 from lakehouse_utils.silver.masters import conform_and_check, silver_master

@@ -7,15 +7,14 @@ from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import functions as F
+from serving_gold import build_gold, write_gold
 
-from lakehouse_utils.serving import queries
-
-from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.__main__ import main
-from lakehouse_utils.serving.connection import CassandraTarget, open_session
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
-from serving_gold import build_gold, write_gold
+from lakehouse_utils.serving import queries
+from lakehouse_utils.serving import stage as serving
+from lakehouse_utils.serving.connection import CassandraTarget, open_session
 
 KEYSPACE = "cloud_analytics_test_queries"
 LATEST = date(2025, 8, 8)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_utils.serving import stage as serving
-from lakehouse_utils.serving.connection import CassandraTarget, CassandraUnavailableError, Secret, open_session
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.serving import stage as serving
+from lakehouse_utils.serving.connection import CassandraTarget, CassandraUnavailableError, Secret, open_session
 from lakehouse_utils.serving.queries import q1, q3
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

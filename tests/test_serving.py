@@ -8,20 +8,25 @@ from datetime import date
 
 import pytest
 from pyspark.sql import functions as F
+from serving_gold import build_gold, write_gold
 
 from lakehouse_utils import io
-
-from lakehouse_utils.serving import stage as serving
-from lakehouse_utils.serving.connection import (
-    CassandraTarget, CassandraUnavailableError, Secret, connection_class, keyspace_exists, missing_keyspace_error,
-    open_session, split_statements,
-)
-from lakehouse_utils.serving.writer import partition_units
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.serving.queries import _plain
+from lakehouse_utils.serving import stage as serving
+from lakehouse_utils.serving.connection import (
+    CassandraTarget,
+    CassandraUnavailableError,
+    Secret,
+    connection_class,
+    keyspace_exists,
+    missing_keyspace_error,
+    open_session,
+    split_statements,
+)
 from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
-from serving_gold import build_gold, write_gold
+from lakehouse_utils.serving.queries import _plain
+from lakehouse_utils.serving.writer import partition_units
 
 KEYSPACE = "cloud_analytics_test_serving"
 # Built at run time so no token-shaped literal sits in git; it is fake all the same.

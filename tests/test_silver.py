@@ -8,12 +8,16 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-
-from lakehouse_utils.silver import stage as silver
 from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.silver import stage as silver
 from lakehouse_utils.silver.daily import daily_features
 from lakehouse_utils.silver.events import (
-    JoinExplosionError, assert_unique, check_events, conform_events, parse_value, silver_events,
+    JoinExplosionError,
+    assert_unique,
+    check_events,
+    conform_events,
+    parse_value,
+    silver_events,
 )
 from lakehouse_utils.silver.masters import with_tags
 from tests.silver_support import append_bronze_events, event, events_df, orgs_df, resources_df, write_bronze_masters

@@ -16,15 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F, types as T
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze.batch_parse import (
-    DUPLICATE, OK, SUPERSEDED, UNPARSABLE, raw_name, read_raw, record_start_lines, with_parse_result, with_status,
+    DUPLICATE,
+    OK,
+    SUPERSEDED,
+    UNPARSABLE,
+    raw_name,
+    read_raw,
+    record_start_lines,
+    with_parse_result,
+    with_status,
 )
+from lakehouse_utils.contracts import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
-from lakehouse_utils.contracts import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
 
 STAGE = "bronze_batch"
 SAMPLE_SIZE = 20

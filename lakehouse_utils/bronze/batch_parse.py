@@ -8,7 +8,8 @@ result has one status per record: ok, duplicate, superseded or unparsable.
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
-from pyspark.sql import functions as F, types as T
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils.contracts import MasterSchema
 

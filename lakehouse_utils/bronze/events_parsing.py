@@ -7,7 +7,9 @@ streaming or a static DataFrame with the columns of `LINE_COLUMNS`.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, functions as F, types as T
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, KIND_EVENT = "blank", "malformed_json", "not_a_json_object", "event"
 CORRUPT_COLUMN = "_corrupt_record"

@@ -14,14 +14,15 @@ import re
 import time
 from datetime import timedelta
 
-from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse_utils import io
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.bronze.stream_batch import LATENESS_BUCKETS, QUARANTINE_RULES
 from lakehouse_utils.bronze.stream_compaction import compact_table, roll_forward
 from lakehouse_utils.bronze.stream_files import query_token, read_commits
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.report import StageReport, TableCounts
 

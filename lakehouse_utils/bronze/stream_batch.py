@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze.events_parsing import (
-    BRONZE_EVENTS_COLUMNS, BRONZE_EVENTS_SCHEMA, JSON_FIELD_COLUMNS, KIND_BLANK, KIND_EVENT, KIND_MALFORMED,
-    KIND_NOT_OBJECT, RAW_QUARANTINE_SCHEMA,
+    BRONZE_EVENTS_COLUMNS,
+    BRONZE_EVENTS_SCHEMA,
+    JSON_FIELD_COLUMNS,
+    KIND_BLANK,
+    KIND_EVENT,
+    KIND_MALFORMED,
+    KIND_NOT_OBJECT,
+    RAW_QUARANTINE_SCHEMA,
 )
 
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from pyspark.sql import SparkSession, types as T
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze.stream_files import (
-    COMPACTION_PLAN, MAX_FILES_PER_PARTITION, batch_of, new_compacted_name, staging_uri,
+    COMPACTION_PLAN,
+    MAX_FILES_PER_PARTITION,
+    batch_of,
+    new_compacted_name,
+    staging_uri,
 )
 from lakehouse_utils.paths import join
 

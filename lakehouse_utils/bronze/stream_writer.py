@@ -12,18 +12,33 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
+from lakehouse_utils import io
 from lakehouse_utils.bronze.stream_batch import (
-    NEW, QUARANTINE_RULES, batch_metrics, bronze_rows, known_matches, quarantine_rows, read_known_events, repeated_ids,
-    with_lateness, with_outcome,
+    NEW,
+    QUARANTINE_RULES,
+    batch_metrics,
+    bronze_rows,
+    known_matches,
+    quarantine_rows,
+    read_known_events,
+    repeated_ids,
+    with_lateness,
+    with_outcome,
 )
 from lakehouse_utils.bronze.stream_files import (
-    batch_tag, is_committed, previous_max_event_ts, publish_staged, query_token, remove_batch_files,
-    save_max_event_ts, staging_uri, write_commit,
+    batch_tag,
+    is_committed,
+    previous_max_event_ts,
+    publish_staged,
+    query_token,
+    remove_batch_files,
+    save_max_event_ts,
+    staging_uri,
+    write_commit,
 )
-from lakehouse_utils import io
-
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 BROADCAST_MAX_ROWS = 1_000_000

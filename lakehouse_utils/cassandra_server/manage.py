@@ -16,8 +16,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from typing import Iterator
 
 from lakehouse_utils.cassandra_server import process
 from lakehouse_utils.cassandra_server.node import (

@@ -67,7 +67,7 @@ class NodeConfig:
         object.__setattr__(self, "node_dir", node_dir)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> "NodeConfig":
+    def from_settings(cls, settings: Settings | None = None) -> NodeConfig:
         settings = settings or Settings.load()
         return cls(
             home=Path(settings.cassandra_home),

@@ -16,14 +16,22 @@ from pyspark.sql import functions as F
 from lakehouse_utils import io
 from lakehouse_utils.gold.evidence import gold_inventory, reconcile
 from lakehouse_utils.gold.marts import (
-    ANOMALY_METHODS, DAILY_METRICS, GENAI_SERVICE, MART_PARTITIONS, MARTS, ORG_ATTRIBUTES, build_cost_anomaly_mart,
-    build_genai_tokens, build_org_daily_usage, build_revenue, build_top_services,
+    ANOMALY_METHODS,
+    DAILY_METRICS,
+    GENAI_SERVICE,
+    MART_PARTITIONS,
+    MARTS,
+    ORG_ATTRIBUTES,
+    build_cost_anomaly_mart,
+    build_genai_tokens,
+    build_org_daily_usage,
+    build_revenue,
+    build_top_services,
 )
 from lakehouse_utils.gold.tickets import TICKET_COLUMNS, build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import MartWrite, WriteResult, write_marts
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
-
 
 # Silver columns Gold reads (docs/table_contracts.md, "Gold inputs").
 DAILY_COLUMNS = (

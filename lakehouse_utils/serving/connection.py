@@ -10,10 +10,10 @@ built here is scrubbed of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from lakehouse_utils.paths import check_name
 

@@ -9,8 +9,8 @@ key is derived here, never trusted from Gold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F

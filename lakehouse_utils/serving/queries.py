@@ -16,10 +16,14 @@ import json
 import sys
 from datetime import date, timedelta
 
-from lakehouse_utils.serving.connection import (
-    CQL_DIR, CassandraError, named_statements, open_session, target_from_settings,
-)
 from lakehouse_utils.config import Settings
+from lakehouse_utils.serving.connection import (
+    CQL_DIR,
+    CassandraError,
+    named_statements,
+    open_session,
+    target_from_settings,
+)
 
 QUERIES: dict[str, str] = named_statements((CQL_DIR / "queries.cql").read_text(encoding="utf-8"))
 USAGE_TABLE = "daily_usage_by_org_month"

@@ -14,18 +14,25 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F, types as T
 from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
-from lakehouse_utils.serving.connection import (
-    CQL_DIR, DDL_TIMEOUT_S, CassandraTarget, keyspace_exists, missing_keyspace_error, open_session,
-    split_statements, target_from_settings,
-)
 from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
+from lakehouse_utils.serving.connection import (
+    CQL_DIR,
+    DDL_TIMEOUT_S,
+    CassandraTarget,
+    keyspace_exists,
+    missing_keyspace_error,
+    open_session,
+    split_statements,
+    target_from_settings,
+)
 from lakehouse_utils.serving.model import METADATA_TABLE, SERVING_TABLES, ServingTable, serving_table
 from lakehouse_utils.serving.sync import TableSync, gold_partition_columns, gold_partition_ids
 

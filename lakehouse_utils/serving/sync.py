@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
-from typing import Callable
 from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,11 +32,15 @@ from pyspark.sql import functions as F
 
 from lakehouse_utils import io
 from lakehouse_utils.serving.connection import (
-    CassandraError, CassandraTarget, CassandraUnavailableError, CassandraWriteError, KeyspaceMissingError,
+    CassandraError,
+    CassandraTarget,
+    CassandraUnavailableError,
+    CassandraWriteError,
+    KeyspaceMissingError,
     open_session,
 )
-from lakehouse_utils.serving.writer import write_partition
 from lakehouse_utils.serving.model import ServingTable
+from lakehouse_utils.serving.writer import write_partition
 
 PARTITION_ID = "_gold_partition"
 WHOLE_TABLE = "__all__"

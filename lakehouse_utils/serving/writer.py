@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from lakehouse_utils.serving.connection import CassandraTarget, CassandraWriteError, open_session
 

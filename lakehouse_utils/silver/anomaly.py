@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window, functions as F, types as T
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 # 0.6745 is the 0.75 quantile of N(0, 1): it makes MAD a consistent estimator of sigma.
 MAD_CONSISTENCY = 0.6745

@@ -8,12 +8,14 @@ few seconds; doing it incrementally would need the same full read anyway.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
-from lakehouse_utils.silver.anomaly import AnomalyThresholds, with_anomaly_flags
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import TableCounts
+from lakehouse_utils.silver.anomaly import AnomalyThresholds, with_anomaly_flags
 
 SERIES = ["org_id", "service"]
 # One p99 per service: a 60-point series has no meaningful 99th percentile of its own

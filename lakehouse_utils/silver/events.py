@@ -7,7 +7,8 @@ Decisions: docs/decisions/050-silver-quality.md.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule
 

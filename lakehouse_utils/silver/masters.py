@@ -11,13 +11,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.contracts import MASTER_SOURCES, master_schema
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.quality import MASTER_RULES, QualityCounts, apply_rules, quarantine_frame, rules_for
 from lakehouse_utils.report import TableCounts
-from lakehouse_utils.contracts import MASTER_SOURCES, master_schema
 
 TECHNICAL = ("ingest_ts", "source_file", "run_id")
 # Masters checked or written at once (each is a few small Spark jobs).

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession, functions as F
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.silver.anomaly import AnomalyThresholds
 from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.quality import quarantine_frame
 from lakehouse_utils.report import StageReport, TableCounts
+from lakehouse_utils.silver.anomaly import AnomalyThresholds
 from lakehouse_utils.silver.daily import build_daily
 from lakehouse_utils.silver.events import (
-    SPIKE_ACCURACY, SPIKE_PERCENTILE, check_events, silver_events, spike_threshold,
+    SPIKE_ACCURACY,
+    SPIKE_PERCENTILE,
+    check_events,
+    silver_events,
+    spike_threshold,
 )
 from lakehouse_utils.silver.masters import build_masters, read_bronze
 
