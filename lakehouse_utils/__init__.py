@@ -6,7 +6,7 @@ Beside them: `cassandra_server` (the local node), `generator` (synthetic landing
 `evidence` (inventories a grader reads). Shared modules: `config` (settings), `paths`
 (every location), `spark` (the session factory), `io` (table I/O), `contracts` (the
 schema of every zone table), `quality` (rules as data), `report` (counts and their
-reconciliation), `lock`, `pipeline`, `notebook`, `benchmark`.
+reconciliation), `lock`, `pipeline`, `notebook`; `benchmark` (figures for docs/performance.md).
 """
 
 __version__ = "0.1.0"

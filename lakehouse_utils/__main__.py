@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("lakehouse_utils.serving.queries", "run a demo query (q1..q5) against Cassandra"),
     "cassandra": ("lakehouse_utils.cassandra_server.manage", "start|stop|status the local Cassandra"),
     "evidence": ("lakehouse_utils.evidence.inventory", "print counts and partition sizes per zone and Cassandra table"),
-    "benchmark": ("lakehouse_utils.benchmark", "time every stage at several data scales"),
+    "benchmark": ("lakehouse_utils.benchmark.stages", "time every stage at several data scales"),
 }
 
 

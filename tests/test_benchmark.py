@@ -7,7 +7,7 @@ import pytest
 
 @pytest.mark.slow
 def test_benchmark_measures_every_stage_and_writes_the_report(spark, tmp_path, cassandra_endpoint, monkeypatch):
-    from lakehouse_utils.benchmark import STAGE_ORDER, run_scale, write_report
+    from lakehouse_utils.benchmark.stages import STAGE_ORDER, run_scale, write_report
     from lakehouse_utils.config import Settings
 
     host, port = cassandra_endpoint
@@ -32,7 +32,7 @@ def test_benchmark_measures_every_stage_and_writes_the_report(spark, tmp_path, c
 
 
 def test_target_checks_say_which_targets_are_missed_and_by_how_much():
-    from lakehouse_utils.benchmark import target_checks
+    from lakehouse_utils.benchmark.stages import target_checks
 
     def stage_rows(scale, total, stream_rate, serving_rate, files):
         return [{"scale": scale, "stage": "bronze_stream", "seconds": 1.0, "rows_per_s": stream_rate},
