@@ -225,8 +225,8 @@ def prepare_colab(serving: bool = False) -> list[str]:
                 raise RuntimeError(f"apt-get install {' '.join(wanted)} failed; run it in a cell to see why")
     if "openjdk-17-jdk-headless" in wanted:
         os.environ["JAVA_HOME"] = COLAB_JAVA_HOME
-    needs = {None: "Java 17", "local": "Java 17 and Maven (the local Cassandra's jars come from Maven Central)",
-             "astra": "Java 17; nothing for AstraDB"}[target]
+    needs = {"local": "Java 17 and Maven (the local Cassandra's jars come from Maven Central)",
+             "astra": "Java 17, and nothing for AstraDB"}.get(target, "Java 17")
     print(f"Colab: this notebook needs {needs}: " + (f"installed {', '.join(wanted)}" if wanted else "already present"))
     return wanted
 

@@ -252,3 +252,16 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
     finally:
         with open_session(target_from_settings(Settings.load()), use_keyspace=False) as session:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_the_serving_plan_names_the_target_and_what_starting_it_costs():
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.notebook import FIRST_LOCAL_START, prepare_colab, serving_plan
+
+    own_node = serving_plan(Settings.load(serving_target="local", cassandra_host=""))
+    assert own_node.startswith("Serving target: local") and FIRST_LOCAL_START in own_node
+    external = serving_plan(Settings.load(serving_target="local", cassandra_host="10.0.0.5", cassandra_port="9142"))
+    assert "10.0.0.5:9142" in external and "Nothing is started" in external
+    astra = serving_plan(Settings.load(serving_target="astra", astra_db_secure_bundle_path="/x/secure-connect-db.zip"))
+    assert astra.startswith("Serving target: astra") and "Nothing is installed" in astra and "/x/" not in astra
+    assert prepare_colab(serving=True) == []  # outside Colab nothing is installed
