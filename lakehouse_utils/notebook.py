@@ -165,13 +165,17 @@ def display_path(value: str, roots: dict[str, str] | None = None) -> str:
 
 
 def round_for_people(value):
-    """Floats (and Decimals) to 4 decimals, with 3 significant digits kept for tiny values; maps too."""
+    """Floats (and Decimals) to 6 decimals, 3 significant digits for tinier values; maps too.
+
+    Enough for every value the data holds (FX rates have 5 decimals, carbon_kg 6) while float
+    noise such as 50.21039999999999 or 16-digit scores goes.
+    """
     if isinstance(value, Decimal):
         value = float(value)
     if isinstance(value, float):
         if not math.isfinite(value) or value == 0:
             return 0.0 if value == 0 else value
-        return round(value, max(4, 2 - math.floor(math.log10(abs(value)))))
+        return round(value, max(6, 2 - math.floor(math.log10(abs(value)))))
     if isinstance(value, dict):
         return {key: round_for_people(item) for key, item in value.items()}
     return value

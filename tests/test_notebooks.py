@@ -187,10 +187,11 @@ def test_display_helpers_hide_machine_paths_and_round_numbers():
     assert display_path(str(ROOT / "build" / "course_lake"), roots) == "build/course_lake"
     assert display_path("/elsewhere/deep/shared/course_landing", roots) == "…/shared/course_landing"
     assert display_path("s3a://bucket/lake", roots) == "s3a://bucket/lake"
-    assert round_for_people(50.21039999999999) == 50.2104 and round_for_people(0.000614321) == 0.000614
+    assert round_for_people(50.21039999999999) == 50.2104 and round_for_people(0.0000614321) == 0.0000614
+    assert round_for_people(1.08628) == 1.08628 and round_for_people(0.000614) == 0.000614
     frame = readable([{"threshold": 50.21039999999999, "scores": {"mad": 3.5550507552320285},
                        "source_file": "file:/data/landing/x.csv", "org_id": "org_1"}], roots)
-    assert frame.to_dict("records") == [{"threshold": 50.2104, "scores": {"mad": 3.5551},
+    assert frame.to_dict("records") == [{"threshold": 50.2104, "scores": {"mad": 3.555051},
                                          "source_file": "LANDING_DIR/x.csv", "org_id": "org_1"}]
 
 
