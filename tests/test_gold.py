@@ -444,8 +444,11 @@ def assert_mart_matches_pandas(spark, paths: LakePaths, landing: Path) -> None:
 
 
 @pytest.mark.slow
-def test_generated_data_mart_equals_pandas_from_landing(spark, generated_landing, tmp_path):
-    paths = run_pipeline_into(spark, tmp_path / "lake", generated_landing)
+def test_generated_data_mart_equals_pandas_from_landing(spark, generated_landing, generated_chain):
+    paths, reports = generated_chain
+    assert list(reports) == list(PIPELINE_STAGES)
+    for report in reports.values():
+        report.assert_reconciles()
     assert_mart_matches_pandas(spark, paths, generated_landing)
     assert all(check["ok"] for check in gold.reconcile(spark, paths))
 
