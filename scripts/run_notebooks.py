@@ -42,7 +42,8 @@ def execute(name: str, output_dir: Path, timeout: int = 900) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / f"{name}.ipynb"
         nbformat.write(notebook, target)
-    print(f"  {name}: {time.perf_counter() - started:.1f}s -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+    shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+    print(f"  {name}: {time.perf_counter() - started:.1f}s -> {shown}")
     return target
 
 

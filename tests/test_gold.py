@@ -135,7 +135,8 @@ def test_cost_anomaly_mart_keeps_only_rows_some_method_flags(spark):
     ])
     rows = build_cost_anomaly_mart(daily).collect()
     assert len(rows) == 1 and rows[0]["service"] == "storage"
-    assert (rows[0]["anomaly_votes"], rows[0]["anomaly_methods"], rows[0]["is_anomaly_mad"]) == (2, ["zscore", "percentile"], False)
+    assert (rows[0]["anomaly_votes"], rows[0]["anomaly_methods"], rows[0]["is_anomaly_mad"]) == (
+        2, ["zscore", "percentile"], False)
     assert rows[0]["method_scores"] == {"zscore": 3.5, "percentile": 1.0} and rows[0]["baseline_cost_usd"] == 2.0
 
 
