@@ -23,7 +23,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lakehouse_utils.evidence.inventory import compare, format_rows
+from lakehouse_utils.evidence.inventory import compare
+from lakehouse_utils.report import format_table
 from scripts.sync_notebooks import clean_metadata, notebook_names, paired_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def demo(args: argparse.Namespace) -> int:
     run_chain(output_dir / "rerun", NOTEBOOKS)
     after = json.loads(_cli("evidence", "--format", "json"))
     comparison = compare(before, after)
-    print(format_rows(comparison))
+    print(format_table(comparison))
     same = all(row["identical"] for row in comparison)
     print(f"idempotency check: counts before and after re-running 01 -> 05 are {'IDENTICAL' if same else 'DIFFERENT'}")
     return 0 if same else 1
