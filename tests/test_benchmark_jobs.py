@@ -24,11 +24,11 @@ def test_job_counter_counts_the_jobs_of_every_thread(spark):
     assert jobs.count == 3
 
 
-def test_pipeline_reports_spark_jobs_per_stage(spark, tmp_path, generated_landing):
+def test_pipeline_reports_spark_jobs_per_stage(spark, tmp_path, course_landing):
     from lakehouse_utils.paths import LakePaths
     from lakehouse_utils.pipeline import run_stage
 
-    paths = LakePaths.from_roots(tmp_path / "lake", generated_landing)
+    paths = LakePaths.from_roots(tmp_path / "lake", course_landing)
     report = run_stage(spark, paths, "bronze_batch", sources=["nps_surveys"])
     assert report.extra["spark_jobs"] > 0
 

@@ -18,7 +18,7 @@ def jobs_submitted(spark: SparkSession) -> int | None:
     """
     sc = spark.sparkContext
     try:
-        return int(sc._jsc.sc().dagScheduler().nextJobId().get())
+        return int(sc._jsc.sc().dagScheduler().numTotalJobs())
     except Exception:  # noqa: BLE001 - internal API; the status tracker is the public fallback
         pass
     try:
