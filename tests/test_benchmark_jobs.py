@@ -13,11 +13,12 @@ def test_job_counter_counts_the_jobs_of_every_thread(spark):
 
     with JobCounter(spark, "test nothing") as idle:
         pass
+    numbers = spark.sparkContext.parallelize(range(10), 2)  # an RDD action is exactly one job
     with JobCounter(spark, "test three jobs") as jobs:
-        spark.range(10).count()
-        spark.range(5).collect()
+        numbers.count()
+        numbers.sum()
         # a job from another thread (as the parallel master writes and streaming queries run them)
-        worker = threading.Thread(target=lambda: spark.range(3).collect())
+        worker = threading.Thread(target=numbers.collect)
         worker.start()
         worker.join()
     assert idle.count == 0
@@ -76,3 +77,20 @@ def test_unknown_or_absent_sections_fail_with_what_to_do(monkeypatch):
     assert "absent" not in sections.available()
     with pytest.raises(sections.SectionError, match="needs lakehouse_utils.benchmark.no_such_module.*--sections stages"):
         sections.run_section("absent")
+
+
+def test_the_course_run_reads_the_pipeline_progress_lines_and_checks_the_targets():
+    from lakehouse_utils.benchmark.course import parse_progress
+    from lakehouse_utils.benchmark.stages_report import course_markdown
+
+    stderr = ("WARNING: noise\n  bronze_batch: 4.0s, 21 Spark jobs\n  silver: 9.5s, 60 Spark jobs\n"
+              "  serving: 12.0s, None Spark jobs\n")
+    stages = parse_progress(stderr)
+    assert stages == [{"stage": "bronze_batch", "seconds": 4.0, "spark_jobs": 21},
+                      {"stage": "silver", "seconds": 9.5, "spark_jobs": 60},
+                      {"stage": "serving", "seconds": 12.0, "spark_jobs": None}]
+    text = course_markdown({"landing": "/data/course", "wall": 31.0, "stages": stages})
+    flat = " ".join(text.split())
+    assert "whole command, wall seconds 30.0 31.0 False" in flat
+    assert "stage seconds without serving 20.0 13.5 True" in flat
+    assert "bronze_batch 4.0 21 52" in flat  # measured jobs beside the recorded 52
