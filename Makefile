@@ -45,7 +45,7 @@ notebooks: cassandra
 	$(PY) -m scripts.run_notebooks --commit
 
 benchmark: cassandra
-	$(PY) -m lakehouse_utils benchmark --scales 1,10,100
+	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course
 
 diagram: setup
 	$(PY) -m scripts.make_diagram

@@ -80,8 +80,7 @@ def test_unknown_or_absent_sections_fail_with_what_to_do(monkeypatch):
 
 
 def test_the_course_run_reads_the_pipeline_progress_lines_and_checks_the_targets():
-    from lakehouse_utils.benchmark.course import parse_progress
-    from lakehouse_utils.benchmark.stages_report import course_markdown
+    from lakehouse_utils.benchmark.course import course_markdown, parse_progress
 
     stderr = ("WARNING: noise\n  bronze_batch: 4.0s, 21 Spark jobs\n  silver: 9.5s, 60 Spark jobs\n"
               "  serving: 12.0s, None Spark jobs\n")

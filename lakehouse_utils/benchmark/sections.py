@@ -22,6 +22,7 @@ import re
 # section name -> module (in report order)
 SECTIONS: dict[str, str] = {
     "stages": "lakehouse_utils.benchmark.stages",
+    "course": "lakehouse_utils.benchmark.course",  # issue 17: the whole command on the course data
     "stream": "lakehouse_utils.benchmark.stream",  # issue 16
     "freshness": "lakehouse_utils.benchmark.freshness",  # issue 21
 }
@@ -65,6 +66,11 @@ def configure_parsers(parser: argparse.ArgumentParser) -> None:
             continue
         if hasattr(module, "configure_parser"):
             module.configure_parser(parser)
+
+
+def wants(name: str, parameter: str) -> bool:
+    """Whether the section's `section` function declares `parameter` (e.g. spark: start a session for it)."""
+    return parameter in inspect.signature(load(name).section).parameters
 
 
 def run_section(name: str, **context) -> str:

@@ -183,9 +183,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              f"(default {sections.DEFAULT_SECTIONS}); the others already in the report are kept")
     parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
     parser.add_argument("--stages", default=",".join(STAGE_ORDER), help="stages to time (default: all)")
-    parser.add_argument("--course-landing", help="course data for the whole-command run (default: COURSE_LANDING_DIR "
-                                                 "or ../shared/course_landing when present)")
-    parser.add_argument("--no-course", action="store_true", help="skip the whole-command run on the course data")
     parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "data" / "benchmark"))
     parser.add_argument("--output", default=str(PROJECT_ROOT / "docs" / "performance.md"),
                         help="markdown report (a .png plot is written beside it)")
@@ -194,24 +191,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from lakehouse_utils.benchmark import sections
-    from lakehouse_utils.benchmark.course import course_command, default_course_landing
     from lakehouse_utils.benchmark.stages_report import stages_markdown
     from lakehouse_utils.spark import get_spark
 
     names = sections.parse_sections(args.sections)
     # A keyspace of its own, so a benchmark never overwrites the demo's tables.
     settings = Settings.load(cassandra_keyspace=os.environ.get("BENCHMARK_KEYSPACE", "cloud_analytics_bench"))
-    spark = get_spark("benchmark", settings)
     output = Path(args.output)
-    fresh, ok = {}, True
+    spark, fresh, ok = None, {}, True
     for name in names:
+        if spark is None and (name == "stages" or sections.wants(name, "spark")):
+            spark = get_spark("benchmark", settings)
         if name == "stages":
             rows = stage_rows(spark, args, settings)
-            course_landing = None if args.no_course else (
-                Path(args.course_landing) if args.course_landing else default_course_landing())
-            course = course_command(course_landing, Path(args.cache_dir), settings.cassandra_keyspace) \
-                if course_landing else None
-            fresh[name] = stages_markdown(rows, output, course)
+            fresh[name] = stages_markdown(rows, output)
             ok = all(r.get("reconciles", True) is not False for r in rows)
         else:
             fresh[name] = sections.run_section(name, spark=spark, settings=settings, args=args)

@@ -12,14 +12,6 @@ import psutil
 from lakehouse_utils.benchmark.stages import STAGE_ORDER, target_checks
 from lakehouse_utils.serving.stage import DEFAULT_CONCURRENCY, PARALLEL_TABLES
 
-# Spark jobs per stage before issue 17 (commit 259a818), on the course data, counted the same
-# way (every thread and streaming query) by `pipeline --stage all` in one process. Recorded once,
-# because the old code is gone; every run measures the columns beside it.
-JOBS_BEFORE = {"bronze_batch": 52, "bronze_stream": 14, "silver": 157, "gold": 45, "serving": 94}
-JOBS_BEFORE_LABEL = "spark_jobs before (259a818)"
-# Issue 17 targets for the whole command on the course data.
-COURSE_WALL_TARGET, COURSE_STAGES_WITHOUT_SERVING_TARGET = 30.0, 20.0
-
 
 def jobs_table(rows: list[dict]) -> str:
     """Stage x scale Spark jobs."""
@@ -31,32 +23,6 @@ def jobs_table(rows: list[dict]) -> str:
     table = frame.pivot_table(index="stage", columns="scale", values="spark_jobs", aggfunc="first", sort=False)
     table.columns = [f"scale {c:g}" for c in table.columns]
     return table.astype("Int64").reset_index().to_string(index=False)
-
-
-def course_markdown(course: dict | None) -> str:
-    """The whole command on the course data: targets, then seconds and jobs per stage beside the recorded jobs."""
-    import pandas as pd
-
-    if course is None:
-        return "(not measured: no course data found; pass --course-landing)"
-    stages = pd.DataFrame(course["stages"])
-    stages[JOBS_BEFORE_LABEL] = [JOBS_BEFORE.get(stage) for stage in stages["stage"]]
-    without_serving = float(stages.loc[stages["stage"] != "serving", "seconds"].sum())
-    total = {"stage": "TOTAL", "seconds": round(float(stages["seconds"].sum()), 2),
-             "spark_jobs": stages["spark_jobs"].sum(min_count=1),
-             JOBS_BEFORE_LABEL: sum(v for v in JOBS_BEFORE.values() if v is not None)}
-    stages = pd.concat([stages, pd.DataFrame([total])], ignore_index=True)
-    checks = pd.DataFrame([
-        {"target": "whole command, wall seconds", "goal": COURSE_WALL_TARGET, "measured": course["wall"],
-         "met": course["wall"] <= COURSE_WALL_TARGET},
-        {"target": "stage seconds without serving", "goal": COURSE_STAGES_WITHOUT_SERVING_TARGET,
-         "measured": round(without_serving, 2), "met": without_serving <= COURSE_STAGES_WITHOUT_SERVING_TARGET},
-    ])
-    for column in ("spark_jobs", JOBS_BEFORE_LABEL):  # whole numbers, blank when unknown
-        stages[column] = [("" if pd.isna(value) else str(int(value))) for value in stages[column]]
-    return (f"`python -m lakehouse_utils pipeline --stage all` on `{course['landing']}` in a new process "
-            "(JVM start and serving included), into an empty lake.\n\n"
-            f"```\n{checks.to_string(index=False)}\n\n{stages.to_string(index=False)}\n```")
 
 
 def _plot(rows: list[dict], output: Path) -> Path:
@@ -85,7 +51,7 @@ def _plot(rows: list[dict], output: Path) -> Path:
     return plot
 
 
-def stages_markdown(rows: list[dict], output: Path, course: dict | None = None) -> str:
+def stages_markdown(rows: list[dict], output: Path) -> str:
     """The section's markdown; writes the plot beside `output`."""
     import pandas as pd
 
@@ -104,7 +70,6 @@ def stages_markdown(rows: list[dict], output: Path, course: dict | None = None) 
         "unlike seconds it does not depend on the load of the machine. `peak_rss_mb` is the Python process "
         "plus its children (the Spark driver JVM and the Python workers that write to Cassandra). Serving "
         f"writes {PARALLEL_TABLES} tables at once, {DEFAULT_CONCURRENCY} requests in flight per write task.\n\n"
-        f"### Course data, the whole command (issue #17)\n\n{course_markdown(course)}\n\n"
         f"### Targets (issue #10)\n\n```\n{targets}\n```\n\n"
         "Why the misses happen and what would close them: [decision 090](decisions/090-performance.md).\n\n"
         f"### Spark jobs per stage\n\n```\n{jobs_table(rows)}\n```\n\n"
