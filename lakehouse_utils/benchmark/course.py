@@ -39,6 +39,7 @@ def course_command(landing: Path, cache_dir: Path, keyspace: str) -> dict:
     shutil.rmtree(lake, ignore_errors=True)
     command = [sys.executable, "-m", "lakehouse_utils", "pipeline", "--landing", str(landing), "--lake", str(lake),
                "--stage", "all"]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT,
                          env=os.environ | {"CASSANDRA_KEYSPACE": keyspace})
@@ -46,7 +47,9 @@ def course_command(landing: Path, cache_dir: Path, keyspace: str) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     print(f"  course data, whole command: {wall:.1f}s wall")
-    return {"landing": str(landing), "wall": round(wall, 2), "stages": parse_progress(out.stderr)}
+    # Seconds mean little on a busy machine (job counts do not care): say how busy it was.
+    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    return {"landing": str(landing), "wall": round(wall, 2), "stages": parse_progress(out.stderr), "load": load}
 
 
 def default_course_landing() -> Path | None:
@@ -76,7 +79,8 @@ def course_markdown(course: dict | None) -> str:
     for column in ("spark_jobs", JOBS_BEFORE_LABEL):  # whole numbers, blank when unknown
         stages[column] = [("" if pd.isna(value) else str(int(value))) for value in stages[column]]
     return (f"`python -m lakehouse_utils pipeline --stage all` on `{course['landing']}` in a new process "
-            "(JVM start and serving included), into an empty lake.\n\n"
+            f"(JVM start and serving included), into an empty lake. Load average (1 min) on {os.cpu_count()} cores: "
+            f"{course.get('load', 'not recorded')}.\n\n"
             f"```\n{checks.to_string(index=False)}\n\n{stages.to_string(index=False)}\n```")
 
 
