@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test setup cassandra cassandra-stop landing notebooks benchmark diagram clean-lake help
+.PHONY: demo test test-fast lint setup cassandra cassandra-stop landing notebooks benchmark diagram clean-lake help
 
 help:
 	@echo "make demo       - set up, run the five notebooks headless end to end, print Q1/Q2 and the idempotency check"
-	@echo "make test       - set up, then run the whole test suite (what CI runs)"
+	@echo "make test       - set up, then run the whole test suite (what CI runs, with lint)"
+	@echo "make test-fast  - unit and small-data stage tests only (no notebooks, kill/restart, second node, course data)"
+	@echo "make lint       - ruff on the package, scripts, tests and notebook sources"
 	@echo "make notebooks  - re-execute the committed notebooks on the course data (needs LANDING_DIR)"
 	@echo "make benchmark  - time every stage at scales 1, 10, 100 and write docs/performance.md"
 	@echo "make cassandra / cassandra-stop - start / stop the local Cassandra"
@@ -40,6 +42,14 @@ demo: cassandra landing
 
 test: cassandra
 	$(PY) -m pytest
+
+# Everything not marked slow (notebooks, kill/restart, second Cassandra node, scale-1 chains) or course.
+test-fast: cassandra
+	$(PY) -m pytest -m "not slow and not course"
+
+# notebooks/*.py are the jupytext sources; $(wildcard) leaves them out where they do not exist yet.
+lint: setup
+	$(VENV)/bin/ruff check lakehouse_utils scripts tests $(wildcard notebooks/*.py)
 
 notebooks: cassandra
 	$(PY) -m scripts.run_notebooks --commit

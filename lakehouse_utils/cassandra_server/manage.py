@@ -70,15 +70,21 @@ def driver_connection_class() -> type:
 
 def open_cluster(host: str, port: int, *, connect_timeout: float = 10.0, request_timeout: float = 30.0,
                  protocol_version: int = PROTOCOL_VERSION):
-    """A driver `Cluster` for a plain (non-Astra) Cassandra 4.0+; the caller shuts it down."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+    """A driver `Cluster` for a plain (non-Astra) Cassandra 4.0+; the caller shuts it down.
 
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=request_timeout)
+    The one builder for a local or self-hosted node (serving.connection uses it too). A fixed
+    protocol version: no DSE-protocol probing (and its warnings) against Apache Cassandra.
+    Token-aware routing sends each write to a replica; no schema metadata, which no caller reads.
+    """
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+                               request_timeout=request_timeout)
     return Cluster(
         [host], port=port, connection_class=driver_connection_class(), connect_timeout=connect_timeout,
         control_connection_timeout=connect_timeout, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=protocol_version,
+        protocol_version=protocol_version, schema_metadata_enabled=False,
     )
 
 

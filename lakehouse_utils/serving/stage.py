@@ -2,7 +2,7 @@
 
 Each mart is read as a file stream (`trigger(availableNow=True)`, checkpoint per
 target and table), so a run loads only the Gold files written since the last
-run; `serving_sync.TableSync` upserts them and deletes the rows Gold dropped.
+run; `serving.sync.TableSync` upserts them and deletes the rows Gold dropped.
 Whenever a table changes, a small aggregate of its mart refreshes
 `serving_metadata` (the defaults of the demo queries), inside the same batch.
 """
@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.config import Settings
+from lakehouse_utils.contracts import GOLD_MARTS, validate_schema
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
 from lakehouse_utils.serving.connection import (
@@ -91,7 +92,9 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
                      paths.quarantine(f"serving_{table.name}"), columns, run_id, concurrency,
                      on_change=lambda: metadata.update(write_metadata(spark, paths, table, target, run_id)))
     if io.list_files(spark, gold_uri):
-        schema = spark.read.parquet(gold_uri).schema
+        schema = validate_schema(spark.read.parquet(gold_uri), GOLD_MARTS[table.mart], allow_extra=True,
+                                 table=f"gold/{table.mart} at {gold_uri}",
+                                 fix="rebuild Gold with the current code (pipeline --stage gold --full-refresh)")
         _run_stream(spark, gold_uri, schema, checkpoint_uri(paths, table, target), sync, table)
     sync.remove_vanished(gold_partition_ids(spark, gold_uri, columns))
     counts = sync.counts
