@@ -66,7 +66,7 @@ cqlsh: cassandra
 	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
 
 benchmark: cassandra
-	$(PY) -m lakehouse_utils benchmark --scales 1,10,100
+	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course
 
 diagram: setup
 	$(PY) -m scripts.make_diagram

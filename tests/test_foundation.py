@@ -83,6 +83,17 @@ def describe_spark():
         with pytest.raises(JavaNotFoundError, match="Java 11; this project needs Java 17"):
             ensure_java17()
 
+    def it_reads_the_version_from_the_jdk_release_file_without_starting_java(tmp_path, monkeypatch):
+        fake_home = tmp_path / "jdk11"
+        (fake_home / "bin").mkdir(parents=True)
+        fake_java = fake_home / "bin" / "java"
+        fake_java.write_text("#!/bin/sh\nexit 3\n")  # would not tell a version if it were run
+        fake_java.chmod(fake_java.stat().st_mode | stat.S_IEXEC)
+        (fake_home / "release").write_text('IMPLEMENTOR="x"\nJAVA_VERSION="11.0.2"\n')
+        monkeypatch.setenv("JAVA_HOME", str(fake_home))
+        with pytest.raises(JavaNotFoundError, match="Java 11; this project needs Java 17"):
+            ensure_java17()
+
     def it_explains_a_missing_java(tmp_path, monkeypatch):
         monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
         with pytest.raises(JavaNotFoundError, match="Java 17 was not found"):
