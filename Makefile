@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test setup cassandra cassandra-stop landing notebooks benchmark diagram clean-lake help
+.PHONY: demo test setup cassandra cassandra-stop landing notebooks benchmark diagram clean-lake help cluster-demo package
 
 help:
 	@echo "make demo       - set up, run the five notebooks headless end to end, print Q1/Q2 and the idempotency check"
@@ -15,6 +15,8 @@ help:
 	@echo "make notebooks  - re-execute the committed notebooks on the course data (needs LANDING_DIR)"
 	@echo "make benchmark  - time every stage at scales 1, 10, 100 and write docs/performance.md"
 	@echo "make cassandra / cassandra-stop - start / stop the local Cassandra"
+	@echo "make cluster-demo - the whole pipeline on a local Spark standalone master + worker (package shipped with --py-files)"
+	@echo "make package    - build dist/lakehouse_utils-<version>-<hash>.zip, the --py-files archive for executors"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version.split()[0]'
@@ -46,6 +48,12 @@ notebooks: cassandra
 
 benchmark: cassandra
 	$(PY) -m lakehouse_utils benchmark --scales 1,10,100
+
+cluster-demo: cassandra
+	$(PY) -m scripts.cluster_demo
+
+package: setup
+	$(PY) -m lakehouse_utils package --out dist
 
 diagram: setup
 	$(PY) -m scripts.make_diagram

@@ -3,6 +3,8 @@
 Local by default, tuned for a 2-core machine (Colab has the same size). On a
 cluster, set SPARK_MASTER or launch with spark-submit: an existing session (the
 one spark-submit creates) is reused and only session-level SQL settings apply.
+Against a non-local master the package is shipped to the executors
+(lakehouse_utils.shipping) unless `--py-files` already sent it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse_utils.config import Settings
+from lakehouse_utils.shipping import ship_package
 
 # Settings that are correctness decisions, not tuning: every stage relies on them.
 SQL_CONF = {
@@ -84,6 +87,7 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
     if active is not None:
         for key, value in SQL_CONF.items():
             active.conf.set(key, value)
+        ship_package(active)
         return active
     settings = settings or Settings.load()
     ensure_java17()
@@ -107,4 +111,5 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    ship_package(spark)
     return spark
