@@ -82,11 +82,10 @@ def ship_package(spark: SparkSession) -> Path | None:
 
 
 def executors(spark: SparkSession) -> list[str]:
-    """`host:port` of the application's executors (the driver excluded)."""
-    context = spark.sparkContext
-    driver = f"{context.getConf().get('spark.driver.host', '')}:{context.getConf().get('spark.driver.port', '')}"
-    memory_status = context._jsc.sc().getExecutorMemoryStatus()  # Scala Map[String, (Long, Long)], driver included
-    keys = memory_status.keys().iterator()
+    """`host:port` of the block managers of the application's executors (the driver's own removed)."""
+    context = spark.sparkContext._jsc.sc()
+    driver = context.env().blockManager().blockManagerId().hostPort()
+    keys = context.getExecutorMemoryStatus().keys().iterator()  # a Scala Map, the driver included
     found = []
     while keys.hasNext():
         found.append(keys.next())

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyspace", default="cluster_demo", help="Cassandra keyspace when CASSANDRA_KEYSPACE is unset")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for spark-submit")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # interleave in order with spark-submit's output
     try:
         return run(args)
     except ClusterDemoError as error:

@@ -95,9 +95,11 @@ def test_installed_package_runs_the_pipeline_from_another_folder(wheel, tmp_path
     venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True).stdout.strip())
     (venv_site / "zz_pinned_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300)
-    installed = _snapshot(venv_site / "lakehouse_utils")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER"}}
+    # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300,
+                   cwd=tmp_path, env=env)
+    installed = _snapshot(venv_site / "lakehouse_utils")
     host, port = cassandra_endpoint
     env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), CASSANDRA_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g")
     elsewhere = tmp_path / "elsewhere"
