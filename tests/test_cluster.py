@@ -25,8 +25,9 @@ def _marts(lake: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassandra_endpoint):
-    from lakehouse_utils.generator.landing import generate
     from test_packaging import drop_keyspace
+
+    from lakehouse_utils.generator.landing import generate
 
     landing = tmp_path / "landing"
     generate(landing, seed=7, scale=0.05)
