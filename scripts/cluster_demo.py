@@ -8,7 +8,8 @@ lakehouse_utils, so the run proves that the package reaches the executors only t
 
 Honours LANDING_DIR (default: a small generated dataset), LAKE_ROOT (default
 build/cluster_demo/lake), CASSANDRA_HOST (default: the local node), CASSANDRA_KEYSPACE
-(default `cluster_demo`) and WORKER_PYTHON (default: this interpreter). Exit status:
+(default `cluster_demo`), WORKER_PYTHON (default: this interpreter) and CLUSTER_DEMO_DIR
+(logs, work dir, zip; default build/cluster_demo). Exit status:
 spark-submit's.
 """
 
@@ -33,7 +34,8 @@ from lakehouse_utils.shipping import build_package_zip
 from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
-DEMO_DIR = PROJECT_ROOT / "build" / "cluster_demo"
+# Logs, the worker's work dir, the zip and the default lake; a test gives each run its own.
+DEMO_DIR = Path(os.environ.get("CLUSTER_DEMO_DIR") or PROJECT_ROOT / "build" / "cluster_demo")
 WORKER_CORES, WORKER_MEMORY, EXECUTOR_MEMORY = 1, "1536m", "1g"
 SUBMIT_SCRIPT = PROJECT_ROOT / "scripts" / "spark_submit_pipeline.py"
 

@@ -34,7 +34,8 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
     host, port = cassandra_endpoint
     env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
     env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(tmp_path / "cluster_lake"), CASSANDRA_HOST=host,
-               CASSANDRA_PORT=str(port), CASSANDRA_KEYSPACE=KEYSPACE, PYTHONPATH=str(PROJECT_ROOT))
+               CASSANDRA_PORT=str(port), CASSANDRA_KEYSPACE=KEYSPACE, PYTHONPATH=str(PROJECT_ROOT),
+               CLUSTER_DEMO_DIR=str(tmp_path / "demo"))
     demo = subprocess.run([sys.executable, "-m", "scripts.cluster_demo"], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=2400)
     output = demo.stdout + demo.stderr
@@ -45,7 +46,7 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
     # The executor imported the package from the zip that spark-submit shipped, not from an installation.
     assert "executor imports lakehouse_utils from: " in output and ".zip/lakehouse_utils/__init__.py" in output
     assert "ran executor 0 of app-" in output  # the worker's own view: it launched the executor
-    assert "| serving" in output or "serving" in output.split("master:")[0]
+    assert "[serving] run" in output and "[gold] run" in output
     assert "RECONCILIATION FAILED" not in output
     for name in ("master", "worker"):  # both daemons are gone
         assert f"stopped {name}" in output
