@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -82,6 +83,36 @@ def test_package_imported_from_the_zip_reads_its_cql(tmp_path):
     origin, counts = done.stdout.strip().splitlines()
     assert origin.startswith(str(archive)), origin
     assert counts.split()[0] != "0" and counts.split()[1] != "0"
+
+
+CONFIG_PROBE = ("from lakehouse_utils.config import DEFAULTS, PROJECT_ROOT, Settings; s = Settings.load(); "
+                "print(PROJECT_ROOT); print(s.lake_root); print(s.cassandra_home); print(s.landing_dir)")
+
+
+def test_defaults_of_an_installed_copy_follow_the_working_directory(tmp_path):
+    site, work, cache = tmp_path / "site-packages", tmp_path / "work", tmp_path / "cache"
+    shutil.copytree(PROJECT_ROOT / "lakehouse_utils", site / "lakehouse_utils",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work.mkdir()
+    (work / ".env").write_text("LANDING_DIR=/from/the/folder/env\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"LAKE_ROOT", "LANDING_DIR", "CASSANDRA_HOME"}}
+    env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(cache))
+    done = subprocess.run([sys.executable, "-c", CONFIG_PROBE], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    root, lake, cassandra_home, landing = done.stdout.strip().splitlines()
+    assert (root, lake) == (str(work), str(work / "data" / "lake"))
+    assert cassandra_home == str(cache / "lakehouse_utils" / "cassandra")
+    assert landing == "/from/the/folder/env"  # the .env of the working directory
+
+
+def test_defaults_of_the_checkout_stay_in_the_checkout_from_any_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"LAKE_ROOT", "CASSANDRA_HOME"}}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    done = subprocess.run([sys.executable, "-c", CONFIG_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    root, lake, cassandra_home, _ = done.stdout.strip().splitlines()
+    assert (root, lake) == (str(PROJECT_ROOT), str(PROJECT_ROOT / "data" / "lake"))
+    assert cassandra_home == str(PROJECT_ROOT / ".cache" / "cassandra")
 
 
 @pytest.mark.slow
