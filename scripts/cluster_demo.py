@@ -146,7 +146,7 @@ def print_cluster_view(master_ui: int, worker_ui: int) -> None:
     worker = ui_json(worker_ui)
     for executor in worker.get("executors", []) + worker.get("finishedexecutors", []):
         print(f"worker {worker.get('id')}: ran executor {executor.get('id')} of {executor.get('appid')} "
-              f"({executor.get('cores', '?')} core, {executor.get('memory', '?')} MB)")
+              f"({executor.get('memory', '?')} MB)")
 
 
 def run(args: argparse.Namespace) -> int:
