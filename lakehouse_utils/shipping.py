@@ -101,7 +101,10 @@ def _where_executor_imports_package(_rows) -> Iterator[str]:
 
 
 def executor_import_origins(spark: SparkSession) -> list[str]:
-    """Where the executors' Python imports the package from (a shipped zip shows its `userFiles-...` path)."""
+    """Where the executors' Python imports the package from.
+
+    A shipped zip shows as `./lakehouse_utils-<version>-<hash>.zip/...`: Spark fetched it into the executor's work dir.
+    """
     return sorted(set(spark.sparkContext.parallelize([0], 1).mapPartitions(_where_executor_imports_package).collect()))
 
 
