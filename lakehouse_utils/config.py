@@ -40,9 +40,6 @@ def user_cache_dir() -> Path:
 PROJECT_ROOT = project_root()
 IS_CHECKOUT = is_source_checkout()
 
-# Variables that hold secrets: never printed, never put in a repr or an exception.
-SECRET_VARIABLES = frozenset({"ASTRA_DB_APPLICATION_TOKEN"})
-
 DEFAULTS: dict[str, str] = {
     "LAKE_ROOT": str(PROJECT_ROOT / "data" / "lake"),
     "LANDING_DIR": "",
