@@ -70,6 +70,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.shipping import cluster_summary, is_local_master
     from lakehouse_utils.spark import get_spark
 
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
@@ -87,6 +88,8 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     for report in reports:
         print(report.format())
+    if not is_local_master(spark.sparkContext.master):
+        print(cluster_summary(spark))
     broken = [r.stage for r in reports if not r.reconciles]
     if broken:
         print(f"RECONCILIATION FAILED in: {', '.join(broken)}")

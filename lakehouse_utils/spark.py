@@ -2,7 +2,10 @@
 
 Local by default, tuned for a 2-core machine (Colab has the same size). On a
 cluster, set SPARK_MASTER or launch with spark-submit: an existing session (the
-one spark-submit creates) is reused and only session-level SQL settings apply.
+one spark-submit creates, or the one it configures) keeps spark-submit's master and
+resources, and only session-level SQL settings apply.
+Against a non-local master the package is shipped to the executors
+(lakehouse_utils.shipping) unless `--py-files` already sent it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse_utils.config import Settings
+from lakehouse_utils.shipping import ship_package
 
 # Settings that are correctness decisions, not tuning: every stage relies on them.
 SQL_CONF = {
@@ -119,9 +123,19 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         local = active.sparkContext.master.startswith("local")
         for key, value in (SQL_CONF | LOCAL_SQL_CONF if local else SQL_CONF).items():
             active.conf.set(key, value)
+        ship_package(active)
         return active
     settings = settings or Settings.load()
     ensure_java17()
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Launched by spark-submit: the JVM exists and its conf (--master, --driver-memory, ...) is the
+        # user's choice; setting a master here would silently run the whole job in local mode.
+        builder = SparkSession.builder.appName(app_name)
+        for key, value in SQL_CONF.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        ship_package(spark)
+        return spark
     master = os.environ.get("SPARK_MASTER") or settings.spark_master
     if master.startswith("local"):
         # Stay on loopback: the driver must not bind to (or advertise) an external interface.
@@ -142,4 +156,5 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    ship_package(spark)
     return spark
