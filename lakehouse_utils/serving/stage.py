@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 # Tables loaded at once (each is its own streaming query); see docs/decisions/070.
 PARALLEL_TABLES = 3
+# The keyspace, the bound queries the code runs, and their literal copy for cqlsh / the Astra console.
+NOT_TABLE_FILES = ("00_keyspace.cql", "queries.cql", "demo_queries.cql")
 _KEYSPACE_STATEMENT = re.compile(r"(CREATE KEYSPACE IF NOT EXISTS\s+)cloud_analytics\b")
 
 
 def cql_files() -> list:
     """Table files of the model (keyspace and query files excluded), in name order."""
-    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in ("00_keyspace.cql", "queries.cql"))
+    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in NOT_TABLE_FILES)
 
 
 def apply_schema(target: CassandraTarget) -> list[str]:
