@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError, lake_lock
-from lakehouse_utils.paths import LakePaths, join, local_path, to_uri
+from lakehouse_utils.paths import LakePaths, join, local_path, relative_to, to_uri
 from lakehouse_utils.spark import JavaNotFoundError, ensure_java17
 
 
@@ -54,6 +54,13 @@ def describe_paths():
         uri = to_uri(tmp_path)
         assert uri.startswith("file:///")
         assert local_path(join(uri, "x")) == tmp_path / "x"
+
+    def it_finds_the_path_below_a_base_whatever_the_scheme_form():
+        # Hadoop lists `file:/x/...` under a base given as `file:///x`
+        assert relative_to("file:///tmp/lake/gold/m/", "file:/tmp/lake/gold/m/as_of_date=2025-07-01/f.parquet") == \
+            "as_of_date=2025-07-01/f.parquet"
+        assert relative_to("s3a://bucket/lake/t", "s3a://bucket/lake/t/f.parquet") == "f.parquet"
+        assert relative_to("/tmp/lake/t", "file:/tmp/lake/t") == ""
 
     def it_rejects_names_that_could_escape_a_folder_or_a_cql_statement():
         paths = LakePaths.from_roots("/lake", "/landing")
