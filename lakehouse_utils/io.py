@@ -10,6 +10,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -155,13 +156,24 @@ class _WriteTally:
 
     def __init__(self, df: DataFrame, sums: dict[str, Column] | None) -> None:
         self._observation = Observation(f"written-{uuid.uuid4().hex[:12]}")
-        metrics = [F.sum(column).alias(name) for name, column in (sums or {}).items()]
+        self._source, self._sums = df, dict(sums or {})
+        metrics = [F.sum(column).alias(name) for name, column in self._sums.items()]
         self.df = df.observe(self._observation, F.count(F.lit(1)).alias("__rows"), *metrics)
 
     def result(self) -> Written:
-        metrics = dict(self._observation.get)  # blocks until the write's job has finished
+        try:
+            metrics = dict(self._observation.get)  # blocks until the write's job has finished
+        except Py4JJavaError:
+            # Adaptive execution found the input empty at run time and pruned the observing node,
+            # leaving an empty metrics row: count the (empty) input instead, the only extra job.
+            return self._counted_again()
         rows = int(metrics.pop("__rows") or 0)
         return Written(rows, metrics)
+
+    def _counted_again(self) -> Written:
+        row = self._source.agg(F.count(F.lit(1)).alias("__rows"),
+                               *[F.sum(c).alias(n) for n, c in self._sums.items()]).first()
+        return Written(int(row["__rows"]), {name: row[name] for name in self._sums})
 
 
 def replace_table(

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lakehouse_utils.evidence.inventory import compare, format_rows
+from lakehouse_utils.evidence.inventory import format_rows, idempotency
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ["01_bronze_batch", "02_bronze_stream", "03_silver", "04_gold", "05_serving"]
@@ -70,10 +70,10 @@ def demo(args: argparse.Namespace) -> int:
     before = json.loads(_cli("evidence", "--format", "json"))
     run_chain(output_dir / "rerun", NOTEBOOKS)
     after = json.loads(_cli("evidence", "--format", "json"))
-    comparison = compare(before, after)
+    comparison, same, verdict = idempotency(before, after)
     print(format_rows(comparison))
-    same = all(row["identical"] for row in comparison)
-    print(f"idempotency check: counts before and after re-running 01 -> 05 are {'IDENTICAL' if same else 'DIFFERENT'}")
+    print(f"idempotency check: rows, files and content fingerprints before and after re-running 01 -> 05 are "
+          f"{'IDENTICAL' if same else 'DIFFERENT'}; {verdict}")
     return 0 if same else 1
 
 

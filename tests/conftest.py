@@ -75,3 +75,18 @@ def cassandra_endpoint() -> tuple[str, int]:
     from lakehouse_utils.cassandra_server import manage as local_cassandra
 
     return local_cassandra.ensure_running()
+
+
+@pytest.fixture(scope="session")
+def faulty_chain(spark, faulty_landing, tmp_path_factory):
+    """(paths, reports by stage) of the faulty generated landing run once through bronze_batch..gold.
+
+    Shared read-only by the oracle and evidence tests (copy the lake to change it).
+    """
+    from lakehouse_utils.paths import LakePaths
+    from lakehouse_utils.pipeline import run_pipeline
+
+    landing, _ = faulty_landing
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("faulty_chain") / "lake", landing)
+    reports = run_pipeline(spark, paths, ["bronze_batch", "bronze_stream", "silver", "gold"])
+    return paths, {report.stage: report for report in reports}
