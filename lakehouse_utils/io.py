@@ -14,6 +14,8 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse_utils.paths import relative_to
+
 
 def _fs_and_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
@@ -130,7 +132,7 @@ def partition_inventory(spark: SparkSession, uri: str) -> list[dict]:
     base = uri.rstrip("/")
     partitions: dict[str, dict] = {}
     for entry in list_files(spark, base):
-        relative = entry.path.split(base.split("://")[-1], 1)[-1].lstrip("/")
+        relative = relative_to(base, entry.path)
         directory = relative.rsplit("/", 1)[0] if "/" in relative else "."
         slot = partitions.setdefault(directory, {"partition": directory, "files": 0, "bytes": 0})
         slot["files"] += 1

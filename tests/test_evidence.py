@@ -104,7 +104,7 @@ def test_gold_row_dropped_by_a_mart_builder_fails_reconciliation(spark, tmp_path
 
 
 def test_aggregate_mart_counts_reconcile_source_rows_not_groups(faulty_chain):
-    _, reports = faulty_chain
+    _, reports, _ = faulty_chain
     report = reports["gold"]
     report.assert_reconciles()
     tickets = report.table("tickets_by_date_severity")
@@ -116,7 +116,7 @@ def test_aggregate_mart_counts_reconcile_source_rows_not_groups(faulty_chain):
 # ---------- inventory, Cassandra = Gold ----------
 
 def test_lake_inventory_fingerprints_every_table_without_lineage(spark, faulty_chain):
-    paths, _ = faulty_chain
+    paths, _, _ = faulty_chain
     rows = lake_inventory(spark, paths)
     assert {r["zone"] for r in rows} >= {"bronze", "silver", "gold", "quarantine"}
     assert all(r["fingerprint"] is not None for r in rows if r["files"]) and sum(r["rows"] for r in rows) > 0
@@ -128,7 +128,7 @@ def test_lake_inventory_fingerprints_every_table_without_lineage(spark, faulty_c
 
 @pytest.fixture(scope="module")
 def served(spark, faulty_chain, cassandra_endpoint):
-    paths, _ = faulty_chain
+    paths, _, _ = faulty_chain
     host, port = cassandra_endpoint
     target = CassandraTarget("local", KEYSPACE, host=host, port=port)
     settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE)

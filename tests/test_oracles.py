@@ -22,7 +22,7 @@ CENT, MONEY_TOLERANCE = Decimal("0.01"), 1.01e-4  # usage costs: Silver rounds d
 
 @pytest.fixture(scope="module")
 def lake(spark, faulty_chain):
-    paths, _ = faulty_chain
+    paths, _, _ = faulty_chain
 
     def read(zone: str, table: str) -> pd.DataFrame:
         return spark.read.parquet(getattr(paths, zone)(table)).toPandas()
