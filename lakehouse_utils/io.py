@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from py4j.protocol import Py4JJavaError
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse_utils.paths import relative_to
 
@@ -138,14 +140,55 @@ def partition_inventory(spark: SparkSession, uri: str) -> list[dict]:
     return [partitions[key] for key in sorted(partitions)]
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a write actually wrote: its row count and the sums it was asked to observe."""
+
+    rows: int
+    sums: dict = field(default_factory=dict)
+
+
+class _WriteTally:
+    """Counts the rows of a write as they reach the writer, in the write's own job.
+
+    `DataFrame.observe` aggregates the rows flowing through that point of the plan while
+    the write runs, so the count costs no extra Spark job and no read-back, and it is the
+    number of rows the writer received: a row a transform dropped is not in it.
+    """
+
+    def __init__(self, df: DataFrame, sums: dict[str, Column] | None) -> None:
+        self._observation = Observation(f"written-{uuid.uuid4().hex[:12]}")
+        self._source, self._sums = df, dict(sums or {})
+        metrics = [F.sum(column).alias(name) for name, column in self._sums.items()]
+        self.df = df.observe(self._observation, F.count(F.lit(1)).alias("__rows"), *metrics)
+
+    def result(self) -> Written:
+        try:
+            metrics = dict(self._observation.get)  # blocks until the write's job has finished
+        except Py4JJavaError:
+            # Adaptive execution found the input empty at run time and pruned the observing node,
+            # leaving an empty metrics row: count the (empty) input instead, the only extra job.
+            return self._counted_again()
+        rows = int(metrics.pop("__rows") or 0)
+        return Written(rows, metrics)
+
+    def _counted_again(self) -> Written:
+        row = self._source.agg(F.count(F.lit(1)).alias("__rows"),
+                               *[F.sum(c).alias(n) for n, c in self._sums.items()]).first()
+        return Written(int(row["__rows"]), {name: row[name] for name in self._sums})
+
+
 def replace_table(
     spark: SparkSession,
     df: DataFrame,
     uri: str,
     partition_by: list[str] | None = None,
     files_per_partition: int = 1,
-) -> None:
+    sums: dict[str, Column] | None = None,
+) -> Written:
     """Replace a whole table so that readers see either the old or the new version.
+
+    Returns the rows written (and `sums` of the written rows), counted during the write.
 
     The new version is written next to the table and swapped in with renames
     only after Spark has committed it. A failed write leaves the old table as
@@ -155,6 +198,8 @@ def replace_table(
     staging = f"{parent}/.staging-{name}-{uuid.uuid4().hex[:8]}"
     retired = f"{parent}/.retired-{name}-{uuid.uuid4().hex[:8]}"
     _remove_leftovers(spark, parent, name)
+    tally = _WriteTally(df, sums)
+    df = tally.df
     writer_df = df.repartition(files_per_partition, *partition_by) if partition_by else df.coalesce(files_per_partition)
     writer = writer_df.write.mode("overwrite").format("parquet")
     if partition_by:
@@ -164,6 +209,7 @@ def replace_table(
         rename(spark, uri, retired)
     rename(spark, staging, uri)
     delete(spark, retired)
+    return tally.result()
 
 
 def _remove_leftovers(spark: SparkSession, parent: str, name: str) -> None:
@@ -182,13 +228,16 @@ def overwrite_partitions(
     uri: str,
     partition_by: list[str],
     files_per_partition: int = 1,
-) -> None:
-    """Replace only the partitions present in `df` (dynamic partition overwrite)."""
+    sums: dict[str, Column] | None = None,
+) -> Written:
+    """Replace only the partitions present in `df` (dynamic partition overwrite); rows written, as `replace_table`."""
+    tally = _WriteTally(df, sums)
     (
-        df.repartition(files_per_partition, *partition_by)
+        tally.df.repartition(files_per_partition, *partition_by)
         .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy(*partition_by)
         .format("parquet")
         .save(uri)
     )
+    return tally.result()

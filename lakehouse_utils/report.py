@@ -2,11 +2,19 @@
 
 For every table a stage writes: rows_in = rows_out + duplicates + quarantined
 (+ ignored, for lines that carry no record at all, such as blank lines).
+rows_in is counted on the stage's input; rows_out and quarantined are counted on
+what the writes received (`io.replace_table` / `io.overwrite_partitions` return
+them), never derived from each other, so a row a transform silently drops shows
+up as unaccounted and `assert_reconciles` raises `ReconciliationError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+
+class ReconciliationError(AssertionError):
+    """A stage's counts do not add up: rows were lost or invented between input and output."""
 
 
 @dataclass
@@ -51,10 +59,15 @@ class StageReport:
         return all(counts.reconciles for counts in self.tables)
 
     def assert_reconciles(self) -> None:
+        """Raise `ReconciliationError` naming every table whose counts do not add up, with its figures."""
         broken = [c for c in self.tables if not c.reconciles]
         if broken:
-            lines = ", ".join(f"{c.table}: {c.unaccounted:+d} rows unaccounted" for c in broken)
-            raise AssertionError(f"stage {self.stage} does not reconcile: {lines}")
+            lines = "; ".join(
+                f"{c.table}: in {c.rows_in} != out {c.rows_out} + duplicates {c.duplicates} + quarantined "
+                f"{c.quarantined} + ignored {c.ignored} ({c.unaccounted:+d} rows unaccounted)" for c in broken)
+            raise ReconciliationError(
+                f"stage {self.stage} (run {self.run_id}) does not reconcile: {lines}. A transform lost or "
+                "invented rows; the tables were written, inspect them before re-running")
 
     def as_rows(self) -> list[dict]:
         rows = []

@@ -117,7 +117,8 @@ def demo(args: argparse.Namespace) -> int:
           flush=True)
     rerun = subprocess.run([sys.executable, "-m", "lakehouse_utils", "evidence", "--rerun", "all"], cwd=ROOT)
     same = rerun.returncode == 0
-    print(f"idempotency check: counts before and after re-running 01 -> 05 are {'IDENTICAL' if same else 'DIFFERENT'}")
+    print(f"idempotency check: rows, files and content fingerprints before and after re-running 01 -> 05 are "
+          f"{'IDENTICAL' if same else 'DIFFERENT'}")
     return 0 if same else 1
 
 

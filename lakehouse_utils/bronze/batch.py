@@ -153,8 +153,9 @@ def summarise(classified_df: DataFrame) -> dict:
 def write_snapshot(
     spark: SparkSession, paths: LakePaths, classified_df: DataFrame, rows_out: int, landing: LandingFile,
     run_id: str, ingest_ts: datetime,
-) -> str | None:
-    """Replace `bronze/<master>` and `quarantine/<master>`; return the partition column used."""
+) -> tuple[str | None, int, int]:
+    """Replace `bronze/<master>` and `quarantine/<master>`; return the partition column used and the
+    rows the two writes counted (Bronze, quarantine)."""
     schema = master_schema(landing.source)
     partition_column = BRONZE_PARTITIONING.get(schema.source, (None, None))[0]
     bronze_df = classified_df.filter(F.col("status") == OK).select(*bronze_columns(schema, ingest_ts, landing, run_id))
@@ -162,12 +163,12 @@ def write_snapshot(
         # A partitioned write of no rows leaves no file, and readers could not infer the schema:
         # write one schema-only file, with the columns in their read-back order.
         bronze_df, partition_column = bronze_df.select(*bronze_struct(schema.source).fieldNames()), None
-    io.replace_table(spark, bronze_df, paths.bronze(schema.source),
-                     partition_by=[partition_column] if partition_column else None, files_per_partition=1)
+    written = io.replace_table(spark, bronze_df, paths.bronze(schema.source),
+                               partition_by=[partition_column] if partition_column else None, files_per_partition=1)
     is_quarantined = F.col("status").isin(SUPERSEDED, UNPARSABLE)
     quarantine_df = classified_df.filter(is_quarantined).select(*quarantine_columns(schema, ingest_ts, landing, run_id))
-    io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
-    return partition_column
+    quarantined = io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
+    return partition_column, written.rows, quarantined.rows
 
 
 def ingest_master(
@@ -182,7 +183,8 @@ def ingest_master(
     classified_df = with_status(parsed_df, schema).cache()
     try:
         summary = summarise(classified_df)
-        partition_column = write_snapshot(spark, paths, classified_df, summary[OK], landing, run_id, ingest_ts)
+        partition_column, rows_out, quarantined = write_snapshot(
+            spark, paths, classified_df, summary[OK], landing, run_id, ingest_ts)
     finally:
         classified_df.unpersist()
     inventory = io.partition_inventory(spark, paths.bronze(schema.source))
@@ -196,9 +198,10 @@ def ingest_master(
         "superseded_keys": summary["superseded_keys"], "unparsable_lines": summary["unparsable_lines"],
         "seconds": round(time.perf_counter() - started, 2),
     }
+    # rows_in and duplicates from the classification; rows_out and quarantined as the writes counted them
     return TableCounts(
-        table=schema.source, rows_in=summary["rows_in"], rows_out=summary[OK], duplicates=summary[DUPLICATE],
-        quarantined=summary[SUPERSEDED] + summary[UNPARSABLE], details=details,
+        table=schema.source, rows_in=summary["rows_in"], rows_out=rows_out, duplicates=summary[DUPLICATE],
+        quarantined=quarantined, details=details,
     )
 
 

@@ -1,8 +1,13 @@
-"""Evidence a grader reads: rows, files and bytes per zone table and per Cassandra table.
+"""Evidence a grader reads: rows, files, bytes and a content fingerprint per zone and Cassandra table.
 
 `python -m lakehouse_utils evidence` prints the inventory; with `--rerun STAGE`
 it takes the inventory, re-runs the stage(s), takes it again and shows that
-nothing changed (idempotency).
+nothing changed (idempotency): same rows, partitions, files *and* fingerprint,
+and every Cassandra table still equal to its Gold mart by fingerprint.
+
+The fingerprint (`lakehouse_utils.fingerprint`) covers every column except the
+lineage columns below, which say which run wrote a row and when: a re-run changes
+them by design. Any other changed value, in any row, changes the fingerprint.
 """
 
 from __future__ import annotations
@@ -13,8 +18,15 @@ import json
 from pyspark.sql import SparkSession
 
 from lakehouse_utils import io
+from lakehouse_utils.evidence.serving import cassandra_inventory
+from lakehouse_utils.fingerprint import fingerprint_many
 from lakehouse_utils.paths import ZONES, LakePaths, join
 from lakehouse_utils.report import format_table
+
+LINEAGE_COLUMNS = ("run_id", "source_run_id", "ingest_ts", "quarantined_at", "loaded_at")
+COMPARED = ("rows", "partitions", "files", "fingerprint")
+
+__all__ = ["cassandra_inventory", "compare", "idempotency", "lake_inventory", "lake_tables"]
 
 
 def lake_tables(spark: SparkSession, paths: LakePaths) -> list[tuple[str, str]]:
@@ -31,60 +43,71 @@ def lake_tables(spark: SparkSession, paths: LakePaths) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def table_inventory(spark: SparkSession, paths: LakePaths, zone: str, table: str) -> dict:
-    uri = join(paths.zone(zone), table)
-    partitions = io.partition_inventory(spark, uri)
-    files = sum(p["files"] for p in partitions)
-    rows = spark.read.parquet(uri).count() if files else 0
-    return {
-        "zone": zone,
-        "table": table,
-        "rows": rows,
-        "partitions": len(partitions),
-        "files": files,
-        "bytes": sum(p["bytes"] for p in partitions),
-    }
+def _listing(spark: SparkSession, paths: LakePaths, zone: str, table: str) -> dict:
+    partitions = io.partition_inventory(spark, join(paths.zone(zone), table))
+    return {"zone": zone, "table": table, "rows": 0, "partitions": len(partitions),
+            "files": sum(p["files"] for p in partitions), "bytes": sum(p["bytes"] for p in partitions),
+            "fingerprint": None}
 
 
-def lake_inventory(spark: SparkSession, paths: LakePaths, zones: tuple[str, ...] = ZONES) -> list[dict]:
-    return [table_inventory(spark, paths, zone, table) for zone, table in lake_tables(spark, paths) if zone in zones]
+def lake_inventory(spark: SparkSession, paths: LakePaths, zones: tuple[str, ...] = ZONES,
+                   fingerprints: bool = True) -> list[dict]:
+    """Every table of `zones`: listing figures, plus rows and fingerprint from one Spark job for all tables.
 
-
-def cassandra_inventory(session, keyspace: str) -> list[dict]:
-    """Row count per table of a keyspace (COUNT(*) is fine at mart sizes; timeout is generous)."""
-    from lakehouse_utils.paths import check_name
-
-    check_name(keyspace)
-    tables = session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
-    )
-    rows = []
-    for record in sorted(t.table_name for t in tables):
-        check_name(record)
-        count = session.execute(f"SELECT COUNT(*) FROM {keyspace}.{record}", timeout=120).one()[0]
-        rows.append({"zone": "cassandra", "table": record, "rows": int(count)})
+    `fingerprints=False` (benchmarks) counts rows only, which Parquet answers from file footers.
+    """
+    rows = [_listing(spark, paths, zone, table) for zone, table in lake_tables(spark, paths) if zone in zones]
+    readable = [row for row in rows if row["files"]]
+    frames = [spark.read.parquet(join(paths.zone(row["zone"]), row["table"])) for row in readable]
+    if not fingerprints:
+        for row, df in zip(readable, frames, strict=True):
+            row["rows"] = df.count()
+        return rows
+    for row, found in zip(readable, fingerprint_many(frames, exclude=LINEAGE_COLUMNS), strict=True):
+        row["rows"], row["fingerprint"] = found.rows, found.digest
     return rows
 
 
-def compare(before: list[dict], after: list[dict], keys=("rows", "partitions", "files")) -> list[dict]:
-    """Side-by-side inventories; `identical` is False for any table whose figures moved."""
+def compare(before: list[dict], after: list[dict], keys=COMPARED) -> list[dict]:
+    """Side-by-side inventories; `identical` is False for any table whose figures or fingerprint moved.
+
+    A Cassandra row also carries `matches_gold` (after the re-run); a table that is identical
+    to itself but no longer equal to its Gold mart is still reported there.
+    """
     index_before = {(r["zone"], r["table"]): r for r in before}
     index_after = {(r["zone"], r["table"]): r for r in after}
     result = []
     for key in sorted(set(index_before) | set(index_after)):
         old, new = index_before.get(key, {}), index_after.get(key, {})
-        row = {"zone": key[0], "table": key[1], "rows_before": old.get("rows"), "rows_after": new.get("rows")}
-        row["identical"] = all(old.get(k) == new.get(k) for k in keys if k in old or k in new) if key[0] != "cassandra" \
-            else old.get("rows") == new.get("rows")
+        row = {"zone": key[0], "table": key[1], "rows_before": old.get("rows"), "rows_after": new.get("rows"),
+               "fingerprint_before": old.get("fingerprint"), "fingerprint_after": new.get("fingerprint")}
+        row["identical"] = bool(old) and bool(new) and all(old.get(k) == new.get(k) for k in keys if k in old or k in new)
+        if key[0] == "cassandra":
+            row["matches_gold"] = new.get("matches_gold")
         result.append(row)
     return result
+
+
+def idempotency(before: list[dict], after: list[dict]) -> tuple[list[dict], bool, str]:
+    """(comparison, ok, verdict): ok when every table is identical and every served table equals Gold."""
+    comparison = compare(before, after)
+    changed = [f"{r['zone']}/{r['table']}" for r in comparison if not r["identical"]]
+    not_gold = [r["table"] for r in comparison if r.get("matches_gold") is False]
+    served = [r for r in comparison if r.get("matches_gold") is not None]
+    parts = [f"{len(comparison) - len(changed)}/{len(comparison)} tables IDENTICAL (rows, files, fingerprint)"]
+    if changed:
+        parts.append(f"CHANGED: {', '.join(changed)}")
+    if served:
+        parts.append(f"Cassandra = Gold by fingerprint for {len(served) - len(not_gold)}/{len(served)} tables"
+                     + (f"; DIFFERENT from Gold: {', '.join(not_gold)}" if not_gold else ""))
+    return comparison, not changed and not not_gold, "; ".join(parts)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT)")
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR)")
     parser.add_argument("--rerun", help="re-run this stage (or 'all') between two inventories and compare")
-    parser.add_argument("--no-cassandra", action="store_true", help="skip the Cassandra table counts")
+    parser.add_argument("--no-cassandra", action="store_true", help="skip the Cassandra tables")
     parser.add_argument("--format", choices=["table", "json"], default="table")
 
 
@@ -95,7 +118,7 @@ def _inventory(spark, paths, settings, with_cassandra: bool) -> list[dict]:
 
         target = target_from_settings(settings)
         with open_session(target) as session:
-            rows += cassandra_inventory(session, target.keyspace)
+            rows += cassandra_inventory(session, target.keyspace, spark, paths)
     return rows
 
 
@@ -115,8 +138,7 @@ def run_cli(args: argparse.Namespace) -> int:
     run_pipeline(spark, paths, stages, settings=settings, target=settings.serving_target,
                  watermark_delay=settings.watermark_delay)
     after = _inventory(spark, paths, settings, not args.no_cassandra)
-    comparison = compare(before, after)
+    comparison, same, verdict = idempotency(before, after)
     print(json.dumps(comparison, indent=2) if args.format == "json" else format_table(comparison))
-    same = all(r["identical"] for r in comparison)
-    print(f"idempotency after re-running {args.rerun}: {'IDENTICAL' if same else 'CHANGED'}")
+    print(f"idempotency after re-running {args.rerun}: {'IDENTICAL' if same else 'CHANGED'} ({verdict})")
     return 0 if same else 1

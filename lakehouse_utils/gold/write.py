@@ -7,6 +7,9 @@ are compared on the driver with those recorded by the previous write in
 Changed or new partitions are rewritten with `io.overwrite_partitions`, vanished
 ones are deleted, identical ones are not touched. No table or record yet, a
 different schema, or `full_refresh` means a whole-table `io.replace_table`.
+The write counts what it writes (rows and the sum of their hashes) in its own job, and that
+must equal the fingerprints of the partitions it rewrote: `WriteResult.rows` is then
+the mart's rows on disk (written now, or unchanged since the write that recorded them).
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.fingerprint import row_hash
 from lakehouse_utils.paths import join
+from lakehouse_utils.report import ReconciliationError
 
-# Doubles are hashed after rounding: sums computed in a different order differ in the last
-# bits, and that noise must not count as a change. 1e-9 is far below a cent or a token.
-HASH_DECIMALS = 9
 FILES_PER_PARTITION = 1
 # Marts written at once (issue 17).
 PARALLEL_WRITES = 3
@@ -48,26 +49,6 @@ class WriteResult:
     def as_details(self) -> dict:
         return {"write_mode": self.mode, "partitions": self.partitions,
                 "partitions_written": len(self.written), "partitions_deleted": len(self.deleted)}
-
-
-def _canonical(schema_field: T.StructField) -> Column:
-    """A column in a form whose hash ignores float noise and map entry order."""
-    column, data_type = F.col(schema_field.name), schema_field.dataType
-    if isinstance(data_type, (T.DoubleType, T.FloatType)):
-        return F.round(column, HASH_DECIMALS)
-    if isinstance(data_type, T.MapType):
-        if isinstance(data_type.valueType, (T.DoubleType, T.FloatType)):
-            column = F.transform_values(column, lambda _, value: F.round(value, HASH_DECIMALS))
-        # Spark refuses to hash maps; sorted entries carry the same content.
-        return F.array_sort(F.map_entries(column))
-    return column
-
-
-def row_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> Column:
-    """xxhash64 over every column except `exclude`, as decimal so that sums cannot overflow."""
-    parts = [_canonical(f) for f in df.schema.fields if f.name not in exclude]
-    # ANSI mode makes a bigint sum overflow an error; decimal(38,0) holds 10^19 rows' worth.
-    return F.xxhash64(*parts).cast("decimal(38,0)")
 
 
 def fingerprints(df: DataFrame, partition_col: str | None, measure: str | None = None) -> DataFrame:
@@ -172,16 +153,30 @@ def _apply(
     by = [partition_col] if partition_col else None
     changed = sorted(p for p, fingerprint in new.items() if old is None or old.get(p) != fingerprint)
     vanished = sorted(set(old or ()) - set(new))
+    sums = {"hash": row_hash(df, (partition_col,) if partition_col else ())}
     if old is None or (partition_col is None and (changed or vanished)):
-        io.replace_table(spark, df, uri, partition_by=by, files_per_partition=FILES_PER_PARTITION)
+        written = io.replace_table(spark, df, uri, partition_by=by, files_per_partition=FILES_PER_PARTITION, sums=sums)
         result.mode, result.written = ("full" if old is None else "replaced"), sorted(new)
+        _check_written(uri, written, [new[p] for p in new])
         return
     result.mode = "incremental" if changed or vanished else "unchanged"
     if changed:
-        io.overwrite_partitions(
+        written = io.overwrite_partitions(
             spark, df.filter(F.col(partition_col).cast("string").isin(changed)), uri,
-            partition_by=by, files_per_partition=FILES_PER_PARTITION,
+            partition_by=by, files_per_partition=FILES_PER_PARTITION, sums=sums,
         )
+        _check_written(uri, written, [new[p] for p in changed])
     for value in vanished:
         io.delete(spark, join(uri, f"{partition_col}={value}"))
     result.written, result.deleted = changed, vanished
+
+
+def _check_written(uri: str, written: io.Written, expected: list[tuple[int, str]]) -> None:
+    """The rows the write counted must be the rows the fingerprints describe (same count, same hash sum)."""
+    rows, digest = sum(n for n, _ in expected), sum(int(h) for _, h in expected)
+    written_digest = int(written.sums["hash"] or 0)
+    if (written.rows, written_digest) != (rows, digest):
+        raise ReconciliationError(
+            f"mart at {uri}: the write received {written.rows} rows (hash sum {written_digest}) but the "
+            f"partitions it rewrote hold {rows} rows (hash sum {digest}); the mart is not what Gold computed, "
+            "re-run with full_refresh")

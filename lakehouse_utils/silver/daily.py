@@ -60,16 +60,16 @@ def org_service_daily(events_df: DataFrame, thresholds: AnomalyThresholds, run_i
 def build_daily(spark: SparkSession, paths: LakePaths, run_id: str, thresholds: AnomalyThresholds) -> TableCounts:
     """Rebuild silver/org_service_daily from silver/usage_events; every event must land in one row."""
     events_df = spark.read.parquet(paths.silver("usage_events"))
-    io.replace_table(spark, org_service_daily(events_df, thresholds, run_id), paths.silver("org_service_daily"),
-                     partition_by=["usage_date"])
-    written = spark.read.parquet(paths.silver("org_service_daily")).agg(
-        F.count(F.lit(1)).alias("rows"), F.sum("event_count").alias("events"),
-        F.sum(F.col("is_anomaly").cast("int")).alias("anomalies"),
-    ).first()
+    written = io.replace_table(
+        spark, org_service_daily(events_df, thresholds, run_id), paths.silver("org_service_daily"),
+        partition_by=["usage_date"],
+        sums={"events": F.col("event_count"), "anomalies": F.col("is_anomaly").cast("int")},
+    )
     return TableCounts(
         table="org_service_daily",
         rows_in=events_df.count(),
-        rows_out=int(written["events"] or 0),
-        details={"unit": "events (rows_out = sum of event_count)", "rows_written": int(written["rows"]),
-                 "anomalies": int(written["anomalies"] or 0), "thresholds": thresholds.__dict__},
+        rows_out=int(written.sums["events"] or 0),
+        details={"unit": "events (rows_out = sum of event_count over the rows written)",
+                 "rows_written": written.rows, "anomalies": int(written.sums["anomalies"] or 0),
+                 "thresholds": thresholds.__dict__},
     )

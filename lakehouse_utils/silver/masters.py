@@ -180,8 +180,10 @@ def conform_and_check(
     return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references, persist=persist)
 
 
-def _table_counts(table: str, counts: QualityCounts, bronze_run_id: str | None) -> TableCounts:
-    return TableCounts(table=table, rows_in=counts.rows_in, rows_out=counts.valid, quarantined=counts.quarantined,
+def _table_counts(table: str, counts: QualityCounts, bronze_run_id: str | None, rows_out: int,
+                  quarantined: int) -> TableCounts:
+    """rows_in counted on the checked snapshot; rows_out and quarantined as the two writes counted them."""
+    return TableCounts(table=table, rows_in=counts.rows_in, rows_out=rows_out, quarantined=quarantined,
                        details={"bronze_run_id": bronze_run_id, "rules": counts.by_action()})
 
 
@@ -190,6 +192,8 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
     build = MastersBuild(frames={}, bronze_run_ids={})
     valid: dict[str, DataFrame] = {}
     counts: dict[str, QualityCounts] = {}
+    written: dict[str, int] = {}
+    quarantined: dict[str, int] = {}
 
     def check(table: str) -> None:
         snapshot_df, build.bronze_run_ids[table] = latest_snapshot(read_bronze(spark, paths, table))
@@ -198,11 +202,11 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
         valid[table], quarantine_df, counts[table] = conform_and_check(table, snapshot_df, valid.get("customers_orgs"),
                                                                        persist=True)
         bronze_columns = [*master_schema(table).column_names, *TECHNICAL]
-        io.replace_table(spark, quarantine_frame(quarantine_df, bronze_columns, run_id),
-                         paths.quarantine(f"{table}_silver"))
+        quarantined[table] = io.replace_table(spark, quarantine_frame(quarantine_df, bronze_columns, run_id),
+                                              paths.quarantine(f"{table}_silver")).rows
 
     def write(table: str) -> None:
-        io.replace_table(spark, silver_master(table, valid[table], run_id), paths.silver(table))
+        written[table] = io.replace_table(spark, silver_master(table, valid[table], run_id), paths.silver(table)).rows
 
     # Each master is a few small jobs dominated by driver latency: overlapping them keeps both cores busy.
     # customers_orgs goes first because the others check org_exists against its valid rows.
@@ -217,6 +221,7 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
         for quality in counts.values():
             quality.release()
     for table in MASTER_ORDER:
-        build.counts.append(_table_counts(table, counts[table], build.bronze_run_ids[table]))
+        build.counts.append(_table_counts(table, counts[table], build.bronze_run_ids[table], written[table],
+                                          quarantined[table]))
         build.frames[table] = spark.read.parquet(paths.silver(table))
     return build

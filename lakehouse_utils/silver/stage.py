@@ -128,16 +128,18 @@ def _check_planned(spark, paths, bronze_df, masters, plan, factor):
     return checked, (p99, threshold)
 
 
-def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan) -> None:
-    """Full: atomic replacement. Incremental: overwrite the planned dates, drop the ones left empty."""
+def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan) -> int:
+    """Full: atomic replacement. Incremental: overwrite the planned dates, drop the ones left empty.
+
+    Returns the rows written, as the write counted them.
+    """
     if plan.full:
-        io.replace_table(spark, df, uri, partition_by=[PARTITION])
-        return
+        return io.replace_table(spark, df, uri, partition_by=[PARTITION]).rows
     written = {row[PARTITION] for row in df.select(PARTITION).distinct().collect()}
-    if written:
-        io.overwrite_partitions(spark, df, uri, partition_by=[PARTITION])
+    rows = io.overwrite_partitions(spark, df, uri, partition_by=[PARTITION]).rows if written else 0
     for empty in set(plan.dates) - written:
         io.delete(spark, join(uri, f"{PARTITION}={'__HIVE_DEFAULT_PARTITION__' if empty is None else empty}"))
+    return rows
 
 
 def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor) -> EventsResult:
@@ -146,9 +148,9 @@ def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor)
         spark, paths, bronze_df, masters, plan, spike_factor)
     try:
         silver_df, spikes = silver_events(valid_df, threshold, masters["customers_orgs"], masters["resources"], run_id)
-        _write(spark, silver_df, paths.silver("usage_events"), plan)
-        _write(spark, quarantine_frame(quarantine_df, [*bronze_df.columns, PARTITION], run_id),
-               paths.quarantine("usage_events"), plan)
+        rows_out = _write(spark, silver_df, paths.silver("usage_events"), plan)
+        quarantined = _write(spark, quarantine_frame(quarantine_df, [*bronze_df.columns, PARTITION], run_id),
+                             paths.quarantine("usage_events"), plan)
     finally:
         counts.release()
     spike = {"percentile": SPIKE_PERCENTILE, "accuracy": SPIKE_ACCURACY, "p99": p99, "factor": spike_factor,
@@ -157,7 +159,8 @@ def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor)
     rules["flag"]["cost_spike"] = spikes
     details = {"mode": "full" if plan.full else "incremental", "reason": plan.reason, "rules": rules, "spike": spike,
                "dates_recomputed": None if plan.full else len(plan.dates)}
-    events = TableCounts("usage_events", counts.rows_in, counts.valid, quarantined=counts.quarantined, details=details)
+    # rows_in: the checked Bronze rows; rows_out / quarantined: what the two writes received
+    events = TableCounts("usage_events", counts.rows_in, rows_out, quarantined=quarantined, details=details)
     return EventsResult(events, spike)
 
 
