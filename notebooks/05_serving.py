@@ -104,8 +104,6 @@ print(serving_plan(ctx.settings))
 # ## Load Gold into Cassandra
 
 # %%
-import pandas as pd
-
 from lakehouse_utils.notebook import readable, report_frame
 from lakehouse_utils.pipeline import new_run_id, run_stage
 
