@@ -6,6 +6,7 @@ restart; Cassandra stopped and restarted mid-live: nothing lost, nothing doubled
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_gold import pandas_daily_usage
 
@@ -44,6 +46,10 @@ def small_landing(root: Path, held_back: int) -> tuple[Path, list[Path]]:
     for path in files[len(files) - held_back:]:
         shutil.move(path, hold / path.name)
     return landing, sorted(hold.glob("*.jsonl"))
+
+
+def utc_date(text: str):
+    return pd.to_datetime(text, utc=True, format="ISO8601").date()
 
 
 def drop(landing: Path, name: str, text: str) -> None:
@@ -129,8 +135,8 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
     assert " 0 new events, 0 rows upserted" in runner.batches()[1]
 
     lines = held[0].read_text(encoding="utf-8").splitlines()
-    old_day = min(first)[2]  # the first usage date already served
-    late = [line for line in lines if f'"{old_day.isoformat()}T' in line]
+    old_day = min(key[2] for key in first)  # the first usage date already served
+    late = [line for line in lines if utc_date(json.loads(line)["timestamp"]) == old_day]
     assert late, "the held-back file has no event on the first day"
     drop(landing, "events_late_old_day.jsonl", "\n".join(late) + "\n")
     runner.wait_batches(3)
