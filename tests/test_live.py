@@ -248,3 +248,21 @@ def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, 
     runner.finish()
     assert (spark_commits / "1").exists()
     assert_equals_pandas(target, landing)
+
+
+def test_live_insert_names_every_served_column_except_the_batch_only_anomaly_columns():
+    from lakehouse_utils.live.metrics import upsert_cql
+    from lakehouse_utils.serving.model import serving_table
+
+    for table in (DAILY_TABLE, GENAI_TABLE):
+        names = upsert_cql(table).split("(", 1)[1].split(")", 1)[0].split(", ")
+        expected = [n for n in serving_table(table).column_names if n not in ("is_anomaly", "anomaly_methods")]
+        assert names == expected
+    assert "is_anomaly" in serving_table(DAILY_TABLE).column_names  # the batch layer still serves it
+
+
+def test_freshness_counts_the_files_of_each_progress_line():
+    from lakehouse_utils.benchmark.freshness import files_consumed
+
+    lines = ["live: 0 valid events", "live batch 0: 3 file(s), 9 lines, ...", "live batch 1: 1 file(s), 2 lines"]
+    assert files_consumed(lines) == 4
