@@ -5,23 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
-from lakehouse_utils.contracts import TECHNICAL_COLUMNS, master_schema
+from lakehouse_utils.contracts import BRONZE_EVENTS_READ, TECHNICAL_COLUMNS, master_schema
 from lakehouse_utils.paths import LakePaths
 
 BRONZE_RUN = "20250901T000000Z-b0b0b0"
 INGEST_TS = datetime(2025, 9, 1, tzinfo=timezone.utc)
 
-BRONZE_EVENT_SCHEMA = T.StructType([T.StructField(n, d) for n, d in (
-    ("event_id", T.StringType()), ("event_ts", T.TimestampType()), ("timestamp_raw", T.StringType()),
-    ("org_id", T.StringType()), ("resource_id", T.StringType()), ("service", T.StringType()),
-    ("region", T.StringType()), ("metric", T.StringType()), ("unit", T.StringType()), ("value_raw", T.StringType()),
-    ("cost_usd_increment", T.DoubleType()), ("schema_version", T.IntegerType()), ("carbon_kg", T.DoubleType()),
-    ("genai_tokens", T.LongType()), ("content_hash", T.StringType()), ("is_late", T.BooleanType()),
-    ("lateness_seconds", T.LongType()), ("ingest_ts", T.TimestampType()), ("source_file", T.StringType()),
-    ("run_id", T.StringType()), ("batch_id", T.LongType()), ("event_date", T.DateType()),
-)])
+# The Bronze event columns Silver reads (the contract without type_error_line).
+BRONZE_EVENT_SCHEMA = BRONZE_EVENTS_READ
 
 
 def parse_ts(text: str | None) -> datetime | None:

@@ -1,7 +1,7 @@
 """One micro-batch of the bronze stream: first-arrival dedupe, lateness flags, quarantine rows.
 
-Pure DataFrame functions; `bronze_stream.BronzeBatchWriter` runs them inside
-`foreachBatch` and makes the write idempotent.
+Pure DataFrame functions; `bronze.stream_writer.BronzeBatchWriter` runs them inside
+`foreachBatch` and makes the write idempotent. Output schemas: `contracts.bronze`.
 """
 
 from __future__ import annotations
