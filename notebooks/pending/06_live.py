@@ -52,7 +52,7 @@ from pathlib import Path
 
 import pandas as pd
 
-PROJECT_ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+PROJECT_ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from lakehouse_utils.config import Settings
