@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-fast lint setup cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help
+.PHONY: demo test test-fast lint setup cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help cluster-demo package
 
 help:
 	@echo "make demo       - set up, run the five notebooks headless end to end, print Q1/Q2 and the idempotency check"
@@ -19,6 +19,8 @@ help:
 	@echo "make cqlsh      - open cqlsh on the local node (CQL=cql/demo_queries.cql runs that file instead)"
 	@echo "make benchmark  - time every stage at scales 1, 10, 100 and write docs/performance.md"
 	@echo "make cassandra / cassandra-stop - start / stop the local Cassandra"
+	@echo "make cluster-demo - the whole pipeline on a local Spark standalone master + worker (package shipped with --py-files)"
+	@echo "make package    - build dist/lakehouse_utils-<version>-<hash>.zip, the --py-files archive for executors"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version.split()[0]'
@@ -66,7 +68,13 @@ cqlsh: cassandra
 	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
 
 benchmark: cassandra
-	$(PY) -m lakehouse_utils benchmark --scales 1,10,100
+	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course
+
+cluster-demo: cassandra
+	$(PY) -m scripts.cluster_demo
+
+package: setup
+	$(PY) -m lakehouse_utils package --out dist
 
 diagram: setup
 	$(PY) -m scripts.make_diagram

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cassandra": ("lakehouse_utils.cassandra_server.manage", "start|stop|status the local Cassandra"),
     "evidence": ("lakehouse_utils.evidence.inventory", "print counts and partition sizes per zone and Cassandra table"),
     "benchmark": ("lakehouse_utils.benchmark.stages", "time every stage at several data scales"),
+    "package": ("lakehouse_utils.shipping", "build the zip of the package that executors import (--py-files)"),
 }
 
 

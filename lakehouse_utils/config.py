@@ -13,7 +13,32 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def is_source_checkout() -> bool:
+    """True when the package runs from its source tree (next to its `pyproject.toml`), not from site-packages."""
+    checkout = PACKAGE_DIR.parent
+    return (checkout / "pyproject.toml").is_file() and (checkout / "lakehouse_utils" / "__init__.py").is_file()
+
+
+def project_root() -> Path:
+    """Where relative defaults (`data/lake`, `.env`, `data/landing`) live.
+
+    From a source checkout (as `make`, the notebooks and the tests run it): the checkout,
+    whatever the working directory. Installed with `pip install .`: the working directory
+    at start-up, so a user's lake lands where they run the command, never in site-packages.
+    """
+    return PACKAGE_DIR.parent if is_source_checkout() else Path.cwd()
+
+
+def user_cache_dir() -> Path:
+    """Per-user cache (the downloaded Cassandra) of an installed package: XDG_CACHE_HOME or ~/.cache."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakehouse_utils"
+
+
+PROJECT_ROOT = project_root()
+IS_CHECKOUT = is_source_checkout()
 
 DEFAULTS: dict[str, str] = {
     "LAKE_ROOT": str(PROJECT_ROOT / "data" / "lake"),
@@ -24,7 +49,7 @@ DEFAULTS: dict[str, str] = {
     "CASSANDRA_HOST": "",
     "CASSANDRA_PORT": "9042",
     "CASSANDRA_KEYSPACE": "cloud_analytics",
-    "CASSANDRA_HOME": str(PROJECT_ROOT / ".cache" / "cassandra"),
+    "CASSANDRA_HOME": str((PROJECT_ROOT / ".cache" if IS_CHECKOUT else user_cache_dir()) / "cassandra"),
     "CASSANDRA_STORAGE_PORT": "7000",
     "CASSANDRA_JMX_PORT": "7199",
     "ASTRA_DB_SECURE_BUNDLE_PATH": "",

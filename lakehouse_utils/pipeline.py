@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import secrets
+import sys
 import time
 from datetime import datetime, timezone
 
+from lakehouse_utils.benchmark.jobs import JobCounter
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import lake_lock
 from lakehouse_utils.paths import LakePaths
@@ -35,8 +37,11 @@ def run_stage(spark, paths: LakePaths, stage: str, run_id: str | None = None, **
     accepted = module.run.__code__.co_varnames[: module.run.__code__.co_argcount + module.run.__code__.co_kwonlyargcount]
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
     started = time.perf_counter()
-    report = module.run(spark, paths, run_id or new_run_id(), **kwargs)
+    with JobCounter(spark, f"stage {stage}") as jobs:
+        report = module.run(spark, paths, run_id or new_run_id(), **kwargs)
     report.seconds = time.perf_counter() - started
+    # Load-independent cost figure (issue 17): on a shared 2-core box seconds vary, job counts do not.
+    report.extra["spark_jobs"] = jobs.count
     return report
 
 
@@ -46,7 +51,11 @@ def run_pipeline(spark, paths: LakePaths, stages: list[str] | None = None, **opt
     reports = []
     with lake_lock(paths.lake_root, purpose=f"pipeline {run_id}"):
         for stage in stages or list(STAGES):
-            reports.append(run_stage(spark, paths, stage, run_id, **options))
+            report = run_stage(spark, paths, stage, run_id, **options)
+            reports.append(report)
+            # progress on stderr: stdout of some commands is JSON
+            print(f"  {stage}: {report.seconds:.1f}s, {report.extra.get('spark_jobs')} Spark jobs",
+                  file=sys.stderr, flush=True)
     return reports
 
 
@@ -61,6 +70,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.shipping import cluster_summary, is_local_master
     from lakehouse_utils.spark import get_spark
 
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
@@ -78,6 +88,8 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     for report in reports:
         print(report.format())
+    if not is_local_master(spark.sparkContext.master):
+        print(cluster_summary(spark))
     broken = [r.stage for r in reports if not r.reconciles]
     if broken:
         print(f"RECONCILIATION FAILED in: {', '.join(broken)}")

@@ -2,7 +2,10 @@
 
 Local by default, tuned for a 2-core machine (Colab has the same size). On a
 cluster, set SPARK_MASTER or launch with spark-submit: an existing session (the
-one spark-submit creates) is reused and only session-level SQL settings apply.
+one spark-submit creates, or the one it configures) keeps spark-submit's master and
+resources, and only session-level SQL settings apply.
+Against a non-local master the package is shipped to the executors
+(lakehouse_utils.shipping) unless `--py-files` already sent it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse_utils.config import Settings
+from lakehouse_utils.shipping import ship_package
 
 # Settings that are correctness decisions, not tuning: every stage relies on them.
 SQL_CONF = {
@@ -24,13 +28,19 @@ SQL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     # Re-running a stage replaces only the partitions it writes.
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
-    # Small data on 2 cores: a few shuffle partitions, merged further by AQE.
+    # Small data on 2 cores: a few shuffle partitions (every write sets its own file count).
     "spark.sql.shuffle.partitions": "4",
-    "spark.sql.adaptive.enabled": "true",
-    "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.parquet.compression.codec": "snappy",
     # The streaming file source keeps its log small; our state lives elsewhere.
     "spark.sql.streaming.minBatchesToRetain": "20",
+}
+
+# Local runs only (issue 17, ADR 090.5): adaptive execution submits every shuffle stage as a job of
+# its own and re-plans between them; on small data in local mode that fixed cost outweighs what it
+# adapts (4 shuffle partitions leave little to coalesce; small-table joins are broadcast by hint or
+# by their file size). A cluster keeps Spark's default (on).
+LOCAL_SQL_CONF = {
+    "spark.sql.adaptive.enabled": "false",
 }
 
 # Warnings and errors only: keeps Spark's start-up banner out of notebook outputs.
@@ -44,7 +54,17 @@ class JavaNotFoundError(RuntimeError):
 
 
 def java_major_version(java_bin: str) -> int:
-    """Major version of a `java` binary, parsed from `java -version`."""
+    """Major version of a `java` binary: from its JDK's `release` file, else parsed from `java -version`.
+
+    The release file is read first because `java -version` starts a JVM (about a second on a busy
+    2-core machine), before the one Spark starts anyway.
+    """
+    release = Path(java_bin).resolve().parent.parent / "release"
+    if release.is_file():
+        match = re.search(r'^JAVA_VERSION="(\d+)(?:\.(\d+))?', release.read_text(errors="replace"), re.M)
+        if match:
+            major = int(match.group(1))
+            return int(match.group(2)) if major == 1 and match.group(2) else major
     out = subprocess.run([java_bin, "-version"], capture_output=True, text=True, timeout=60)
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if not match:
@@ -100,11 +120,22 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
     """Return the active SparkSession, or build one from the settings."""
     active = SparkSession.getActiveSession()
     if active is not None:
-        for key, value in SQL_CONF.items():
+        local = active.sparkContext.master.startswith("local")
+        for key, value in (SQL_CONF | LOCAL_SQL_CONF if local else SQL_CONF).items():
             active.conf.set(key, value)
+        ship_package(active)
         return active
     settings = settings or Settings.load()
     ensure_java17()
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Launched by spark-submit: the JVM exists and its conf (--master, --driver-memory, ...) is the
+        # user's choice; setting a master here would silently run the whole job in local mode.
+        builder = SparkSession.builder.appName(app_name)
+        for key, value in SQL_CONF.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        ship_package(spark)
+        return spark
     master = os.environ.get("SPARK_MASTER") or settings.spark_master
     if master.startswith("local"):
         # Stay on loopback: the driver must not bind to (or advertise) an external interface.
@@ -121,8 +152,9 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         .config("spark.driver.extraJavaOptions",
                 f"-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}")
     )
-    for key, value in SQL_CONF.items():
+    for key, value in (SQL_CONF | LOCAL_SQL_CONF if master.startswith("local") else SQL_CONF).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    ship_package(spark)
     return spark

@@ -89,6 +89,16 @@ def generated_chain(spark, generated_landing, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
+    """Every fault, in 10 event files instead of 24+: for the tests that run one file per micro-batch."""
+    from lakehouse_utils.generator.landing import generate
+
+    out = tmp_path_factory.mktemp("small_faulty") / "landing"
+    manifest = generate(out, seed=11, scale=0.05, files=8, duplicates=True, malformed=True, late_files=True, bad_rows=True)
+    return out, manifest
+
+
+@pytest.fixture(scope="session")
 def hostile_run(spark, tmp_path_factory):
     """(paths, reports by stage) of the hand-made hostile landing (tests/test_hostile_events.py) run once
     through bronze_batch..gold; shared by the hostile and failure tests, which only read it or copy it."""

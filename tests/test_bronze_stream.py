@@ -274,13 +274,21 @@ def assert_matches_manifest(counts, manifest: dict) -> None:
     assert counts.reconciles
 
 
-# One file per trigger is 24 micro-batches (~2 min): the full suite runs it, make test-fast does not.
-@pytest.mark.parametrize("max_files", [pytest.param(1, marks=pytest.mark.slow), 7, None],
-                         ids=["1-file", "7-files", "all-files"])
+@pytest.mark.parametrize("max_files", [7, None], ids=["7-files", "all-files"])
 def test_generated_events_land_identically_for_any_trigger_size(spark, faulty_landing, tmp_path, max_files):
     landing, manifest = faulty_landing
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=max_files).table("usage_events")
+    assert bronze_ids(spark, paths) == expected_ids(landing)
+    assert_matches_manifest(counts, manifest)
+
+
+# One file per trigger: a micro-batch per file, so the smaller landing (10 files, every fault) keeps it short.
+@pytest.mark.slow
+def test_generated_events_land_identically_one_file_per_trigger(spark, small_faulty_landing, tmp_path):
+    landing, manifest = small_faulty_landing
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1).table("usage_events")
     assert bronze_ids(spark, paths) == expected_ids(landing)
     assert_matches_manifest(counts, manifest)
 
@@ -314,8 +322,8 @@ bronze_stream.run(get_spark("killed-bronze-stream"), LakePaths.from_roots(sys.ar
 
 
 @pytest.mark.slow
-def test_generated_events_survive_a_kill_and_restart(spark, faulty_landing, tmp_path):
-    landing, manifest = faulty_landing
+def test_generated_events_survive_a_kill_and_restart(spark, small_faulty_landing, tmp_path):
+    landing, manifest = small_faulty_landing
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     commits = tmp_path / "lake" / "_checkpoints" / "bronze_usage_events" / COMMITS_DIR
     env = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}

@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError, lake_lock
-from lakehouse_utils.paths import LakePaths, join, local_path, to_uri
+from lakehouse_utils.paths import LakePaths, join, local_path, relative_to, to_uri
 from lakehouse_utils.spark import JavaNotFoundError, ensure_java17
 
 
@@ -55,6 +55,13 @@ def describe_paths():
         assert uri.startswith("file:///")
         assert local_path(join(uri, "x")) == tmp_path / "x"
 
+    def it_finds_the_path_below_a_base_whatever_the_scheme_form():
+        # Hadoop lists `file:/x/...` under a base given as `file:///x`
+        assert relative_to("file:///tmp/lake/gold/m/", "file:/tmp/lake/gold/m/as_of_date=2025-07-01/f.parquet") == \
+            "as_of_date=2025-07-01/f.parquet"
+        assert relative_to("s3a://bucket/lake/t", "s3a://bucket/lake/t/f.parquet") == "f.parquet"
+        assert relative_to("/tmp/lake/t", "file:/tmp/lake/t") == ""
+
     def it_rejects_names_that_could_escape_a_folder_or_a_cql_statement():
         paths = LakePaths.from_roots("/lake", "/landing")
         for bad in ("../etc", "users; DROP TABLE x", "Users", ""):
@@ -79,6 +86,17 @@ def describe_spark():
         fake_java = fake_home / "bin" / "java"
         fake_java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
         fake_java.chmod(fake_java.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("JAVA_HOME", str(fake_home))
+        with pytest.raises(JavaNotFoundError, match="Java 11; this project needs Java 17"):
+            ensure_java17()
+
+    def it_reads_the_version_from_the_jdk_release_file_without_starting_java(tmp_path, monkeypatch):
+        fake_home = tmp_path / "jdk11"
+        (fake_home / "bin").mkdir(parents=True)
+        fake_java = fake_home / "bin" / "java"
+        fake_java.write_text("#!/bin/sh\nexit 3\n")  # would not tell a version if it were run
+        fake_java.chmod(fake_java.stat().st_mode | stat.S_IEXEC)
+        (fake_home / "release").write_text('IMPLEMENTOR="x"\nJAVA_VERSION="11.0.2"\n')
         monkeypatch.setenv("JAVA_HOME", str(fake_home))
         with pytest.raises(JavaNotFoundError, match="Java 11; this project needs Java 17"):
             ensure_java17()

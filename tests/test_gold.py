@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 from lakehouse_utils.gold import evidence as gold_evidence
 from lakehouse_utils.gold import stage as gold
@@ -229,7 +230,7 @@ def test_write_mart_rewrites_only_changed_partitions_and_drops_vanished(spark, l
     assert (result.mode, result.written, result.deleted) == ("incremental", ["2025-07-02", "2025-07-10"], ["2025-07-03"])
     assert after["day=2025-07-01"] == before["day=2025-07-01"] and after["day=2025-07-02"] != before["day=2025-07-02"]
     assert set(after) == {"day=2025-07-01", "day=2025-07-02", "day=2025-07-10"}
-    assert sorted(tuple(r) for r in spark.read.parquet(uri).select("day", "key", "amount").collect()) == sorted(changed)
+    assertDataFrameEqual(spark.read.parquet(uri).select("day", "key", "amount"), partitioned(spark, changed), rtol=0, atol=0)
 
 
 def test_write_mart_same_content_writes_nothing(spark, lake):
@@ -306,13 +307,21 @@ def built_lake(spark, tmp_path_factory):
     return paths, gold.run(spark, paths, "built")
 
 
-def snapshot(spark, paths: LakePaths) -> dict[str, list]:
+def snapshot(spark, paths: LakePaths) -> dict[str, tuple]:
     """Every mart as sorted rows (tiny tables only), columns in a fixed order."""
     marts = {}
     for mart in gold.MARTS:
         df = spark.read.parquet(paths.gold(mart))
-        marts[mart] = sorted(str(r.asDict()) for r in df.select(*sorted(df.columns)).collect())
+        marts[mart] = (sorted(df.columns), df.select(*sorted(df.columns)).collect())
     return marts
+
+
+def assert_same_marts(actual: dict[str, tuple], expected: dict[str, tuple]) -> None:
+    """Same marts and columns, each with the same rows in any order, values exactly equal."""
+    assert set(actual) == set(expected)
+    for mart, (columns, rows) in expected.items():
+        assert actual[mart][0] == columns, mart
+        assertDataFrameEqual(actual[mart][1], rows, rtol=0, atol=0)
 
 
 def test_run_reports_reconciled_counts_per_mart(built_lake):
@@ -329,7 +338,7 @@ def test_run_twice_rewrites_nothing(spark, silver_lake):
     before = snapshot(spark, silver_lake)
     report = gold.run(spark, silver_lake, "second")
     assert {c.details["write_mode"] for c in report.tables} == {"unchanged"}
-    assert snapshot(spark, silver_lake) == before
+    assert_same_marts(snapshot(spark, silver_lake), before)
 
 
 def test_late_event_rewrites_affected_days_and_equals_full_rebuild(spark, silver_lake):
@@ -345,7 +354,7 @@ def test_late_event_rewrites_affected_days_and_equals_full_rebuild(spark, silver
     # as-of dates 07-01 .. 07-14 include day 1; 07-15 .. 07-20 do not and keep their files.
     assert {p for p in after if after[p] != before.get(p)} == {f"as_of_date={D1 + timedelta(days=d)}" for d in range(14)}
     gold.run(spark, silver_lake, "rebuild", full_refresh=True)
-    assert snapshot(spark, silver_lake) == incremental
+    assert_same_marts(snapshot(spark, silver_lake), incremental)
 
 
 def test_reconcile_matches_silver_totals(spark, built_lake):

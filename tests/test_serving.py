@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import zipfile
 from datetime import date
@@ -28,7 +29,8 @@ from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
 from lakehouse_utils.serving.queries import _plain
 from lakehouse_utils.serving.writer import partition_units
 
-KEYSPACE = "cloud_analytics_test_serving"
+# Overridable so that parallel checkouts on one Cassandra node do not share test tables.
+KEYSPACE = os.environ.get("TEST_SERVING_KEYSPACE", "cloud_analytics_test_serving")
 # Built at run time so no token-shaped literal sits in git; it is fake all the same.
 FAKE_TOKEN = "AstraCS" + ":" + "fakeTokenValue:0123456789abcdef-never-print-me"
 

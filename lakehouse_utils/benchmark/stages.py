@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 
 from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.serving.stage import DEFAULT_CONCURRENCY, PARALLEL_TABLES
 
 STAGE_ORDER = ["bronze_batch", "bronze_stream", "silver", "gold", "serving"]
 
@@ -72,11 +69,13 @@ def dataset(scale: float, cache_dir: Path) -> Path:
     return folder
 
 
-def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: list[str]) -> list[dict]:
+def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: list[str],
+              landing: Path | None = None) -> list[dict]:
+    """Every stage on one dataset (generated for `scale`, or the given landing folder) into an empty lake."""
     from lakehouse_utils.evidence.inventory import lake_inventory
     from lakehouse_utils.pipeline import new_run_id, run_stage
 
-    landing = dataset(scale, cache_dir)
+    landing = landing or dataset(scale, cache_dir)
     lake = cache_dir / f"lake_scale_{scale:g}"
     shutil.rmtree(lake, ignore_errors=True)
     paths = LakePaths.from_roots(lake, landing)
@@ -91,10 +90,11 @@ def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: 
             seconds = time.perf_counter() - started
         rows_in = sum(t.rows_in for t in report.tables)
         rows_out = sum(t.rows_out for t in report.tables)
-        rows.append({"scale": scale, "stage": stage, "seconds": round(seconds, 2), "rows_in": rows_in,
-                     "rows_out": rows_out, "rows_per_s": round(rows_in / seconds) if seconds else 0,
+        jobs = report.extra.get("spark_jobs")
+        rows.append({"scale": scale, "stage": stage, "seconds": round(seconds, 2), "spark_jobs": jobs,
+                     "rows_in": rows_in, "rows_out": rows_out, "rows_per_s": round(rows_in / seconds) if seconds else 0,
                      "peak_rss_mb": round(rss.peak / 2**20), "reconciles": report.reconciles})
-        print(f"  scale {scale:g} {stage:<14}{seconds:8.1f}s  in {rows_in:>10,}  out {rows_out:>10,}  "
+        print(f"  scale {scale:g} {stage:<14}{seconds:8.1f}s  {jobs!s:>5} jobs  in {rows_in:>10,}  out {rows_out:>10,}  "
               f"peak RSS {rss.peak / 2**20:,.0f} MB")
     inventory = lake_inventory(spark, paths)
     for zone in ("bronze", "silver", "gold", "quarantine"):
@@ -103,7 +103,10 @@ def run_scale(spark, scale: float, cache_dir: Path, settings: Settings, stages: 
                      "bytes": sum(r["bytes"] for r in zone_rows),
                      "max_files_per_partition": _max_files_per_partition(spark, paths, zone)})
     # All stages, as the targets count them (the inventory listing above is evidence, not pipeline work).
-    rows.append({"scale": scale, "stage": "TOTAL", "seconds": round(sum(r["seconds"] for r in rows if "seconds" in r), 2),
+    timed = [r for r in rows if "seconds" in r]
+    jobs = [r["spark_jobs"] for r in timed]
+    rows.append({"scale": scale, "stage": "TOTAL", "seconds": round(sum(r["seconds"] for r in timed), 2),
+                 "spark_jobs": sum(jobs) if None not in jobs else None,
                  "wall_with_inventory": round(time.perf_counter() - total_started, 2)})
     return rows
 
@@ -164,73 +167,58 @@ def _max_files_per_partition(spark, paths: LakePaths, zone: str) -> int:
 
 
 def write_report(rows: list[dict], output: Path) -> None:
-    import matplotlib
+    """Replace the stages section of the report (other sections are kept)."""
+    from lakehouse_utils.benchmark import sections
+    from lakehouse_utils.benchmark.stages_report import stages_markdown
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    timing = frame[frame["stage"].isin(STAGE_ORDER + ["TOTAL"])]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for stage, group in timing.groupby("stage"):
-        ax.plot(group["scale"], group["seconds"], marker="o", label=stage)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("scale (× course volume, 43,200 events)")
-    ax.set_ylabel("wall seconds")
-    ax.set_title("Stage time vs data scale (log-log)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    plot = output.with_suffix(".png")
-    fig.tight_layout()
-    fig.savefig(plot, dpi=100)
-    plt.close(fig)
-    machine = (f"{platform.platform()}, {os.cpu_count()} cores, "
-               f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
-    table = frame.fillna("").to_markdown(index=False) if _has_tabulate() else frame.fillna("").to_string(index=False)
-    targets = pd.DataFrame(target_checks(rows)).to_string(index=False)
-    output.write_text(
-        "# Performance\n\n"
-        f"Generated by `python -m lakehouse_utils benchmark` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n\n"
-        f"Machine: {machine}.\n\nOne process, the local Cassandra already running; each scale starts from an "
-        "empty lake. `TOTAL` is the sum of the stage times; `wall_with_inventory` adds the listing of every "
-        "zone. `peak_rss_mb` is the Python process plus its children (the Spark driver JVM and the Python "
-        f"workers that write to Cassandra). Serving writes {PARALLEL_TABLES} tables at once, "
-        f"{DEFAULT_CONCURRENCY} requests in flight per write task.\n\n"
-        f"## Targets (issue #10)\n\n```\n{targets}\n```\n\n"
-        "Why the misses happen and what would close them: [decision 090](decisions/090-performance.md).\n\n"
-        f"## Every stage\n\n```\n{table}\n```\n\n![time vs scale]({plot.name})\n"
-    )
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    existing = output.read_text() if output.exists() else ""
+    output.write_text(sections.merge(existing, {"stages": stages_markdown(rows, output)}))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from lakehouse_utils.benchmark import sections
+
+    parser.add_argument("--sections", default=sections.DEFAULT_SECTIONS,
+                        help=f"report sections to (re)measure, comma-separated, of {', '.join(sections.SECTIONS)} "
+                             f"(default {sections.DEFAULT_SECTIONS}); the others already in the report are kept")
     parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
     parser.add_argument("--stages", default=",".join(STAGE_ORDER), help="stages to time (default: all)")
     parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "data" / "benchmark"))
     parser.add_argument("--output", default=str(PROJECT_ROOT / "docs" / "performance.md"),
                         help="markdown report (a .png plot is written beside it)")
+    sections.configure_parsers(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.benchmark import sections
+    from lakehouse_utils.benchmark.stages_report import stages_markdown
     from lakehouse_utils.spark import get_spark
 
+    names = sections.parse_sections(args.sections)
     # A keyspace of its own, so a benchmark never overwrites the demo's tables.
-    settings = Settings.load(cassandra_keyspace="cloud_analytics_bench")
-    spark = get_spark("benchmark", settings)
+    settings = Settings.load(cassandra_keyspace=os.environ.get("BENCHMARK_KEYSPACE", "cloud_analytics_bench"))
+    output = Path(args.output)
+    spark, fresh, ok = None, {}, True
+    for name in names:
+        if spark is None and (name == "stages" or sections.wants(name, "spark")):
+            spark = get_spark("benchmark", settings)
+        if name == "stages":
+            rows = stage_rows(spark, args, settings)
+            fresh[name] = stages_markdown(rows, output)
+            ok = all(r.get("reconciles", True) is not False for r in rows)
+        else:
+            fresh[name] = sections.run_section(name, spark=spark, settings=settings, args=args)
+        existing = output.read_text() if output.exists() else ""
+        output.write_text(sections.merge(existing, fresh))  # after every section: a later failure keeps it
+    print(f"wrote {output} (sections: {', '.join(names)})")
+    return 0 if ok else 1
+
+
+def stage_rows(spark, args: argparse.Namespace, settings: Settings) -> list[dict]:
     cache_dir = Path(args.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    stages = args.stages.split(",")
     rows: list[dict] = []
     for scale in [float(s) for s in args.scales.split(",")]:
-        rows += run_scale(spark, scale, cache_dir, settings, args.stages.split(","))
-    write_report(rows, Path(args.output))
-    print(f"wrote {args.output}")
-    return 0 if all(r.get("reconciles", True) is not False for r in rows) else 1
+        rows += run_scale(spark, scale, cache_dir, settings, stages)
+    return rows

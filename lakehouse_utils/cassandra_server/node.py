@@ -6,13 +6,15 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from lakehouse_utils.config import Settings
 from lakehouse_utils.spark import JavaNotFoundError
 from lakehouse_utils.spark import find_java17 as spark_java17
 
-RESOURCES = Path(__file__).resolve().parent
+# A Traversable: works when the package is imported from a zip too.
+RESOURCES = resources.files("lakehouse_utils.cassandra_server")
 CASSANDRA_VERSION = "5.0.8"
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 LOOPBACK = "127.0.0.1"
@@ -139,7 +141,7 @@ def ensure_jars(config: NodeConfig, java_bin: str) -> bool:
         )
     config.home.mkdir(parents=True, exist_ok=True)
     pom = config.home / "pom.xml"
-    shutil.copyfile(RESOURCES / "pom.xml", pom)
+    pom.write_bytes((RESOURCES / "pom.xml").read_bytes())
     # Download into a private folder and rename: an interrupted download never looks complete.
     partial = config.home / f"lib.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
@@ -178,7 +180,7 @@ def write_node_files(config: NodeConfig) -> Path:
         .replace("@STORAGE_PORT@", str(config.storage_port))
     )
     (config.conf_dir / "cassandra.yaml").write_text(yaml)
-    shutil.copyfile(RESOURCES / "logback.xml", config.conf_dir / "logback.xml")
+    (config.conf_dir / "logback.xml").write_bytes((RESOURCES / "logback.xml").read_bytes())
     flags = (RESOURCES / "jvm17-server.options").read_text()
     extra = "\n".join(_argfile_quote(arg) for arg in launch_arguments(config))
     config.argfile.write_text(f"{flags.rstrip()}\n{extra}\n")

@@ -11,6 +11,7 @@ different schema, or `full_refresh` means a whole-table `io.replace_table`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import reduce
 
@@ -25,6 +26,8 @@ from lakehouse_utils.paths import join
 # bits, and that noise must not count as a change. 1e-9 is far below a cent or a token.
 HASH_DECIMALS = 9
 FILES_PER_PARTITION = 1
+# Marts written at once (issue 17).
+PARALLEL_WRITES = 3
 _WHOLE_TABLE = "__table__"
 # Written inside the table folder: Spark readers skip `_` files, and a whole-table swap
 # replaces the record together with the data it describes.
@@ -125,7 +128,12 @@ def write_marts(spark: SparkSession, marts: list[MartWrite], full_refresh: bool 
             fingerprints(m.df, m.partition_col, m.measure).withColumn("mart", F.lit(m.name)) for m in cached
         ]
         rows = reduce(DataFrame.unionByName, per_mart).collect()
-        return {m.name: _write_one(spark, m, [r for r in rows if r["mart"] == m.name], full_refresh) for m in cached}
+        # Each write is a small job of mostly fixed latency (plan, commit, renames): overlapping a few
+        # keeps both cores busy. Marts share nothing on disk.
+        with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+            results = pool.map(lambda m: _write_one(spark, m, [r for r in rows if r["mart"] == m.name], full_refresh),
+                               cached)
+            return {m.name: result for m, result in zip(cached, results, strict=True)}
     finally:
         for mart in cached:
             mart.df.unpersist()

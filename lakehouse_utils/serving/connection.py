@@ -13,11 +13,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from lakehouse_utils.paths import check_name
 
-CQL_DIR = Path(__file__).resolve().parent / "cql"
+# A Traversable, not a Path: the package may be imported from a zip (spark-submit --py-files).
+CQL_DIR = resources.files("lakehouse_utils.serving") / "cql"
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 DDL_TIMEOUT_S = 120.0

@@ -51,7 +51,8 @@ _KEYSPACE_STATEMENT = re.compile(r"(CREATE KEYSPACE IF NOT EXISTS\s+)cloud_analy
 
 def cql_files() -> list:
     """Table files of the model (keyspace and query files excluded), in name order."""
-    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in NOT_TABLE_FILES)
+    return sorted((p for p in CQL_DIR.iterdir() if p.name.endswith(".cql") and p.name not in NOT_TABLE_FILES),
+                  key=lambda p: p.name)
 
 
 def apply_schema(target: CassandraTarget) -> list[str]:
@@ -69,7 +70,7 @@ def apply_schema(target: CassandraTarget) -> list[str]:
         for path in cql_files():
             for statement in split_statements(path.read_text(encoding="utf-8")):
                 session.execute(statement, timeout=DDL_TIMEOUT_S)
-            applied.append(path.stem)
+            applied.append(path.name.removesuffix(".cql"))
     return applied
 
 

@@ -123,8 +123,10 @@ class TableSync:
         try:
             has_null_key = reduce(lambda a, b: a | b, [F.col(key).isNull() for key in pk])
             # countDistinct skips rows with a null in any key column: it counts exactly the valid keys.
+            # The touched Gold partitions come from the same job (a handful of ids, one per partition).
             totals = staged.agg(F.count("*").alias("rows"), F.count(F.when(has_null_key, 1)).alias("bad"),
-                                F.countDistinct(*pk).alias("keys")).first()
+                                F.countDistinct(*pk).alias("keys"),
+                                F.collect_set(F.when(~has_null_key, F.col(PARTITION_ID))).alias("touched")).first()
             if totals["rows"] == 0 and self.gold_partitions:
                 return  # a partitioned mart writes no file for an empty partition: remove_vanished covers it
             if totals["bad"]:
@@ -133,7 +135,7 @@ class TableSync:
             if totals["rows"] - totals["bad"] > totals["keys"]:
                 valid = valid.dropDuplicates(pk)  # a grain violation in Gold: one row per key is served
             written = self._execute(valid.drop(PARTITION_ID), self.table.insert_cql(), totals["keys"], timed=True)
-            deleted = self._sync_mirror(valid.select(PARTITION_ID, *pk))
+            deleted = self._sync_mirror(valid.select(PARTITION_ID, *pk), sorted(totals["touched"]))
             self.on_change()  # inside the batch: a failure here replays the batch, defaults never go stale
         finally:
             staged.unpersist()
@@ -144,11 +146,9 @@ class TableSync:
         self.counts.deleted += deleted
         self.counts.batches += 1
 
-    def _sync_mirror(self, keys: DataFrame) -> int:
+    def _sync_mirror(self, keys: DataFrame, touched_ids: list[str]) -> int:
         """Delete keys of the touched partitions that the batch no longer has; then record the batch's keys."""
-        if self.gold_partitions:
-            touched_ids = [row[0] for row in keys.select(PARTITION_ID).distinct().collect()]  # one per Gold partition
-        else:  # any file of an unpartitioned mart is the whole new table, even an empty one
+        if not self.gold_partitions:  # any file of an unpartitioned mart is the whole new table, even an empty one
             touched_ids = [WHOLE_TABLE]
         self._write_index(sorted(set(self._read_index() or []) | set(touched_ids)))  # before the mirror: a superset
         mirror = self._read_mirror()

@@ -171,11 +171,13 @@ def silver_master(table: str, valid_df: DataFrame, run_id: str) -> DataFrame:
 
 
 def conform_and_check(
-    table: str, bronze_df: DataFrame, orgs_df: DataFrame | None
+    table: str, bronze_df: DataFrame, orgs_df: DataFrame | None, persist: bool = False
 ) -> tuple[DataFrame, DataFrame, QualityCounts]:
-    """Conform one master and split it with its rules; `orgs_df` is the org_exists reference."""
+    """Conform one master and split it with its rules; `orgs_df` is the org_exists reference.
+
+    `persist=True` keeps the checked rows cached (release with `counts.release()`)."""
     references = {"customers_orgs": orgs_df} if orgs_df is not None else {}
-    return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references)
+    return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references, persist=persist)
 
 
 def _table_counts(table: str, counts: QualityCounts, bronze_run_id: str | None) -> TableCounts:
@@ -191,7 +193,10 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
 
     def check(table: str) -> None:
         snapshot_df, build.bronze_run_ids[table] = latest_snapshot(read_bronze(spark, paths, table))
-        valid[table], quarantine_df, counts[table] = conform_and_check(table, snapshot_df, valid.get("customers_orgs"))
+        # Cached by the counting job: both writes, and the org_exists checks of the other masters
+        # (orgs), read the checked rows instead of re-reading Bronze and re-running the rules.
+        valid[table], quarantine_df, counts[table] = conform_and_check(table, snapshot_df, valid.get("customers_orgs"),
+                                                                       persist=True)
         bronze_columns = [*master_schema(table).column_names, *TECHNICAL]
         io.replace_table(spark, quarantine_frame(quarantine_df, bronze_columns, run_id),
                          paths.quarantine(f"{table}_silver"))
@@ -201,12 +206,16 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
 
     # Each master is a few small jobs dominated by driver latency: overlapping them keeps both cores busy.
     # customers_orgs goes first because the others check org_exists against its valid rows.
-    check(MASTER_ORDER[0])
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        list(pool.map(check, MASTER_ORDER[1:]))
-        # active_users is added after the checks: the users it counts are the checked ones
-        valid["customers_orgs"] = with_active_users(valid["customers_orgs"], valid["users"])
-        list(pool.map(write, MASTER_ORDER))
+    try:
+        check(MASTER_ORDER[0])
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            list(pool.map(check, MASTER_ORDER[1:]))
+            # active_users is added after the checks: the users it counts are the checked ones
+            valid["customers_orgs"] = with_active_users(valid["customers_orgs"], valid["users"])
+            list(pool.map(write, MASTER_ORDER))
+    finally:
+        for quality in counts.values():
+            quality.release()
     for table in MASTER_ORDER:
         build.counts.append(_table_counts(table, counts[table], build.bronze_run_ids[table]))
         build.frames[table] = spark.read.parquet(paths.silver(table))

@@ -1,0 +1,30 @@
+"""`make demo` runs the notebooks in one kernel (one Spark JVM), each in a clean namespace (issue 17)."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+
+def _notebook(*sources: str):
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+
+
+def test_notebooks_share_the_process_but_not_the_namespace():
+    from scripts.run_notebooks import SharedKernel
+
+    first = _notebook("import os, sys\nsys.speed_marker = os.getpid()\nleft_behind = 1")
+    second = _notebook("import os, sys\nprint(sys.speed_marker == os.getpid())", "print('left_behind' in dir())")
+    with SharedKernel() as kernel:
+        kernel.execute(first, timeout=120)
+        kernel.execute(second, timeout=120)
+    outputs = [cell.outputs[0]["text"].strip() for cell in second.cells]
+    assert outputs == ["True", "False"]  # same kernel process (so one JVM); the first one's variables are gone
+
+
+def test_a_failing_notebook_still_raises_in_the_shared_kernel():
+    from scripts.run_notebooks import SharedKernel
+
+    with SharedKernel() as kernel, pytest.raises(CellExecutionError, match="ZeroDivisionError"):
+        kernel.execute(_notebook("1 / 0"), timeout=120)

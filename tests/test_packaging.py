@@ -1,0 +1,168 @@
+"""The package as a user installs it: declared dependencies, resources inside the wheel, an installed copy
+that runs the pipeline from another folder, and the zip that executors import."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from lakehouse_utils.shipping import build_package_zip
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KEYSPACE = "cluster_install_test"
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", line.strip())
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_every_pin_is_declared_and_inside_its_range():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = {Requirement(text).name.lower(): Requirement(text)
+                for text in tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    pins = _pins()
+    assert set(pins) == set(declared), "requirements.txt pins and pyproject dependencies name different packages"
+    outside = {name: (pins[name], str(req.specifier)) for name, req in declared.items()
+               if not req.specifier.contains(pins[name])}
+    assert not outside, f"pins outside the declared ranges: {outside}"
+
+
+def _tracked_package_files() -> set[str]:
+    listed = subprocess.run(["git", "ls-files", "-z", "lakehouse_utils"], cwd=PROJECT_ROOT, capture_output=True, check=True)
+    return {name for name in listed.stdout.decode().split("\0") if name}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT_ROOT)],
+                   check=True, timeout=600, capture_output=True)
+    (built,) = out.glob("lakehouse_utils-*.whl")
+    return built
+
+
+def test_wheel_holds_every_tracked_package_file(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = {name for name in archive.namelist() if name.startswith("lakehouse_utils/")}
+        metadata = next(archive.read(n).decode() for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    assert _tracked_package_files() - in_wheel == set()
+    assert any(name.endswith(".cql") for name in in_wheel) and "lakehouse_utils/spark-log4j2.properties" in in_wheel
+    assert "Requires-Dist: pyspark" in metadata and "Requires-Dist: cassandra-driver" in metadata
+
+
+def test_shipping_zip_holds_every_tracked_package_file_and_is_reproducible(tmp_path):
+    first = build_package_zip(tmp_path / "a")
+    second = build_package_zip(tmp_path / "b")
+    assert first.name == second.name and first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as archive:
+        names = set(archive.namelist())
+    assert _tracked_package_files() - names == set()
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_package_imported_from_the_zip_reads_its_cql(tmp_path):
+    archive = build_package_zip(tmp_path)
+    probe = ("import lakehouse_utils, lakehouse_utils.serving.stage as s, lakehouse_utils.serving.queries as q; "
+             "print(lakehouse_utils.__file__); print(len(s.cql_files()), len(q.QUERIES))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(archive)}, check=True)
+    origin, counts = done.stdout.strip().splitlines()
+    assert origin.startswith(str(archive)), origin
+    assert counts.split()[0] != "0" and counts.split()[1] != "0"
+
+
+CONFIG_PROBE = ("from lakehouse_utils.config import DEFAULTS, PROJECT_ROOT, Settings; s = Settings.load(); "
+                "print(PROJECT_ROOT); print(s.lake_root); print(s.cassandra_home); print(s.landing_dir)")
+
+
+def test_defaults_of_an_installed_copy_follow_the_working_directory(tmp_path):
+    site, work, cache = tmp_path / "site-packages", tmp_path / "work", tmp_path / "cache"
+    shutil.copytree(PROJECT_ROOT / "lakehouse_utils", site / "lakehouse_utils",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work.mkdir()
+    (work / ".env").write_text("LANDING_DIR=/from/the/folder/env\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"LAKE_ROOT", "LANDING_DIR", "CASSANDRA_HOME"}}
+    env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(cache))
+    done = subprocess.run([sys.executable, "-c", CONFIG_PROBE], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    root, lake, cassandra_home, landing = done.stdout.strip().splitlines()
+    assert (root, lake) == (str(work), str(work / "data" / "lake"))
+    assert cassandra_home == str(cache / "lakehouse_utils" / "cassandra")
+    assert landing == "/from/the/folder/env"  # the .env of the working directory
+
+
+def test_defaults_of_the_checkout_stay_in_the_checkout_from_any_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"LAKE_ROOT", "CASSANDRA_HOME"}}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    done = subprocess.run([sys.executable, "-c", CONFIG_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    root, lake, cassandra_home, _ = done.stdout.strip().splitlines()
+    assert (root, lake) == (str(PROJECT_ROOT), str(PROJECT_ROOT / "data" / "lake"))
+    assert cassandra_home == str(PROJECT_ROOT / ".cache" / "cassandra")
+
+
+@pytest.mark.slow
+def test_installed_package_runs_the_pipeline_from_another_folder(wheel, tmp_path, cassandra_endpoint):
+    """A venv of its own (no system site-packages); the wheel is installed into it with pip. To avoid
+    downloading ~450 MB, the pinned dependencies come from this interpreter's site-packages through a
+    .pth file (appended after the venv's own site-packages): the package itself is the installed copy."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    (venv_site / "zz_pinned_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER"}}
+    # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300,
+                   cwd=tmp_path, env=env)
+    installed = _snapshot(venv_site / "lakehouse_utils")
+    host, port = cassandra_endpoint
+    env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), CASSANDRA_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(python), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1500)
+        assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    assert run("-m", "pip", "check").strip().endswith("No broken requirements found.")
+    origin = run("-c", "import lakehouse_utils; print(lakehouse_utils.__file__)").strip()
+    assert origin.startswith(str(venv_site)), f"imported {origin}, not the installed copy"
+    run("-m", "lakehouse_utils", "generate", "--out", "landing", "--scale", "0.05")
+    output = run("-m", "lakehouse_utils", "pipeline", "--landing", "landing")
+    assert f"lake:    {(elsewhere / 'data' / 'lake').as_uri()}" in output
+    assert "RECONCILIATION FAILED" not in output
+    for mart_zone in ("bronze", "silver", "gold"):
+        assert any((elsewhere / "data" / "lake" / mart_zone).iterdir()), f"no {mart_zone} tables under the folder"
+    assert not (venv_site / "data").exists()
+    assert {p.name for p in (venv_site / "lakehouse_utils").iterdir()} >= {"serving", "config.py"}
+    assert _snapshot(venv_site / "lakehouse_utils") == installed, "the run wrote into the installed package"
+    drop_keyspace(host, port, KEYSPACE)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, float]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime)
+            for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def drop_keyspace(host: str, port: int, keyspace: str) -> None:
+    from lakehouse_utils.serving.connection import CassandraTarget, open_session
+
+    with open_session(CassandraTarget("local", keyspace, host=host, port=port), use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
