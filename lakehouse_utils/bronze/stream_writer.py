@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA
 from lakehouse_utils.bronze.stream_batch import (
     NEW,
     QUARANTINE_RULES,
@@ -39,6 +40,7 @@ from lakehouse_utils.bronze.stream_files import (
     staging_uri,
     write_commit,
 )
+from lakehouse_utils.paths import join
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 BROADCAST_MAX_ROWS = 1_000_000
@@ -103,6 +105,19 @@ class BronzeBatchWriter:
         save_max_event_ts(spark, checkpoint, batch_id, _iso(max_after), _iso(watermark))
         write_commit(spark, checkpoint, batch_id, record)
         self.records.append(record)
+
+    def accepted_events(self, spark, batch_id: int) -> DataFrame | None:
+        """The Bronze rows this batch added (its tagged files), None when it added none.
+
+        Also right for a batch that was committed before a crash and is skipped on the replay,
+        as long as compaction (which runs only after the query) has not merged its files.
+        """
+        token = self._token or query_token(spark, self.targets.checkpoint)
+        tag = batch_tag(token, batch_id)
+        files = [uri for pattern in (f"{tag}*", f"*/{tag}*") for uri in io.glob(spark, join(self.targets.bronze, pattern))]
+        if not files:
+            return None
+        return spark.read.schema(BRONZE_EVENTS_SCHEMA).option("basePath", self.targets.bronze).parquet(*files)
 
     def _write(self, batch: DataFrame, batch_id: int, watermark: int | None) -> dict:
         spark, now, started = batch.sparkSession, datetime.now(timezone.utc), time.perf_counter()

@@ -1,0 +1,230 @@
+"""`python -m lakehouse_utils live`: landing files to Bronze and to Cassandra's Q1 table within seconds.
+
+The live query *is* the Bronze stream's query: same file source, same checkpoint, same
+`BronzeBatchWriter`, so Bronze ends up exactly as `pipeline --stage bronze_stream` would
+write it (and a later stream run finds nothing new). Its `foreachBatch` first commits the
+micro-batch to Bronze, then recomputes the full figures of every (org, day, service) the
+batch's new events touch from all live events (`state.LiveEvents`) and upserts them into
+`daily_usage_by_org_month` and `genai_usage_by_org_month`, the rows the batch layer serves.
+Spark commits the batch only after Cassandra acknowledged them. Decision: docs/decisions/110-live-speed-layer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse_utils import io
+from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.bronze.stream_compaction import roll_forward
+from lakehouse_utils.bronze.stream_files import query_token, read_commits
+from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE, load_references, served_rows
+from lakehouse_utils.live.state import LiveEvents, LiveMarkers
+from lakehouse_utils.live.upsert import LiveStopped, LiveUpserter
+from lakehouse_utils.paths import LakePaths, join
+from lakehouse_utils.serving.connection import CassandraTarget
+
+DEFAULT_INTERVAL = "2 seconds"
+MASTERS_READ = ("customers_orgs", "resources")
+
+
+@dataclass
+class LiveRun:
+    """What one `live` run did (also written to `<lake>/_state/live/runs/<run_id>.json`)."""
+
+    run_id: str
+    batches: list[dict] = field(default_factory=list)
+    catch_up: dict = field(default_factory=dict)
+    stopped_reason: str = ""
+
+    def totals(self) -> dict:
+        keys = ("files", "lines", "new_events", "rows_upserted")
+        return {key: sum(b.get(key, 0) for b in self.batches) for key in keys} | {"batches": len(self.batches)}
+
+
+class LiveBatch:
+    """The `foreachBatch` of the live query: Bronze commit, then live upserts, then the marker."""
+
+    def __init__(self, writer: BronzeBatchWriter, events: LiveEvents, upserter: LiveUpserter, markers: LiveMarkers,
+                 committed_before: set[int], run: LiveRun, say) -> None:
+        self.writer, self.events, self.upserter, self.markers = writer, events, upserter, markers
+        self.committed_before, self.run, self.say = committed_before, run, say
+        self.failure: BaseException | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        try:
+            self._process(batch, batch_id)
+        except BaseException as error:
+            self.failure = error  # the query wraps it in a Java exception; run() re-raises this one
+            raise
+
+    def _process(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.time()
+        arrived = batch.agg(F.collect_set("source_file").alias("files"), F.count(F.lit(1)).alias("lines"),
+                            F.max(F.unix_micros("file_modification_time")).alias("newest")).first()
+        spark = batch.sparkSession
+        self.writer(batch, batch_id)  # Bronze first, exactly as the stream stage; skips a committed batch
+        token = query_token(spark, self.writer.targets.checkpoint)
+        rows = {DAILY_TABLE: [], GENAI_TABLE: []}
+        new_events = 0
+        if batch_id not in self.committed_before:  # else: caught up at start, its events already counted
+            accepted = self.writer.accepted_events(self.events.spark, batch_id)
+            if accepted is not None:
+                self.events.add(accepted)
+                rows = served_rows(self.events.frame, self.events.keys_of({batch_id}), self.events.references[
+                    "customers_orgs"])
+                new_events = self.writer.records[-1]["new"] if self.writer.records else 0
+        upserted = self.upserter.upsert(rows, batch_id) if any(rows.values()) else 0
+        finished = time.time()
+        record = {
+            "batch_id": batch_id, "run_id": self.run.run_id, "files": len(arrived["files"]),
+            "source_files": sorted(arrived["files"]), "lines": int(arrived["lines"]), "new_events": new_events,
+            "rows_upserted": upserted, "daily_rows": len(rows[DAILY_TABLE]), "genai_rows": len(rows[GENAI_TABLE]),
+            "seconds": round(finished - started, 3),
+            "lag_seconds": None if arrived["newest"] is None else round(finished - arrived["newest"] / 1e6, 3),
+            "upserted_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+        }
+        self.markers.write(token, batch_id, record)
+        self.run.batches.append(record)
+        lag = "?" if record["lag_seconds"] is None else f"{record['lag_seconds']:.1f} s"
+        self.say(f"live batch {batch_id}: {record['files']} file(s), {record['lines']} lines, {new_events} new events,"
+                 f" {upserted} rows upserted ({record['daily_rows']} daily, {record['genai_rows']} genai) in "
+                 f"{record['seconds']:.1f} s; lag {lag}")
+
+
+def ensure_masters(spark: SparkSession, paths: LakePaths, run_id: str, say) -> None:
+    """Bronze masters are the reference of the event rules: ingest them first when they are missing."""
+    if all(io.exists(spark, paths.bronze(table)) for table in MASTERS_READ):
+        return
+    from lakehouse_utils.pipeline import run_stage
+
+    say("Bronze masters missing: running the bronze_batch stage first")
+    run_stage(spark, paths, "bronze_batch", run_id)
+
+
+def catch_up(spark, events: LiveEvents, upserter: LiveUpserter, markers: LiveMarkers, checkpoint: str,
+             committed: set[int], run: LiveRun, say) -> None:
+    """Upsert the keys of Bronze batches that never reached this target (a crash, or a stream-stage run)."""
+    if not committed:
+        return
+    token = query_token(spark, checkpoint)
+    pending = committed - markers.done(token)
+    if not pending:
+        return
+    started = time.time()
+    rows = served_rows(events.frame, events.keys_of(pending), events.references["customers_orgs"])
+    upserted = upserter.upsert(rows)
+    for batch_id in sorted(pending):
+        markers.write(token, batch_id, {"batch_id": batch_id, "run_id": run.run_id, "caught_up": True,
+                                        "upserted_at": datetime.now(timezone.utc).isoformat()})
+    run.catch_up = {"batches": len(pending), "rows_upserted": upserted, "seconds": round(time.time() - started, 3)}
+    say(f"live catch-up: {len(pending)} Bronze batch(es) without a live upsert; {upserted} rows upserted in "
+        f"{run.catch_up['seconds']:.1f} s")
+
+
+def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTarget, duration: float | None = None,
+        interval: str = DEFAULT_INTERVAL, watermark_delay: str | None = None, max_files_per_trigger: int | None = None,
+        stop: threading.Event | None = None, say=print) -> LiveRun:
+    """Run the live query until `stop` is set or `duration` seconds passed; Bronze is compacted at the end."""
+    from lakehouse_utils.serving.stage import apply_schema
+
+    stop = stop or threading.Event()
+    delay_text = watermark_delay or bronze_stream.DEFAULT_WATERMARK_DELAY
+    bronze_stream._check_preconditions(spark, paths, "processingTime")
+    ensure_masters(spark, paths, run_id, say)
+    apply_schema(target)
+    targets = StreamTargets(paths.bronze(bronze_stream.TABLE), paths.quarantine(bronze_stream.QUARANTINE_TABLE),
+                            paths.checkpoint(bronze_stream.CHECKPOINT))
+    roll_forward(spark, targets.checkpoint)
+    writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text))
+    committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
+    events = LiveEvents(spark, load_references(spark, paths))
+    say(f"live: {events.rebuild(targets.bronze, committed)} valid events from {len(committed)} committed Bronze "
+        f"batch(es); writing to {target.endpoint} keyspace {target.keyspace}")
+    upserter = LiveUpserter(target, stop, say)
+    markers = LiveMarkers(spark, paths, target.slug)
+    live_run = LiveRun(run_id)
+    try:
+        catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say)
+        handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
+        query = (
+            bronze_stream.event_stream(spark, paths, delay_text, max_files_per_trigger)
+            .writeStream.foreachBatch(handler)
+            .option("checkpointLocation", targets.checkpoint)
+            .queryName(f"live_{run_id[-6:]}")
+            .trigger(processingTime=interval)
+            .start()
+        )
+        live_run.stopped_reason = _wait(query, handler, stop, duration)
+    finally:
+        upserter.close()
+    bronze_stream._compact(spark, targets)
+    io.write_json(spark, join(paths.state("live"), "runs", f"{run_id}.json"),
+                  {"run_id": run_id, "catch_up": live_run.catch_up, "batches": live_run.batches,
+                   "stopped": live_run.stopped_reason, "totals": live_run.totals()})
+    return live_run
+
+
+def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | None) -> str:
+    """Block until stopped (Ctrl-C, `stop`, `duration`); stop between two micro-batches."""
+    deadline = None if duration is None else time.monotonic() + duration
+    reason = "duration reached"
+    try:
+        while query.isActive and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(0.2)
+        if stop.is_set():
+            reason = "stop requested"
+    except KeyboardInterrupt:
+        reason = "interrupted (Ctrl-C)"
+    stop.set()  # an upsert waiting for Cassandra gives up at its next retry: the batch stays uncommitted
+    while query.isActive and query.status.get("isTriggerActive"):
+        time.sleep(0.2)  # let the running batch commit
+    query.stop()
+    if isinstance(handler.failure, LiveStopped):
+        return f"{reason}; {handler.failure}"
+    if handler.failure is not None:
+        raise handler.failure
+    if query.exception():
+        raise RuntimeError(f"the live query failed: {str(query.exception())[:500]}")
+    return reason
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
+    parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--trigger-interval", default=DEFAULT_INTERVAL,
+                        help=f"micro-batch interval, e.g. '2 seconds' (default {DEFAULT_INTERVAL!r})")
+    parser.add_argument("--max-files-per-trigger", type=int, help="files per micro-batch (default: all new files)")
+    parser.add_argument("--target", choices=["local", "astra"], help="Cassandra target (default SERVING_TARGET)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.lock import lake_lock
+    from lakehouse_utils.pipeline import new_run_id
+    from lakehouse_utils.serving.connection import target_from_settings
+    from lakehouse_utils.spark import get_spark
+
+    settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
+    paths = LakePaths.from_settings(settings)
+    target = target_from_settings(settings, args.target)
+    run_id = new_run_id()
+    print(f"landing: {paths.landing_root}\nlake:    {paths.lake_root}\nlive run {run_id}: every "
+          f"{args.trigger_interval}, {'until Ctrl-C' if args.duration is None else f'for {args.duration:g} s'}",
+          flush=True)
+    with lake_lock(paths.lake_root, purpose=f"live {run_id}"):
+        spark = get_spark("live", settings)
+        live_run = run(spark, paths, run_id, target, args.duration, args.trigger_interval, settings.watermark_delay,
+                       args.max_files_per_trigger, say=lambda text: print(text, flush=True))
+    totals = live_run.totals()
+    print(f"live stopped ({live_run.stopped_reason}): {totals['batches']} batch(es), {totals['files']} file(s), "
+          f"{totals['new_events']} new events, {totals['rows_upserted']} rows upserted", flush=True)
+    return 0

@@ -1,0 +1,84 @@
+"""Driver-side upserts of live rows into Cassandra, retried with backoff until they succeed.
+
+A live micro-batch changes a few hundred rows: one driver session is faster than Spark
+tasks that each open a Cluster. The rows are full values, so an upsert repeated after a
+failure or a crash can never double anything. While Cassandra is unreachable the batch
+waits here (so neither Bronze's live marker nor Spark's offsets are committed), says so,
+and goes on as soon as the node answers again, or gives up when asked to stop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from lakehouse_utils.live.metrics import upsert_cql
+from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
+from lakehouse_utils.serving.writer import execute_with_retries, partition_units
+
+# Key width of the partition key of both live tables: (org_id, usage_month).
+PARTITION_KEY_WIDTH = 2
+CONCURRENCY = 32
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 1.0, 15.0
+
+
+class LiveStopped(RuntimeError):
+    """Asked to stop while Cassandra was unreachable: the batch is not committed and will be replayed."""
+
+
+class LiveUpserter:
+    """Holds one session to the target; `upsert` returns only when every row is acknowledged."""
+
+    def __init__(self, target: CassandraTarget, stop: threading.Event, say: Callable[[str], None] = print) -> None:
+        self.target, self.stop, self.say = target, stop, say
+        self._context = None
+        self._session = None
+        self._prepared: dict[str, object] = {}
+        self.retries = 0
+
+    def _connect(self):
+        if self._session is None:
+            context = open_session(self.target)
+            self._session = context.__enter__()
+            self._context = context
+            self._prepared = {}
+        return self._session
+
+    def close(self) -> None:
+        if self._context is not None:
+            try:
+                self._context.__exit__(None, None, None)
+            finally:
+                self._context, self._session, self._prepared = None, None, {}
+
+    def _write(self, rows: dict[str, list[tuple]]) -> int:
+        session = self._connect()
+        written = 0
+        for table, table_rows in rows.items():
+            if not table_rows:
+                continue
+            if table not in self._prepared:
+                self._prepared[table] = session.prepare(upsert_cql(table))
+            ordered = sorted(table_rows, key=lambda row: row[:PARTITION_KEY_WIDTH])
+            units = list(partition_units(iter(ordered), PARTITION_KEY_WIDTH))
+            written += execute_with_retries(session, self._prepared[table], units, CONCURRENCY, table, max_attempts=2)
+        return written
+
+    def upsert(self, rows: dict[str, list[tuple]], batch_id: int | None = None) -> int:
+        """Write every row; on a failure reconnect and retry with exponential backoff (1 s .. 15 s)."""
+        delay, attempt = FIRST_BACKOFF_S, 1
+        while True:
+            try:
+                return self._write(rows)
+            except Exception as error:  # noqa: BLE001 - driver errors (NoHostAvailable, timeouts) and ours
+                self.close()
+                reason = str(error) if isinstance(error, CassandraError) else f"{type(error).__name__}: {error}"
+                what = "catch-up" if batch_id is None else f"batch {batch_id}"
+                if self.stop.is_set():
+                    raise LiveStopped(f"stopped while Cassandra was unreachable; {what} is not committed and "
+                                      "will be replayed by the next `live` run") from None
+                self.say(f"Cassandra unavailable ({reason[:300]}); {what}: nothing is committed until its "
+                         f"upserts succeed; retry {attempt} in {delay:.0f} s")
+                self.retries += 1
+                self.stop.wait(delay)
+                delay, attempt = min(delay * 2, MAX_BACKOFF_S), attempt + 1

@@ -1,0 +1,140 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Live: a landing file's usage in Cassandra within seconds
+#
+# `python -m lakehouse_utils live` is the speed layer of the Lambda architecture
+# ([ADR 110](../docs/decisions/110-live-speed-layer.md)). It runs the Bronze stream's own query
+# (same file source, same checkpoint). Each micro-batch is first committed to Bronze, exactly as
+# `02_bronze_stream` does it. Then, for every (org, day, service) that the batch's new events
+# touch, the full daily figures are recomputed from all live events and upserted into Q1's table
+# `daily_usage_by_org_month` (and Q5's `genai_usage_by_org_month`), in the rows the batch layer
+# serves. It uses the batch layer's own rules and sums (rule catalogue, master joins, UTC dates,
+# value casting, unit imputation), so the batch load that follows changes no measure.
+#
+# This notebook starts `live` in the background for about a minute, on a fresh demo lake whose
+# landing starts with the masters and two event files. It then drops three more files (each
+# written under a temporary name, then renamed) and shows Q1 before and after.
+#
+# Prerequisite: a running Cassandra (`python -m lakehouse_utils cassandra start`, or `CASSANDRA_HOST`).
+# The demo writes to its own keyspace (`LIVE_KEYSPACE` below), so the keyspace served by
+# `05_serving` is left untouched.
+
+# %% tags=["parameters"]
+LIVE_SECONDS = 75  # how long the background `live` runs
+FILES_TO_DROP = 3
+LIVE_KEYSPACE = "cloud_analytics_live_demo"
+
+# %% [markdown]
+# ## Setup
+#
+# Locally this only puts the project on the path. The landing comes from `LANDING_DIR` (or the
+# defaults of `.env.example`); it is never modified, and the demo links its masters and copies its
+# event files.
+
+# %%
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT_ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from lakehouse_utils.config import Settings
+from lakehouse_utils.live import demo
+from lakehouse_utils.serving import queries
+from lakehouse_utils.serving.connection import open_session, target_from_settings
+
+settings = Settings.load(cassandra_keyspace=LIVE_KEYSPACE)
+source = Path(settings.landing_dir)
+work = PROJECT_ROOT / "build" / "live_demo"
+landing, to_drop = demo.prepare_landing(source, work, initial_files=2)
+target = target_from_settings(settings)
+print(f"source landing: {source}\ndemo landing:   {landing}\nkeyspace:       {target.keyspace} at {target.endpoint}")
+
+# %% [markdown]
+# ## Start `live` in the background
+#
+# The progress lines are the command's own: files and events per micro-batch, rows upserted, and
+# lag (now − the newest file's modification time; the demo copies keep the current time).
+
+# %%
+log = work / "live.log"
+process = demo.start_live(landing, work / "lake", LIVE_SECONDS, log, keyspace=LIVE_KEYSPACE)
+deadline = time.time() + 600
+while process.poll() is None and time.time() < deadline and not any(
+        line.startswith("live batch") for line in demo.progress_lines(log)):
+    time.sleep(1)
+print("\n".join(demo.progress_lines(log)))
+
+# %% [markdown]
+# ## Q1 before the drops
+#
+# The demo org is the org with the most events in the files still to drop, and the window is the
+# 7 days that end on their latest event date.
+
+# %%
+events = pd.concat(pd.read_json(path, lines=True) for path in to_drop[:FILES_TO_DROP])
+org = events["org_id"].value_counts().idxmax()
+date_to = pd.to_datetime(events["timestamp"], utc=True, format="ISO8601").max().date()
+date_from = date_to - pd.Timedelta(days=6)
+with open_session(target) as session:
+    before = pd.DataFrame(queries.q1(session, org, date_from=date_from, date_to=date_to))
+print(f"Q1 for {org}, {date_from} .. {date_to}")
+before
+
+# %% [markdown]
+# ## Drop three files, one every two seconds, and wait for their batches
+
+# %%
+batches_before = sum(line.startswith("live batch") for line in demo.progress_lines(log))
+for path in to_drop[:FILES_TO_DROP]:
+    demo.drop_file(path, landing / "usage_events_stream")
+    print(f"{time.strftime('%H:%M:%S')} dropped {path.name}")
+    time.sleep(2)
+while process.poll() is None and sum(
+        int(line.split(": ", 1)[1].split(" file")[0]) for line in demo.progress_lines(log)
+        if line.startswith("live batch")) < 2 + FILES_TO_DROP:
+    time.sleep(1)
+print("\n".join(demo.progress_lines(log)))
+
+# %% [markdown]
+# ## Q1 after: the same rows, new figures
+#
+# `events_before` / `events_after` are the `event_count` of each (day, service); the cost moves with them.
+
+# %%
+with open_session(target) as session:
+    after = pd.DataFrame(queries.q1(session, org, date_from=date_from, date_to=date_to))
+key = ["usage_date", "service"]
+changed = before.set_index(key)[["daily_cost_usd"]].join(
+    after.set_index(key)[["daily_cost_usd"]], how="outer", lsuffix="_before", rsuffix="_after")
+changed["change_usd"] = changed["daily_cost_usd_after"].fillna(0) - changed["daily_cost_usd_before"].fillna(0)
+print(f"{int((changed['change_usd'].abs() > 0).sum())} of {len(changed)} Q1 rows changed")
+changed.sort_values("change_usd", ascending=False).head(15)
+
+# %% [markdown]
+# ## Stop
+#
+# `live` stops by itself after `LIVE_SECONDS` (Ctrl-C stops it cleanly between two micro-batches
+# when run in a terminal). Every later `pipeline --stage all` on the same lake finds no new
+# Bronze batch, recomputes Silver and Gold, and serves the same measures plus the anomaly columns.
+
+# %%
+process.wait(timeout=600)
+print("\n".join(demo.progress_lines(log)[-3:]))

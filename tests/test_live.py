@@ -1,0 +1,268 @@
+"""Live speed layer (issue 21): real Spark, real files, real Cassandra (keyspace cloud_analytics_livetest*).
+
+Speed == batch cell for cell; a replayed file and a late file for an old day; kill -9 and
+restart; Cassandra stopped and restarted mid-live: nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_gold import pandas_daily_usage
+
+from lakehouse_utils.bronze import stream as bronze_stream
+from lakehouse_utils.cassandra_server import manage as lc
+from lakehouse_utils.config import Settings
+from lakehouse_utils.generator.landing import generate
+from lakehouse_utils.live import stage as live
+from lakehouse_utils.live.compare import cassandra_measures, differences, gold_measures
+from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE
+from lakehouse_utils.paths import LakePaths, local_path
+from lakehouse_utils.pipeline import run_pipeline
+from lakehouse_utils.serving.connection import CassandraTarget, open_session
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KEYSPACE = "cloud_analytics_livetest"
+WAIT_S = 900.0  # the shared 2-core machine can take a minute per micro-batch
+
+
+def small_landing(root: Path, held_back: int) -> tuple[Path, list[Path]]:
+    """A 4-file generated landing; the last `held_back` event files are moved aside, to be dropped later."""
+    landing = root / "landing"
+    generate(landing, seed=5, scale=0.05, files=4)
+    hold = root / "held"
+    hold.mkdir()
+    files = sorted((landing / "usage_events_stream").glob("*.jsonl"))
+    for path in files[len(files) - held_back:]:
+        shutil.move(path, hold / path.name)
+    return landing, sorted(hold.glob("*.jsonl"))
+
+
+def utc_date(text: str):
+    return pd.to_datetime(text, utc=True, format="ISO8601").date()
+
+
+def drop(landing: Path, name: str, text: str) -> None:
+    """Write under a hidden temp name, then rename: the stream never sees a half-written file."""
+    folder = landing / "usage_events_stream"
+    temp = folder / f".{name}.tmp"
+    temp.write_text(text, encoding="utf-8")
+    temp.rename(folder / name)
+
+
+def fresh_target(port: int = 9042, keyspace: str = KEYSPACE) -> CassandraTarget:
+    target = CassandraTarget("local", keyspace, host=os.environ.get("CASSANDRA_HOST", "127.0.0.1"), port=port)
+    with open_session(target, use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    return target
+
+
+def measures(target: CassandraTarget, table: str = DAILY_TABLE) -> dict:
+    with open_session(target) as session:
+        return cassandra_measures(session, table)
+
+
+class LiveThread:
+    """`live.run` in a background thread of this process; `wait_batches` blocks until n batches were upserted."""
+
+    def __init__(self, spark, paths: LakePaths, target: CassandraTarget) -> None:
+        self.stop, self.messages, self.result, self.error = threading.Event(), [], None, None
+        self.thread = threading.Thread(target=self._run, args=(spark, paths, target), daemon=True)
+        self.thread.start()
+
+    def _run(self, spark, paths, target) -> None:
+        try:
+            self.result = live.run(spark, paths, "20300101T000000Z-live01", target, interval="1 second",
+                                   stop=self.stop, say=self.messages.append)
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+            self.error = error
+
+    def batches(self) -> list[str]:
+        return [m for m in self.messages if m.startswith("live batch ")]
+
+    def wait(self, condition, what: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not condition() and time.monotonic() < deadline and self.thread.is_alive():
+            time.sleep(0.2)
+        assert condition(), f"timed out waiting for {what}; error={self.error!r}; messages={self.messages[-5:]}"
+
+    def wait_batches(self, count: int) -> None:
+        self.wait(lambda: len(self.batches()) >= count, f"{count} live batches")
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(WAIT_S)
+        assert self.error is None, self.error
+        return self.result
+
+
+def assert_equals_pandas(target: CassandraTarget, landing: Path) -> None:
+    """Cassandra's daily table against an independent pandas computation from the landing files."""
+    expected = pandas_daily_usage(landing)
+    actual = measures(target)
+    keys = {(org, day, service) for org, _, day, service in actual}
+    assert keys == set(expected.index) and len(actual) == len(expected)
+    for (org, _month, day, service), values in actual.items():
+        row = expected.loc[(org, day, service)]
+        assert values[0] == pytest.approx(row["daily_cost_usd"], abs=1e-6), (org, day, service)
+        assert values[6] == row["event_count"], (org, day, service)  # cost, 3 metrics, tokens, carbon, count
+
+
+@pytest.mark.slow
+def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_its_old_day(spark, tmp_path):
+    landing, held = small_landing(tmp_path, held_back=2)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    target = fresh_target()
+    runner = LiveThread(spark, paths, target)
+    runner.wait_batches(1)  # the two files already there
+    first = measures(target)
+    assert first and not runner.error
+
+    consumed = sorted((landing / "usage_events_stream").glob("*.jsonl"))[0]
+    drop(landing, "events_resent.jsonl", consumed.read_text(encoding="utf-8"))  # a re-delivered file
+    runner.wait_batches(2)
+    assert measures(target) == first, "a replayed file changed Cassandra"
+    assert " 0 new events, 0 rows upserted" in runner.batches()[1]
+
+    lines = held[0].read_text(encoding="utf-8").splitlines()
+    old_day = min(key[2] for key in first)  # the first usage date already served
+    late = [line for line in lines if utc_date(json.loads(line)["timestamp"]) == old_day]
+    assert late, "the held-back file has no event on the first day"
+    drop(landing, "events_late_old_day.jsonl", "\n".join(late) + "\n")
+    runner.wait_batches(3)
+    after_late = measures(target)
+    changed = {key for key in after_late if after_late[key] != first.get(key)}
+    assert changed and {key[2] for key in changed} == {old_day}, "only the old day's rows may change"
+    added = sum(after_late[k][6] for k in changed) - sum(first.get(k, (0,) * 7)[6] for k in changed)
+    assert added == len(late)
+
+    drop(landing, held[0].name, "\n".join(line for line in lines if line not in set(late)) + "\n")
+    drop(landing, held[1].name, held[1].read_text(encoding="utf-8"))
+    runner.wait(lambda: all_consumed(spark, paths, landing), "every file")
+    result = runner.finish()
+    assert result.totals()["files"] == 6
+    speed = {table: measures(target, table) for table in (DAILY_TABLE, GENAI_TABLE)}
+    assert_equals_pandas(target, landing)
+
+    settings = Settings.load(cassandra_host=target.host, cassandra_port=str(target.port), cassandra_keyspace=KEYSPACE)
+    reports = {r.stage: r for r in run_pipeline(spark, paths, None, settings=settings, target="local")}
+    assert reports["bronze_stream"].table("usage_events").rows_in == 0  # the live query was the stream
+    for table in (DAILY_TABLE, GENAI_TABLE):
+        assert differences(gold_measures(spark, paths, table), speed[table]) == [], table
+        assert differences(speed[table], measures(target, table)) == [], f"the batch load changed {table}"
+
+
+def all_consumed(spark, paths: LakePaths, landing: Path) -> bool:
+    """Bronze holds every line of the landing files and every Bronze batch reached Cassandra."""
+    lines = sum(len(f.read_text(encoding="utf-8").splitlines())
+                for f in (landing / "usage_events_stream").glob("*.jsonl"))
+    records = bronze_stream.read_commits(spark, paths.checkpoint(bronze_stream.CHECKPOINT))
+    lake = local_path(paths.lake_root)
+    return sum(r["lines"] for r in records) >= lines and live_marker_count(lake) >= len(records)
+
+
+KILLED_LIVE = [sys.executable, "-m", "lakehouse_utils", "live", "--max-files-per-trigger", "1",
+               "--trigger-interval", "1 second"]
+
+
+def bronze_commit_count(lake: Path) -> int:
+    return len(list((lake / "_checkpoints" / bronze_stream.CHECKPOINT / "bronze_commits").glob("*.json")))
+
+
+def live_marker_count(lake: Path) -> int:
+    return len(list((lake / "_state" / "live").glob("*/commits/*.json")))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_live_then_restart_loses_and_doubles_nothing(spark, tmp_path):
+    landing, _ = small_landing(tmp_path, held_back=0)
+    lake = tmp_path / "lake"
+    target = fresh_target(keyspace=f"{KEYSPACE}_kill")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "CASSANDRA_KEYSPACE": target.keyspace,
+           "CASSANDRA_HOST": target.host}
+    child = subprocess.Popen([*KILLED_LIVE, "--landing", str(landing), "--lake", str(lake)], cwd=PROJECT_ROOT,
+                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + WAIT_S
+    # Inside batch 1: committed to Bronze, its live upsert not acknowledged yet (or just being written).
+    while time.monotonic() < deadline and child.poll() is None and bronze_commit_count(lake) < 2:
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    assert bronze_commit_count(lake) == 2 and live_marker_count(lake) < 4
+
+    paths = LakePaths.from_roots(lake, landing)
+    runner = LiveThread(spark, paths, target)
+    runner.wait(lambda: all_consumed(spark, paths, landing), "the restart to consume every file")
+    runner.finish()
+    assert any(m.startswith("live catch-up") for m in runner.messages) or live_marker_count(lake) >= 2
+    totals = bronze_stream.committed_totals(spark, paths)
+    assert totals.rows_in == totals.rows_out + totals.duplicates + totals.quarantined + totals.ignored
+    assert_equals_pandas(target, landing)
+
+
+@pytest.fixture
+def second_node(tmp_path):
+    from test_failures import BOOT_TIMEOUT_S, free_port
+
+    from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
+
+    shared = NodeConfig.from_settings(Settings.load())
+    if not jars_present(shared.lib_dir):
+        pytest.skip(f"no Cassandra jars in {shared.lib_dir}: run `python -m lakehouse_utils cassandra start` once")
+    home = tmp_path / "cassandra_home"
+    home.mkdir()
+    (home / "lib").symlink_to(shared.lib_dir, target_is_directory=True)
+    config = NodeConfig(home=home, native_port=free_port(), storage_port=free_port(), jmx_port=0)
+    lc.start(config, timeout=BOOT_TIMEOUT_S)
+    yield config
+    lc.stop(config)
+
+
+@pytest.mark.slow
+def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, tmp_path, second_node):
+    from test_failures import BOOT_TIMEOUT_S
+
+    landing, held = small_landing(tmp_path, held_back=1)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    target = fresh_target(port=second_node.native_port)
+    runner = LiveThread(spark, paths, target)
+    runner.wait_batches(1)
+    lc.stop(second_node)
+    drop(landing, held[0].name, held[0].read_text(encoding="utf-8"))
+    runner.wait(lambda: any("Cassandra unavailable" in m for m in runner.messages), "the retry message")
+    spark_commits = tmp_path / "lake" / "_checkpoints" / bronze_stream.CHECKPOINT / "commits"
+    assert not (spark_commits / "1").exists() and live_marker_count(tmp_path / "lake") == 1  # nothing committed
+    assert "nothing is committed until its upserts succeed" in next(m for m in runner.messages if "unavail" in m)
+    lc.start(second_node, timeout=BOOT_TIMEOUT_S)
+    runner.wait_batches(2)
+    runner.finish()
+    assert (spark_commits / "1").exists()
+    assert_equals_pandas(target, landing)
+
+
+def test_live_insert_names_every_served_column_except_the_batch_only_anomaly_columns():
+    from lakehouse_utils.live.metrics import upsert_cql
+    from lakehouse_utils.serving.model import serving_table
+
+    for table in (DAILY_TABLE, GENAI_TABLE):
+        names = upsert_cql(table).split("(", 1)[1].split(")", 1)[0].split(", ")
+        expected = [n for n in serving_table(table).column_names if n not in ("is_anomaly", "anomaly_methods")]
+        assert names == expected
+    assert "is_anomaly" in serving_table(DAILY_TABLE).column_names  # the batch layer still serves it
+
+
+def test_freshness_counts_the_files_of_each_progress_line():
+    from lakehouse_utils.benchmark.freshness import files_consumed
+
+    lines = ["live: 0 valid events", "live batch 0: 3 file(s), 9 lines, ...", "live batch 1: 1 file(s), 2 lines"]
+    assert files_consumed(lines) == 4
