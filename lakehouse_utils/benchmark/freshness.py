@@ -6,7 +6,7 @@ per second, each written under a hidden temporary name and then renamed. Meanwhi
 Cassandra's total `event_count` (a file is visible when the total reaches the valid events of
 every file dropped up to it) and, after the last drop, snapshots the daily table until it
 equals the batch layer's result (the Gold mart built afterwards on the same lake). Prints and
-returns a markdown section for docs/performance.md. Decision: docs/decisions/110-live-speed-layer.md.
+returns a markdown section for docs/performance.md. Decision: docs/decisions/120-live-speed-layer.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ written), events go through `silver.events.check_events` (the rule catalogue of
 the live events of that key. The rows served keep the Gold mart's casts
 (`gold.marts.build_org_daily_usage`) and the serving model's column contract
 (`serving.model`). Only what needs the whole history stays in the batch layer: the spike
-threshold (it changes no measure) and the anomaly columns. Decision: docs/decisions/110-live-speed-layer.md.
+threshold (it changes no measure) and the anomaly columns. Decision: docs/decisions/120-live-speed-layer.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ write it (and a later stream run finds nothing new). Its `foreachBatch` first co
 micro-batch to Bronze, then recomputes the full figures of every (org, day, service) the
 batch's new events touch from all live events (`state.LiveEvents`) and upserts them into
 `daily_usage_by_org_month` and `genai_usage_by_org_month`, the rows the batch layer serves.
-Spark commits the batch only after Cassandra acknowledged them. Decision: docs/decisions/110-live-speed-layer.md.
+Spark commits the batch only after Cassandra acknowledged them. Decision: docs/decisions/120-live-speed-layer.md.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@
 # # 06 · Live: a landing file's usage in Cassandra within seconds
 #
 # `python -m lakehouse_utils live` is the speed layer of the Lambda architecture
-# ([ADR 110](../docs/decisions/110-live-speed-layer.md)). It runs the Bronze stream's own query
+# ([ADR 120](../docs/decisions/120-live-speed-layer.md)). It runs the Bronze stream's own query
 # (same file source, same checkpoint). Each micro-batch is first committed to Bronze, exactly as
 # `02_bronze_stream` does it. Then, for every (org, day, service) that the batch's new events
 # touch, the full daily figures are recomputed from all live events and upserted into Q1's table
