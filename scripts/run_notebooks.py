@@ -27,6 +27,9 @@ from scripts.sync_notebooks import clean_metadata, notebook_names, paired_notebo
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = notebook_names()
+# The pipeline chain; 06_live demonstrates the speed layer on a lake and keyspace of its own, so
+# `make notebooks` executes it but `make demo` does not.
+CHAIN = [name for name in NOTEBOOKS if name[:2] <= "05"]
 COURSE_LANDING = ROOT.parent / "shared" / "course_landing"
 
 
@@ -105,7 +108,7 @@ def demo(args: argparse.Namespace) -> int:
           flush=True)
     started = time.perf_counter()
     with SharedKernel() as kernel:
-        run_chain(output_dir, NOTEBOOKS, kernel)
+        run_chain(output_dir, CHAIN, kernel)
     print(f"chain done in {time.perf_counter() - started:.0f}s")
     print("\nQ1 - daily cost and requests per org and service:")
     print(_cli("query", "q1"))

@@ -16,6 +16,14 @@
 # %% [markdown]
 # # 06 · Live: a landing file's usage in Cassandra within seconds
 #
+# [![Open In Colab][colab-badge]][open-in-colab]
+#
+# [colab-badge]: https://colab.research.google.com/assets/colab-badge.svg
+# [open-in-colab]: https://colab.research.google.com/github/cloud-provider-analytics/cloud-provider-analytics/blob/main/notebooks/06_live.ipynb
+
+# %% [markdown]
+# ## Overview
+#
 # `python -m lakehouse_utils live` is the speed layer of the Lambda architecture
 # ([ADR 120](../docs/decisions/120-live-speed-layer.md)). It runs the Bronze stream's own query
 # (same file source, same checkpoint). Each micro-batch is first committed to Bronze, exactly as
@@ -29,9 +37,51 @@
 # landing starts with the masters and two event files. It then drops three more files (each
 # written under a temporary name, then renamed) and shows Q1 before and after.
 #
-# Prerequisite: a running Cassandra (`python -m lakehouse_utils cassandra start`, or `CASSANDRA_HOST`).
-# The demo writes to its own keyspace (`LIVE_KEYSPACE` below), so the keyspace served by
-# `05_serving` is left untouched.
+# Prerequisites: the landing data (`LANDING_DIR`) and a running Cassandra (`05_serving` starts the
+# local node, or set `CASSANDRA_HOST`). The demo writes to its own lake (`build/live_demo`) and
+# keyspace (`LIVE_KEYSPACE` below), so what `01`–`05` built is left untouched.
+#
+# **Source:** edit `notebooks/06_live.py` (jupytext), not this `.ipynb`, which is generated from it
+# with its outputs; a change saved to the `.ipynb` (e.g. from Colab) must be synced back with
+# `python -m scripts.sync_notebooks --from-ipynb 06_live`.
+
+# %% [markdown]
+# ## Setup
+#
+# The same Setup cell as every notebook (Colab: this repository, the pinned packages, Java 17 and,
+# for the local Cassandra, Maven; locally it only puts the project on the path).
+
+# %% cellView="form"
+# @title Setup: works in Colab and locally, unchanged
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_URL = os.environ.get("REPO_URL", "https://github.com/cloud-provider-analytics/cloud-provider-analytics.git")
+if "google.colab" in sys.modules:
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+    PROJECT = Path("/content/cloud-provider-analytics")
+    if not PROJECT.exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(PROJECT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(PROJECT / "requirements-colab.txt")], check=True)
+    sys.path.insert(0, str(PROJECT))
+    from lakehouse_utils.notebook import prepare_colab
+
+    prepare_colab(serving=True)  # apt: Java 17, and Maven when SERVING_TARGET=local
+else:
+    PROJECT = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.cwd().resolve()
+sys.path.insert(0, str(PROJECT))
+
+from lakehouse_utils.notebook import bootstrap
+
+ctx = bootstrap("06_live")
+ctx.describe()
+
+# %% [markdown]
+# ## Parameters
 
 # %% tags=["parameters"]
 LIVE_SECONDS = 75  # how long the background `live` runs
@@ -39,33 +89,29 @@ FILES_TO_DROP = 3
 LIVE_KEYSPACE = "cloud_analytics_live_demo"
 
 # %% [markdown]
-# ## Setup
+# ## Prepare a demo landing
 #
-# Locally this only puts the project on the path. The landing comes from `LANDING_DIR` (or the
-# defaults of `.env.example`); it is never modified, and the demo links its masters and copies its
-# event files.
+# The course landing is never modified: the demo links its masters and copies two event files;
+# the files to drop come from the same folder.
 
 # %%
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
-PROJECT_ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
-sys.path.insert(0, str(PROJECT_ROOT))
-
 from lakehouse_utils.config import Settings
 from lakehouse_utils.live import demo
+from lakehouse_utils.notebook import display_path
 from lakehouse_utils.serving import queries
 from lakehouse_utils.serving.connection import open_session, target_from_settings
 
 settings = Settings.load(cassandra_keyspace=LIVE_KEYSPACE)
 source = Path(settings.landing_dir)
-work = PROJECT_ROOT / "build" / "live_demo"
+work = PROJECT / "build" / "live_demo"
 landing, to_drop = demo.prepare_landing(source, work, initial_files=2)
 target = target_from_settings(settings)
-print(f"source landing: {source}\ndemo landing:   {landing}\nkeyspace:       {target.keyspace} at {target.endpoint}")
+print(f"source landing: {display_path(str(source), {'LANDING_DIR': str(source)})}")
+print(f"demo landing:   {display_path(str(landing))}\nkeyspace:       {target.keyspace}")
 
 # %% [markdown]
 # ## Start `live` in the background
