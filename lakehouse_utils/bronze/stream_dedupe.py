@@ -1,0 +1,96 @@
+"""First-arrival dedupe of the event stream in Spark's state store, one key per event_id.
+
+`applyInPandasWithState` keeps, per event_id, the content hash of its first arrival in
+the RocksDB state store of the checkpoint. A micro-batch therefore looks up only the ids
+it carries: its cost follows the batch, not Bronze. Every input line comes out once,
+with `_outcome` (new / duplicate / conflicting_duplicate, or the line kind),
+`_known_before` (the id was in an earlier batch) and `_first_file` (the file of the
+reference arrival inside this batch). An id is forgotten `DEDUPE_HORIZON` after its last
+arrival (a processing-time timeout). See docs/decisions/040-streaming-late-data.md (047).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
+
+from lakehouse_utils.bronze.events_parsing import KIND_EVENT
+
+NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"
+# Arrival order: the file source's own order (modification time, then name), then the line.
+ARRIVAL_ORDER = ("file_modification_time", "source_file", "line_number")
+# How long an event_id is remembered after its last arrival (ADR 047): the contract's 60-day
+# event window plus 30 days for a re-sent file. A replay older than this becomes a new Bronze
+# row again, and Silver's `event_id_unique` rule quarantines the second copy.
+DEDUPE_HORIZON = timedelta(days=90)
+STATE_SCHEMA = "content_hash string"
+DEDUPE_KEY = "_dedupe_key"
+# Lines without an id never touch the state: they are grouped by file under a key no id can take.
+_UNKEYED_PREFIX = "\u0000"
+STATE_STORE_CONF = {
+    "spark.sql.streaming.stateStore.providerClass":
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    # Each batch uploads only the keys it changed, not a snapshot of the whole store.
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    # Timeouts are checked when data arrives: no empty micro-batch just to expire ids.
+    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+}
+
+
+def has_event_id() -> Column:
+    return F.coalesce(F.col("event_id") != F.lit(""), F.lit(False))
+
+
+def dedupe_key() -> Column:
+    keyed = (F.col("line_kind") == KIND_EVENT) & has_event_id()
+    return F.when(keyed, F.col("event_id")).otherwise(F.concat(F.lit(_UNKEYED_PREFIX), F.col("source_file")))
+
+
+def output_schema(parsed: DataFrame) -> T.StructType:
+    extra = [T.StructField("_outcome", T.StringType()), T.StructField("_known_before", T.BooleanType()),
+             T.StructField("_first_file", T.StringType())]
+    return T.StructType([f for f in parsed.schema.fields if f.name != DEDUPE_KEY] + extra)
+
+
+def _classify(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, columns: list[str]) -> pd.DataFrame | None:
+    if state.hasTimedOut:  # the horizon passed since this id's last arrival: forget it
+        state.remove()
+        return None
+    rows = pd.concat(list(frames), ignore_index=True)
+    if key[0].startswith(_UNKEYED_PREFIX):
+        rows["_outcome"] = rows["line_kind"].where(rows["line_kind"] != KIND_EVENT, NEW)
+        rows["_known_before"], rows["_first_file"] = False, None
+        return rows[columns]
+    if len(rows) > 1:
+        rows = rows.sort_values(list(ARRIVAL_ORDER), kind="stable", ignore_index=True)
+    known = state.exists
+    reference = state.get[0] if known else rows["content_hash"].iloc[0]
+    outcome = (rows["content_hash"] == reference).map({True: DUPLICATE, False: CONFLICT})
+    if not known:
+        outcome.iloc[0] = NEW
+        state.update((reference,))
+    state.setTimeoutDuration(int(DEDUPE_HORIZON.total_seconds() * 1000))
+    rows["_outcome"], rows["_known_before"] = outcome, known
+    rows["_first_file"] = None if known else rows["source_file"].iloc[0]
+    return rows[columns]
+
+
+def classify_stream(parsed: DataFrame) -> DataFrame:
+    """Every parsed line with its outcome, deduplicated against the state of earlier batches."""
+    keyed = parsed.withColumn(DEDUPE_KEY, dedupe_key())
+    schema = output_schema(keyed)
+    columns = schema.fieldNames()
+
+    def classify(key, frames, state):
+        out = _classify(key, frames, state, columns)
+        if out is not None:
+            yield out
+
+    return keyed.groupBy(DEDUPE_KEY).applyInPandasWithState(
+        classify, schema, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout)
