@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils.contracts import TECHNICAL_COLUMNS, master_schema
@@ -94,5 +95,7 @@ def write_bronze_masters(spark: SparkSession, paths: LakePaths, run_id: str = BR
 
 
 def append_bronze_events(spark: SparkSession, paths: LakePaths, rows: list[dict]) -> None:
-    writer = events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("event_date")
+    """Append events the way the stream does: partitioned by the day they were ingested (ADR 048)."""
+    df = events_df(spark, rows).withColumn("ingest_date", F.to_date("ingest_ts"))
+    writer = df.coalesce(1).write.mode("append").partitionBy("ingest_date")
     writer.parquet(paths.bronze("usage_events"))

@@ -81,9 +81,21 @@ def _classify(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, col
     return rows[columns]
 
 
+# Numbers cross into pandas as text: pandas turns a NaN into a null and a long with nulls into a
+# float, while Spark's double <-> string casts are exact (NaN and Infinity included).
+_AS_TEXT = (T.DoubleType, T.FloatType, T.LongType, T.IntegerType)
+
+
+def _numbers_as_text(parsed: DataFrame) -> tuple[DataFrame, dict[str, T.DataType]]:
+    numeric = {f.name: f.dataType for f in parsed.schema.fields
+               if isinstance(f.dataType, _AS_TEXT) and f.name not in ARRIVAL_ORDER}
+    return parsed.withColumns({name: F.col(name).cast(T.StringType()) for name in numeric}), numeric
+
+
 def classify_stream(parsed: DataFrame) -> DataFrame:
     """Every parsed line with its outcome, deduplicated against the state of earlier batches."""
-    keyed = parsed.withColumn(DEDUPE_KEY, dedupe_key())
+    texted, numeric = _numbers_as_text(parsed)
+    keyed = texted.withColumn(DEDUPE_KEY, dedupe_key())
     schema = output_schema(keyed)
     columns = schema.fieldNames()
 
@@ -92,5 +104,6 @@ def classify_stream(parsed: DataFrame) -> DataFrame:
         if out is not None:
             yield out
 
-    return keyed.groupBy(DEDUPE_KEY).applyInPandasWithState(
+    classified = keyed.groupBy(DEDUPE_KEY).applyInPandasWithState(
         classify, schema, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout)
+    return classified.withColumns({name: F.col(name).cast(dtype) for name, dtype in numeric.items()})
