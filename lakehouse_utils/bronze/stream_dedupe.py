@@ -29,6 +29,7 @@ ARRIVAL_ORDER = ("file_modification_time", "source_file", "line_number")
 # event window plus 30 days for a re-sent file. A replay older than this becomes a new Bronze
 # row again, and Silver's `event_id_unique` rule quarantines the second copy.
 DEDUPE_HORIZON = timedelta(days=90)
+HORIZON_MS = int(DEDUPE_HORIZON.total_seconds() * 1000)
 STATE_SCHEMA = "content_hash string"
 DEDUPE_KEY = "_dedupe_key"
 # Lines without an id never touch the state: they are grouped by file under a key no id can take.
@@ -52,33 +53,37 @@ def dedupe_key() -> Column:
     return F.when(keyed, F.col("event_id")).otherwise(F.concat(F.lit(_UNKEYED_PREFIX), F.col("source_file")))
 
 
-def output_schema(parsed: DataFrame) -> T.StructType:
+def output_schema(keyed: DataFrame) -> T.StructType:
+    """The input columns (the key included: no per-key column selection) and the three outcome columns."""
     extra = [T.StructField("_outcome", T.StringType()), T.StructField("_known_before", T.BooleanType()),
              T.StructField("_first_file", T.StringType())]
-    return T.StructType([f for f in parsed.schema.fields if f.name != DEDUPE_KEY] + extra)
+    return T.StructType(keyed.schema.fields + extra)
 
 
-def _classify(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, columns: list[str]) -> pd.DataFrame | None:
+def _classify(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState) -> pd.DataFrame | None:
+    """The rows of one key with `_outcome`, `_known_before`, `_first_file` appended (in that order)."""
     if state.hasTimedOut:  # the horizon passed since this id's last arrival: forget it
         state.remove()
         return None
-    rows = pd.concat(list(frames), ignore_index=True)
+    chunks = list(frames)
+    rows = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
     if key[0].startswith(_UNKEYED_PREFIX):
-        rows["_outcome"] = rows["line_kind"].where(rows["line_kind"] != KIND_EVENT, NEW)
-        rows["_known_before"], rows["_first_file"] = False, None
-        return rows[columns]
+        return rows.assign(_outcome=rows["line_kind"].where(rows["line_kind"] != KIND_EVENT, NEW),
+                           _known_before=False, _first_file=None)
+    known = state.exists
+    if len(rows) == 1 and not known:  # the usual case: an id seen for the first time, once
+        state.update((rows["content_hash"].iat[0],))
+        state.setTimeoutDuration(HORIZON_MS)
+        return rows.assign(_outcome=NEW, _known_before=False, _first_file=rows["source_file"].iat[0])
     if len(rows) > 1:
         rows = rows.sort_values(list(ARRIVAL_ORDER), kind="stable", ignore_index=True)
-    known = state.exists
-    reference = state.get[0] if known else rows["content_hash"].iloc[0]
+    reference = state.get[0] if known else rows["content_hash"].iat[0]
     outcome = (rows["content_hash"] == reference).map({True: DUPLICATE, False: CONFLICT})
     if not known:
-        outcome.iloc[0] = NEW
+        outcome.iat[0] = NEW
         state.update((reference,))
-    state.setTimeoutDuration(int(DEDUPE_HORIZON.total_seconds() * 1000))
-    rows["_outcome"], rows["_known_before"] = outcome, known
-    rows["_first_file"] = None if known else rows["source_file"].iloc[0]
-    return rows[columns]
+    state.setTimeoutDuration(HORIZON_MS)
+    return rows.assign(_outcome=outcome, _known_before=known, _first_file=None if known else rows["source_file"].iat[0])
 
 
 # Numbers cross into pandas as text: pandas turns a NaN into a null and a long with nulls into a
@@ -97,13 +102,12 @@ def classify_stream(parsed: DataFrame) -> DataFrame:
     texted, numeric = _numbers_as_text(parsed)
     keyed = texted.withColumn(DEDUPE_KEY, dedupe_key())
     schema = output_schema(keyed)
-    columns = schema.fieldNames()
 
     def classify(key, frames, state):
-        out = _classify(key, frames, state, columns)
+        out = _classify(key, frames, state)
         if out is not None:
             yield out
 
     classified = keyed.groupBy(DEDUPE_KEY).applyInPandasWithState(
         classify, schema, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout)
-    return classified.withColumns({name: F.col(name).cast(dtype) for name, dtype in numeric.items()})
+    return classified.withColumns({name: F.col(name).cast(dtype) for name, dtype in numeric.items()}).drop(DEDUPE_KEY)
