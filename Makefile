@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test setup cassandra cassandra-stop landing notebooks benchmark diagram clean-lake help
+.PHONY: demo test test-fast lint setup cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help
 
 help:
 	@echo "make demo       - set up, run the five notebooks headless end to end, print Q1/Q2 and the idempotency check"
-	@echo "make test       - set up, then run the whole test suite (what CI runs)"
+	@echo "make test       - set up, then run the whole test suite (what CI runs, with lint)"
+	@echo "make test-fast  - unit and small-data stage tests only (no notebooks, kill/restart, second node, course data)"
+	@echo "make lint       - ruff on the package, scripts, tests and notebook sources"
 	@echo "make notebooks  - re-execute the committed notebooks on the course data (needs LANDING_DIR)"
+	@echo "make notebooks-sync - write notebooks/NN_*.py (the sources) into their .ipynb, keeping outputs"
+	@echo "make cqlsh      - open cqlsh on the local node (CQL=cql/demo_queries.cql runs that file instead)"
 	@echo "make benchmark  - time every stage at scales 1, 10, 100 and write docs/performance.md"
 	@echo "make cassandra / cassandra-stop - start / stop the local Cassandra"
 
@@ -41,8 +45,25 @@ demo: cassandra landing
 test: cassandra
 	$(PY) -m pytest
 
+# Everything not marked slow (notebooks, kill/restart, second Cassandra node, scale-1 chains) or course.
+test-fast: cassandra
+	$(PY) -m pytest -m "not slow and not course"
+
+# notebooks/*.py are the jupytext sources; $(wildcard) leaves them out where they do not exist yet.
+lint: setup
+	$(VENV)/bin/ruff check lakehouse_utils scripts tests $(wildcard notebooks/*.py)
+
 notebooks: cassandra
 	$(PY) -m scripts.run_notebooks --commit
+
+notebooks-sync: setup
+	$(PY) -m scripts.sync_notebooks
+
+# cqlsh from PyPI (requirements-dev.txt). CASSANDRA_HOST/PORT as for the pipeline; CQL=file runs a file.
+CQLSH_HOST = $${CASSANDRA_HOST:-127.0.0.1} $${CASSANDRA_PORT:-9042}
+cqlsh: cassandra
+	@if [ -n "$(CQL)" ]; then $(VENV)/bin/cqlsh $(CQLSH_HOST) -f "$(CQL)"; \
+	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
 
 benchmark: cassandra
 	$(PY) -m lakehouse_utils benchmark --scales 1,10,100

@@ -15,9 +15,6 @@ from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Variables that hold secrets: never printed, never put in a repr or an exception.
-SECRET_VARIABLES = frozenset({"ASTRA_DB_APPLICATION_TOKEN"})
-
 DEFAULTS: dict[str, str] = {
     "LAKE_ROOT": str(PROJECT_ROOT / "data" / "lake"),
     "LANDING_DIR": "",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
+from lakehouse_utils.paths import relative_to
+
 
 def _fs_and_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
@@ -128,7 +130,7 @@ def partition_inventory(spark: SparkSession, uri: str) -> list[dict]:
     base = uri.rstrip("/")
     partitions: dict[str, dict] = {}
     for entry in list_files(spark, base):
-        relative = entry.path.split(base.split("://")[-1], 1)[-1].lstrip("/")
+        relative = relative_to(base, entry.path)
         directory = relative.rsplit("/", 1)[0] if "/" in relative else "."
         slot = partitions.setdefault(directory, {"partition": directory, "files": 0, "bytes": 0})
         slot["files"] += 1

@@ -5,14 +5,19 @@ Notebooks stay free of function definitions; anything they need to reuse lives h
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 
 from lakehouse_utils import io
-from lakehouse_utils.config import Settings
+from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.paths import LakePaths, local_path
 
 COLAB_DRIVE_ROOT = "/content/drive/MyDrive/cloud_provider_analytics"
@@ -42,8 +47,8 @@ class NotebookContext:
     def describe(self) -> pd.DataFrame:
         rows = [
             ("notebook", self.name),
-            ("landing", self.paths.landing_root),
-            ("lake", self.paths.lake_root),
+            ("landing (LANDING_DIR)", display_path(self.paths.landing_root)),
+            ("lake (LAKE_ROOT)", display_path(self.paths.lake_root)),
             ("spark", f"{self.spark.version} ({self.spark.sparkContext.master})"),
             ("serving target", self.settings.serving_target),
             ("running in", "Google Colab" if in_colab() else "local Python"),
@@ -117,7 +122,7 @@ def sample(spark, uri: str, n: int = 5, columns: list[str] | None = None, where:
         df = df.where(where)
     if columns:
         df = df.select(*columns)
-    return df.limit(n).toPandas()
+    return readable(df.limit(n).toPandas())
 
 
 def inventory_frame(rows: list[dict]) -> pd.DataFrame:
@@ -135,3 +140,123 @@ def cassandra_session(settings: Settings):
     session = context.__enter__()
     atexit.register(context.__exit__, None, None, None)
     return session
+
+
+# ---- what a stranger reads: no machine paths, numbers rounded for people ----------------------
+
+def display_path(value: str, roots: dict[str, str] | None = None) -> str:
+    """A path or `file:` URI as a reader should see it, never as this machine's absolute path.
+
+    Under a named root (LANDING_DIR, LAKE_ROOT) it becomes `NAME/relative`; under the project, a
+    path relative to it; elsewhere the last two segments after `…/`. Remote URIs (s3a://…) and
+    anything that is not a path are returned unchanged.
+    """
+    path = local_path(value) if isinstance(value, str) and value else None
+    if path is None or not path.is_absolute():
+        return value
+    for name, root in (roots or {}).items():
+        root_path = local_path(root)
+        if root_path is not None and root_path.is_absolute() and path.is_relative_to(root_path):
+            relative = path.relative_to(root_path).as_posix()
+            return name if relative == "." else f"{name}/{relative}"
+    if path.is_relative_to(PROJECT_ROOT):
+        return path.relative_to(PROJECT_ROOT).as_posix() or "."
+    return "…/" + "/".join(path.parts[-2:])
+
+
+def round_for_people(value):
+    """Floats (and Decimals) to 6 decimals, 3 significant digits for tinier values; maps too.
+
+    Enough for every value the data holds (FX rates have 5 decimals, carbon_kg 6) while float
+    noise such as 50.21039999999999 or 16-digit scores goes.
+    """
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0:
+            return 0.0 if value == 0 else value
+        return round(value, max(6, 2 - math.floor(math.log10(abs(value)))))
+    if isinstance(value, dict):
+        return {key: round_for_people(item) for key, item in value.items()}
+    return value
+
+
+def readable(data, roots: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows (list of dicts) or a DataFrame ready to show: paths via `display_path`, numbers rounded.
+
+    `roots` defaults to the configured LANDING_DIR and LAKE_ROOT.
+    """
+    frame = data.copy() if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    roots = roots if roots is not None else _configured_roots()
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_float_dtype(series):
+            frame[column] = series.map(round_for_people)
+        elif series.dtype == object:
+            frame[column] = series.map(lambda v: display_path(v, roots) if isinstance(v, str) else round_for_people(v))
+    return frame
+
+
+def _configured_roots() -> dict[str, str]:
+    paths = LakePaths.from_settings(Settings.load())
+    return {"LANDING_DIR": paths.landing_root, "LAKE_ROOT": paths.lake_root}
+
+
+# ---- Colab: system packages, and what serving will do -----------------------------------------
+
+COLAB_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+FIRST_LOCAL_START = "about 1-3 minutes"  # Maven install + 67 MB of jars + boot, on Colab's 2 vCPUs
+
+
+def prepare_colab(serving: bool = False) -> list[str]:
+    """Install with apt what a Colab runtime lacks; print and return what was installed.
+
+    Every notebook needs Java 17 (Spark 4.1). A notebook that serves (`serving=True`) with
+    SERVING_TARGET=local also needs Maven, which fetches the local Cassandra's jars; with
+    SERVING_TARGET=astra nothing more is installed. Outside Colab this does nothing.
+    """
+    if not in_colab():
+        return []
+    wanted = [] if _java17_present() else ["openjdk-17-jdk-headless"]
+    target = Settings.load().serving_target if serving else None
+    if target == "local" and shutil.which("mvn") is None:
+        wanted.append("maven")
+    if wanted:
+        print(f"Colab: installing {', '.join(wanted)} with apt-get (about a minute)...", flush=True)
+        if _apt_install(wanted) != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            if _apt_install(wanted) != 0:
+                raise RuntimeError(f"apt-get install {' '.join(wanted)} failed; run it in a cell to see why")
+    if "openjdk-17-jdk-headless" in wanted:
+        os.environ["JAVA_HOME"] = COLAB_JAVA_HOME
+    needs = {"local": "Java 17 and Maven (the local Cassandra's jars come from Maven Central)",
+             "astra": "Java 17, and nothing for AstraDB"}.get(target, "Java 17")
+    print(f"Colab: this notebook needs {needs}: " + (f"installed {', '.join(wanted)}" if wanted else "already present"))
+    return wanted
+
+
+def _apt_install(packages: list[str]) -> int:
+    return subprocess.run(["apt-get", "install", "-y", "-qq", *packages], stdout=subprocess.DEVNULL).returncode
+
+
+def _java17_present() -> bool:
+    probe = subprocess.run(["bash", "-c", "java -version 2>&1"], capture_output=True, text=True)
+    return 'version "17' in probe.stdout
+
+
+def serving_plan(settings: Settings) -> str:
+    """One paragraph, printed before serving starts: which target, and what starting it costs."""
+    keyspace = settings.cassandra_keyspace
+    if settings.serving_target == "astra":
+        bundle = Path(settings.astra_bundle_path).name if settings.astra_bundle_path else "(ASTRA_DB_SECURE_BUNDLE_PATH unset)"
+        return (f"Serving target: astra (SERVING_TARGET) - the AstraDB database of bundle {bundle}, keyspace {keyspace} "
+                "(create it in the Astra console first). Nothing is installed or started; the load takes a few minutes.")
+    if settings.cassandra_host:
+        return (f"Serving target: local - the Cassandra at {settings.cassandra_host}:{settings.cassandra_port} "
+                f"(CASSANDRA_HOST), keyspace {keyspace}. Nothing is started.")
+    where = "in every new Colab runtime" if in_colab() else "the first time on this machine"
+    return (f"Serving target: local (SERVING_TARGET) - the project's own Apache Cassandra 5.0 node on 127.0.0.1:"
+            f"{settings.cassandra_port}, keyspace {keyspace}. If it is not running, the next cell starts it: "
+            f"{where} that takes {FIRST_LOCAL_START} (Maven fetches 67 MB of jars, then the node boots); "
+            "a restart takes 10-40 s, and a node already running is reused at once. "
+            "Set SERVING_TARGET=astra to use AstraDB instead (see the end of this notebook).")

@@ -54,6 +54,17 @@ def join(base: str, *parts: str) -> str:
     return result
 
 
+def relative_to(base: str, uri: str) -> str:
+    """The part of `uri` below `base` ('' for `base` itself), without leading slashes.
+
+    Schemes are ignored because Hadoop lists `file:/x/...` under a base given as `file:///x`.
+    """
+    def bare(location: str) -> str:
+        return location.split("://")[-1] if "://" in location else location.split(":", 1)[-1]
+
+    return bare(uri).split(bare(base.rstrip("/")), 1)[-1].lstrip("/")
+
+
 def local_path(uri: str) -> Path | None:
     """The local filesystem path of a `file:` URI (or plain path); None for remote URIs."""
     if not has_scheme(uri):

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Union
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 ACTIONS = ("quarantine", "flag", "impute")
-Predicate = Union[str, Callable[[], Column]]
+Predicate = str | Callable[[], Column]
 
 
 class RuleDefinitionError(ValueError):

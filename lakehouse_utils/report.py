@@ -76,3 +76,21 @@ class StageReport:
             lines.append(f"{c.table:<28}{c.rows_in:>10}{c.rows_out:>10}{c.duplicates:>8}{c.quarantined:>8}"
                          f"{c.ignored:>6}  {'yes' if c.reconciles else 'NO'}")
         return "\n".join(lines)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows as a fixed-width text table (the CLI's `--format table`): header, rule, rows, row count."""
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(lines + [f"({len(rows)} rows)"])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)

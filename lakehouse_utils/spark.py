@@ -53,29 +53,47 @@ def java_major_version(java_bin: str) -> int:
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
-def ensure_java17() -> str:
-    """Point JAVA_HOME at a Java 17 and return it, or explain how to get one."""
-    java_home = os.environ.get("JAVA_HOME")
-    if not java_home:
-        for candidate in JAVA_17_CANDIDATES:
-            if Path(candidate, "bin", "java").exists():
-                java_home = candidate
-                break
-    java_bin = str(Path(java_home, "bin", "java")) if java_home else shutil.which("java")
-    if not java_bin or not Path(java_bin).exists():
-        raise JavaNotFoundError(
-            "Java 17 was not found. Install it (Debian/Ubuntu/Colab: `apt-get install -y openjdk-17-jdk-headless`) "
-            "or set JAVA_HOME to a Java 17 installation."
-        )
-    major = java_major_version(java_bin)
+def find_java17() -> tuple[str, str]:
+    """(JAVA_HOME, java binary) of a Java 17: JAVA_HOME if set, else a known location, else PATH.
+
+    The one Java check of the project: Spark and the local Cassandra 5.0 both run on Java 17.
+    """
+    java_home = os.environ.get("JAVA_HOME", "")
+    if java_home:
+        origin, java_bin = f"JAVA_HOME={java_home}", Path(java_home, "bin", "java")
+        if not java_bin.exists():
+            raise JavaNotFoundError(
+                f"Java 17 was not found: {origin} has no bin/java. Set JAVA_HOME to a Java 17 installation "
+                f"(e.g. {JAVA_17_CANDIDATES[0]}) or unset it."
+            )
+    else:
+        origin = "found on this machine"
+        known = [Path(c, "bin", "java") for c in JAVA_17_CANDIDATES if Path(c, "bin", "java").exists()]
+        on_path = shutil.which("java")
+        if not known and not on_path:
+            raise JavaNotFoundError(
+                "Java 17 was not found. Install it (Debian/Ubuntu/Colab: `apt-get install -y "
+                "openjdk-17-jdk-headless`) or set JAVA_HOME to a Java 17 installation."
+            )
+        java_bin = known[0] if known else Path(on_path)
+    try:
+        major = java_major_version(str(java_bin))
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise JavaNotFoundError(f"could not run `{java_bin} -version` ({origin}): {error}") from error
     if major != 17:
         raise JavaNotFoundError(
-            f"{java_bin} is Java {major}; this project needs Java 17 (Spark 4.1 and Cassandra 5.0 both run on it). "
-            "Set JAVA_HOME to a Java 17 installation."
+            f"{java_bin} ({origin}) is Java {major}; this project needs Java 17 (Spark 4.1 and Cassandra 5.0 "
+            "both run on it; JDK 24+ cannot start Cassandra 5.0). Set JAVA_HOME to a Java 17 installation, "
+            f"e.g. {JAVA_17_CANDIDATES[0]} (Debian/Ubuntu/Colab: `apt-get install -y openjdk-17-jdk-headless`)."
         )
-    if java_home:
-        os.environ["JAVA_HOME"] = java_home
-    return java_home or str(Path(java_bin).resolve().parent.parent)
+    return java_home or str(java_bin.resolve().parent.parent), str(java_bin)
+
+
+def ensure_java17() -> str:
+    """Point JAVA_HOME at a Java 17 (for Spark's JVM) and return it, or explain how to get one."""
+    java_home, _ = find_java17()
+    os.environ["JAVA_HOME"] = java_home
+    return java_home
 
 
 def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | None = None) -> SparkSession:

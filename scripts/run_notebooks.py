@@ -1,10 +1,12 @@
-"""Execute the five notebooks headless, in order, with the notebooks' own code.
+"""Execute the notebooks headless, in order, with the notebooks' own code.
 
     python -m scripts.run_notebooks --demo      # executed copies in build/notebooks, prints Q1/Q2 + idempotency
     python -m scripts.run_notebooks --commit    # re-executes notebooks/*.ipynb in place on the course data
 
-Parameters reach the notebooks as environment variables (LAKE_ROOT, LANDING_DIR, ...),
-which is exactly how a user configures them, so no notebook code differs between runs.
+The cells come from the sources `notebooks/NN_name.py` (every one present, in order), so what
+runs is what was reviewed. Parameters reach the notebooks as environment variables (LAKE_ROOT,
+LANDING_DIR, ...), which is exactly how a user configures them, so no notebook code differs
+between runs.
 """
 
 from __future__ import annotations
@@ -21,27 +23,29 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lakehouse_utils.evidence.inventory import compare, format_rows
+from lakehouse_utils.evidence.inventory import compare
+from lakehouse_utils.report import format_table
+from scripts.sync_notebooks import clean_metadata, notebook_names, paired_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["01_bronze_batch", "02_bronze_stream", "03_silver", "04_gold", "05_serving"]
+NOTEBOOKS = notebook_names()
 COURSE_LANDING = ROOT.parent / "shared" / "course_landing"
 
 
 def execute(name: str, output_dir: Path, timeout: int = 900) -> Path:
-    """Run one notebook in a fresh kernel (cwd = notebooks/) and save the executed copy."""
-    source = ROOT / "notebooks" / f"{name}.ipynb"
-    notebook = nbformat.read(source, as_version=4)
+    """Run one notebook (the cells of its .py) in a fresh kernel (cwd = notebooks/) and save the executed copy."""
+    notebook = paired_notebook(name)
     started = time.perf_counter()
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}})
     try:
         client.execute()
     finally:
         output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / f"{name}.ipynb"
-        nbformat.write(notebook, target)
-    print(f"  {name}: {time.perf_counter() - started:.1f}s -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+        nbformat.write(clean_metadata(notebook), target)
+    shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+    print(f"  {name}: {time.perf_counter() - started:.1f}s -> {shown}")
     return target
 
 
@@ -71,7 +75,7 @@ def demo(args: argparse.Namespace) -> int:
     run_chain(output_dir / "rerun", NOTEBOOKS)
     after = json.loads(_cli("evidence", "--format", "json"))
     comparison = compare(before, after)
-    print(format_rows(comparison))
+    print(format_table(comparison))
     same = all(row["identical"] for row in comparison)
     print(f"idempotency check: counts before and after re-running 01 -> 05 are {'IDENTICAL' if same else 'DIFFERENT'}")
     return 0 if same else 1

@@ -11,6 +11,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that read the course dataset are marked `course`: make test-fast leaves them out."""
+    for item in items:
+        if "course_landing" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.course)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from lakehouse_utils.spark import get_spark
@@ -52,6 +59,33 @@ def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("faulty") / "landing"
     manifest = generate(out, seed=11, scale=0.1, files=24, duplicates=True, malformed=True, late_files=True, bad_rows=True)
     return out, manifest
+
+
+CHAIN = ("bronze_batch", "bronze_stream", "silver", "gold")
+
+
+def _run_chain(spark, landing: Path, lake: Path) -> tuple:
+    from lakehouse_utils.paths import LakePaths
+    from lakehouse_utils.pipeline import new_run_id, run_stage
+
+    paths = LakePaths.from_roots(lake, landing)
+    return paths, {stage: run_stage(spark, paths, stage, new_run_id()) for stage in CHAIN}
+
+
+@pytest.fixture(scope="session")
+def faulty_chain(spark, faulty_landing, tmp_path_factory):
+    """(paths, reports by stage, manifest): the faulty generated landing run once through bronze_batch..gold.
+
+    Shared by the Bronze, Silver, Gold and contract tests, which only read it (never write to it)."""
+    landing, manifest = faulty_landing
+    paths, reports = _run_chain(spark, landing, tmp_path_factory.mktemp("faulty_chain") / "lake")
+    return paths, reports, manifest
+
+
+@pytest.fixture(scope="session")
+def generated_chain(spark, generated_landing, tmp_path_factory):
+    """(paths, reports by stage): the clean scale-1 landing run once through bronze_batch..gold; read-only."""
+    return _run_chain(spark, generated_landing, tmp_path_factory.mktemp("generated_chain") / "lake")
 
 
 @pytest.fixture(scope="session")

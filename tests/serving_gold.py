@@ -10,58 +10,17 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.contracts import GOLD_MARTS, MART_PARTITIONS
 from lakehouse_utils.paths import LakePaths
 
 ORGS = {"org_a": ("Acme", "retail", "pro", "us-east"), "org_b": ("Bolt", "fintech", "free", "eu-west")}
 SERVICES = ("compute", "genai", "storage")
 FIRST_DAY = date(2025, 7, 20)
 DAYS = 20
-S, D, L, I, B, DT = T.StringType(), T.DoubleType(), T.LongType(), T.IntegerType(), T.BooleanType(), T.DateType()
-
-
-def _schema(*fields: tuple) -> T.StructType:
-    return T.StructType([T.StructField(name, kind, True) for name, kind in fields])
-
-
-DAILY_SCHEMA = _schema(
-    ("org_id", S), ("usage_date", DT), ("service", S), ("daily_cost_usd", D), ("requests", D), ("cpu_hours", D),
-    ("storage_gb_hours", D), ("genai_tokens", L), ("carbon_kg", D), ("event_count", L), ("org_name", S),
-    ("industry", S), ("plan_tier", S), ("hq_region", S), ("is_anomaly", B), ("anomaly_methods", T.ArrayType(S)),
-    ("usage_month", S),
-)
-TOP_SCHEMA = _schema(("org_id", S), ("as_of_date", DT), ("rank", I), ("service", S), ("cost_14d_usd", D),
-                     ("requests_14d", D), ("window_start", DT))
-ANOMALY_SCHEMA = _schema(
-    ("org_id", S), ("usage_date", DT), ("service", S), ("daily_cost_usd", D), ("baseline_cost_usd", D),
-    ("z_score", D), ("mad_score", D), ("pct_rank", D), ("is_anomaly_zscore", B), ("is_anomaly_mad", B),
-    ("is_anomaly_pctl", B), ("anomaly_votes", I), ("is_anomaly", B), ("anomaly_methods", T.ArrayType(S)),
-    ("method_scores", T.MapType(S, D)),
-)
-TICKET_MEASURES = (("tickets_opened", L), ("critical_count", L), ("sla_breach_count", L), ("sla_breach_rate", D),
-                   ("mean_csat", D), ("csat_responses", L), ("open_count", L), ("categories", T.MapType(S, L)))
-TICKETS_ORG_SCHEMA = _schema(("org_id", S), ("created_date", DT), ("severity", S), *TICKET_MEASURES)
-TICKETS_SEV_SCHEMA = _schema(("created_date", DT), ("severity", S), *TICKET_MEASURES, ("org_count", L),
-                             ("org_ids", T.ArrayType(S)))
-REVENUE_SCHEMA = _schema(
-    ("org_id", S), ("month", DT), ("currency", S), ("subtotal", D), ("credits", D), ("taxes", D), ("net_amount", D),
-    ("fx_rate_applied", D), ("subtotal_usd", D), ("credits_usd", D), ("taxes_usd", D), ("net_usd", D),
-    ("is_refund", B), ("invoice_count", I),
-)
-GENAI_SCHEMA = _schema(("org_id", S), ("usage_date", DT), ("total_tokens", L), ("estimated_cost_usd", D),
-                       ("genai_event_count", L))
-# Mart -> (schema, partition column), as the gold stage writes them.
-MARTS = {
-    "org_daily_usage_by_service": (DAILY_SCHEMA, "usage_date"),
-    "top_services_14d": (TOP_SCHEMA, "as_of_date"),
-    "cost_anomaly_mart": (ANOMALY_SCHEMA, None),
-    "tickets_by_org_date": (TICKETS_ORG_SCHEMA, None),
-    "tickets_by_date_severity": (TICKETS_SEV_SCHEMA, None),
-    "revenue_by_org_month": (REVENUE_SCHEMA, None),
-    "genai_tokens_by_org_date": (GENAI_SCHEMA, None),
-}
+# Mart -> (schema, partition column), as the gold stage writes them (lakehouse_utils.contracts.gold).
+MARTS = {mart: (contract.schema, MART_PARTITIONS[mart]) for mart, contract in GOLD_MARTS.items()}
 
 
 def usage_days() -> list[date]:

@@ -5,24 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from lakehouse_utils.contracts import TECHNICAL_COLUMNS, master_schema
+from lakehouse_utils.contracts import BRONZE_EVENTS_READ, TECHNICAL_COLUMNS, master_schema
 from lakehouse_utils.paths import LakePaths
 
 BRONZE_RUN = "20250901T000000Z-b0b0b0"
 INGEST_TS = datetime(2025, 9, 1, tzinfo=timezone.utc)
 
-BRONZE_EVENT_SCHEMA = T.StructType([T.StructField(n, d) for n, d in (
-    ("event_id", T.StringType()), ("event_ts", T.TimestampType()), ("timestamp_raw", T.StringType()),
-    ("org_id", T.StringType()), ("resource_id", T.StringType()), ("service", T.StringType()),
-    ("region", T.StringType()), ("metric", T.StringType()), ("unit", T.StringType()), ("value_raw", T.StringType()),
-    ("cost_usd_increment", T.DoubleType()), ("schema_version", T.IntegerType()), ("carbon_kg", T.DoubleType()),
-    ("genai_tokens", T.LongType()), ("content_hash", T.StringType()), ("is_late", T.BooleanType()),
-    ("lateness_seconds", T.LongType()), ("ingest_ts", T.TimestampType()), ("source_file", T.StringType()),
-    ("run_id", T.StringType()), ("batch_id", T.LongType()), ("event_date", T.DateType()),
-)])
+# The Bronze event columns Silver reads (the contract without type_error_line).
+BRONZE_EVENT_SCHEMA = BRONZE_EVENTS_READ
 
 
 def parse_ts(text: str | None) -> datetime | None:
@@ -46,6 +37,7 @@ def event(event_id: str | None = "evt_000000000001", timestamp: str | None = "20
     event_ts = parse_ts(row["timestamp_raw"]) if "event_ts" not in fields else fields["event_ts"]
     row["event_ts"] = event_ts
     row["event_date"] = event_ts.date() if event_ts else None
+    row["ingest_date"] = row["ingest_ts"].date()
     return row
 
 
@@ -96,6 +88,5 @@ def write_bronze_masters(spark: SparkSession, paths: LakePaths, run_id: str = BR
 
 def append_bronze_events(spark: SparkSession, paths: LakePaths, rows: list[dict]) -> None:
     """Append events the way the stream does: partitioned by the day they were ingested (ADR 048)."""
-    df = events_df(spark, rows).withColumn("ingest_date", F.to_date("ingest_ts"))
-    writer = df.coalesce(1).write.mode("append").partitionBy("ingest_date")
+    writer = events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("ingest_date")
     writer.parquet(paths.bronze("usage_events"))

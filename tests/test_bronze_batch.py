@@ -17,8 +17,8 @@ from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze import batch as bronze_batch
-from lakehouse_utils.bronze.batch import LandingFileMissingError, LandingSchemaError, bronze_struct
-from lakehouse_utils.contracts import MASTER_SCHEMAS, MASTER_SOURCES, header_problems, master_schema
+from lakehouse_utils.bronze.batch import LandingFileMissingError, LandingSchemaError
+from lakehouse_utils.contracts import MASTER_SCHEMAS, MASTER_SOURCES, bronze_struct, header_problems, master_schema
 from lakehouse_utils.generator.landing import MANIFEST_NAME
 from lakehouse_utils.paths import MASTER_FILES, LakePaths
 
@@ -95,10 +95,10 @@ def mixed_run(spark, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def faulty_run(spark, faulty_landing, tmp_path_factory):
-    landing, manifest = faulty_landing
-    paths = LakePaths.from_roots(tmp_path_factory.mktemp("faulty_lake"), landing)
-    return paths, bronze_batch.run(spark, paths, "20250101T000000Z-bbbbbb"), manifest["masters"]
+def faulty_run(faulty_chain):
+    """The Bronze batch of the shared faulty chain (conftest), read only."""
+    paths, reports, manifest = faulty_chain
+    return paths, reports["bronze_batch"], manifest["masters"]
 
 
 # --- contract (no Spark job) -------------------------------------------------------------

@@ -75,7 +75,8 @@ def field_parses(kind: str, text: str) -> bool:
 
 
 def row_parses(header: list[str], fields: list[str]) -> bool:
-    return len(fields) == len(header) and all(field_parses(TYPED[c], v) for c, v in zip(header, fields) if c in TYPED)
+    return len(fields) == len(header) and all(
+        field_parses(TYPED[c], v) for c, v in zip(header, fields, strict=True) if c in TYPED)
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +390,7 @@ def test_manifest_silver_figures_match_the_rules(faulty, faulty_replayed):
 def test_arrival_order_is_the_modification_time_order(faulty):
     root, manifest = faulty
     mtimes = [(root / "usage_events_stream" / name).stat().st_mtime_ns for name in manifest["files"]]
-    assert all(a < b for a, b in zip(mtimes, mtimes[1:]))
+    assert all(a < b for a, b in zip(mtimes, mtimes[1:], strict=False))
     assert sorted(p.name for p in (root / "usage_events_stream").iterdir()) == sorted(manifest["files"])
     replays = [r["name"] for r in manifest["events"]["replayed_files"]]
     assert manifest["files"][-len(replays) - len(manifest["events"]["late_files"]):] == replays + manifest["events"]["late_files"]
@@ -446,7 +447,7 @@ def test_master_faults_match_the_manifest(faulty):
         assert stats["unparsable_rows"] >= 2 and stats["superseded_key_rows"] >= 1
         for record in stats["superseded"]:
             key = tuple(record["key"][header[i]] for i in KEYS[source])
-            assert dict(zip(header, latest[key])) == record["winner"] != record["loser"]
+            assert dict(zip(header, latest[key], strict=False)) == record["winner"] != record["loser"]
 
 
 def test_faults_leave_the_clean_events_untouched(tmp_path):

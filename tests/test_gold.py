@@ -135,7 +135,8 @@ def test_cost_anomaly_mart_keeps_only_rows_some_method_flags(spark):
     ])
     rows = build_cost_anomaly_mart(daily).collect()
     assert len(rows) == 1 and rows[0]["service"] == "storage"
-    assert (rows[0]["anomaly_votes"], rows[0]["anomaly_methods"], rows[0]["is_anomaly_mad"]) == (2, ["zscore", "percentile"], False)
+    assert (rows[0]["anomaly_votes"], rows[0]["anomaly_methods"], rows[0]["is_anomaly_mad"]) == (
+        2, ["zscore", "percentile"], False)
     assert rows[0]["method_scores"] == {"zscore": 3.5, "percentile": 1.0} and rows[0]["baseline_cost_usd"] == 2.0
 
 
@@ -444,8 +445,11 @@ def assert_mart_matches_pandas(spark, paths: LakePaths, landing: Path) -> None:
 
 
 @pytest.mark.slow
-def test_generated_data_mart_equals_pandas_from_landing(spark, generated_landing, tmp_path):
-    paths = run_pipeline_into(spark, tmp_path / "lake", generated_landing)
+def test_generated_data_mart_equals_pandas_from_landing(spark, generated_landing, generated_chain):
+    paths, reports = generated_chain
+    assert list(reports) == list(PIPELINE_STAGES)
+    for report in reports.values():
+        report.assert_reconciles()
     assert_mart_matches_pandas(spark, paths, generated_landing)
     assert all(check["ok"] for check in gold.reconcile(spark, paths))
 

@@ -231,7 +231,13 @@ def test_ensure_running_keeps_stdout_clean_for_machine_readable_callers(cassandr
     """`query`/`evidence --format json` print JSON on stdout after ensure_running(): its status goes to stderr."""
     if os.environ.get("CASSANDRA_HOST"):
         pytest.skip("CASSANDRA_HOST selects an external server: no local node is managed in this run")
+    monkeypatch.setattr(lc, "_announced", set())  # as in a fresh process (a notebook's kernel)
     capsys.readouterr()
     assert lc.ensure_running() == cassandra_endpoint
     captured = capsys.readouterr()
     assert captured.out == "" and "already running" in captured.err
+    # What a notebook shows a reader: one line, without pid or machine paths, and only once per process.
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "pid" not in captured.err and "/" not in captured.err.replace(":", " ")
+    assert lc.ensure_running() == cassandra_endpoint
+    assert capsys.readouterr().err == ""

@@ -47,7 +47,7 @@ def bogus_bundle(tmp_path: Path, kind: str) -> Path:
         bundle.write_bytes(b"this is not a zip archive")
     elif kind == "closed-port":
         with zipfile.ZipFile(bundle, "w") as archive:
-            archive.writestr("config.json", '{"host": "127.0.0.1", "port": %d, "keyspace": "x"}' % closed_port())
+            archive.writestr("config.json", f'{{"host": "127.0.0.1", "port": {closed_port()}, "keyspace": "x"}}')
     return bundle
 
 

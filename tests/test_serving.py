@@ -219,7 +219,7 @@ def test_failed_batch_is_not_committed_and_the_rerun_resumes(spark, tmp_path, ta
 def test_fake_astra_token_never_appears_in_output_or_errors(spark, tmp_path, capsys, caplog):
     bundle = tmp_path / "secure-connect-fake.zip"
     with zipfile.ZipFile(bundle, "w") as archive:
-        archive.writestr("config.json", '{"host": "127.0.0.1", "port": %d, "keyspace": "x"}' % _closed_port())
+        archive.writestr("config.json", f'{{"host": "127.0.0.1", "port": {_closed_port()}, "keyspace": "x"}}')
     settings = Settings.load(serving_target="astra", astra_db_secure_bundle_path=str(bundle),
                              astra_db_application_token=FAKE_TOKEN, cassandra_keyspace=KEYSPACE)
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")

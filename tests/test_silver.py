@@ -195,13 +195,12 @@ def _silver_on(spark, landing, lake) -> tuple[LakePaths, object]:
 
 
 @pytest.fixture(scope="module")
-def faulty_silver(spark, faulty_landing, tmp_path_factory):
-    landing, manifest = faulty_landing
-    paths, report = _silver_on(spark, landing, tmp_path_factory.mktemp("faulty_lake"))
-    return paths, manifest["events"], report
+def faulty_silver(faulty_chain):
+    """Silver of the shared faulty chain (conftest), read only."""
+    paths, reports, manifest = faulty_chain
+    return paths, manifest["events"], reports["silver"]
 
 
-@pytest.mark.slow
 def test_faulty_landing_counts_by_rule_match_the_manifest(faulty_silver):
     _, expected, report = faulty_silver
     events = report.table("usage_events")
@@ -212,7 +211,6 @@ def test_faulty_landing_counts_by_rule_match_the_manifest(faulty_silver):
     assert rules["impute"]["unit_present_when_value"] == expected["unit_imputed"]
 
 
-@pytest.mark.slow
 def test_faulty_landing_bronze_is_silver_plus_quarantine(spark, faulty_silver):
     paths, _, report = faulty_silver
     bronze = spark.read.parquet(paths.bronze("usage_events")).count()
@@ -239,8 +237,8 @@ def _landing_totals(landing) -> dict:
 
 
 @pytest.mark.slow
-def test_generated_totals_equal_an_independent_pandas_computation(spark, generated_landing, tmp_path_factory):
-    paths, _ = _silver_on(spark, generated_landing, tmp_path_factory.mktemp("generated_lake"))
+def test_generated_totals_equal_an_independent_pandas_computation(spark, generated_landing, generated_chain):
+    paths, _ = generated_chain
     daily = spark.read.parquet(paths.silver("org_service_daily"))
     got = daily.agg(*[F.sum(c).alias(c) for c in ("requests", "cpu_hours", "storage_gb_hours", "daily_cost_usd",
                                                    "event_count")]).first()

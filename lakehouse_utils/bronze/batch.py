@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze.batch_parse import (
@@ -31,22 +30,21 @@ from lakehouse_utils.bronze.batch_parse import (
     with_parse_result,
     with_status,
 )
-from lakehouse_utils.contracts import MASTER_SOURCES, TECHNICAL_COLUMNS, MasterSchema, header_problems, master_schema
+from lakehouse_utils.contracts import (
+    BRONZE_PARTITIONING,
+    MASTER_SOURCES,
+    TECHNICAL_COLUMNS,
+    MasterSchema,
+    bronze_struct,
+    header_problems,
+    master_schema,
+)
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport, TableCounts
 
 STAGE = "bronze_batch"
 SAMPLE_SIZE = 20
 PARALLEL_MASTERS = 3
-
-# Partition column -> the date column it is derived from (None: the column itself, already monthly).
-# Monthly, not daily: a day holds ~10 tickets or touches, so daily partitions meant ~120 files
-# of 4 KB per table and twice the stage time (measured, see the decision log).
-PARTITIONING: dict[str, tuple[str, str | None]] = {
-    "billing_monthly": ("month", None),
-    "support_tickets": ("created_month", "created_at"),
-    "marketing_touches": ("touch_month", "timestamp"),
-}
 
 RULES = {UNPARSABLE: "unparsable_row", SUPERSEDED: "duplicate_key_superseded"}
 
@@ -107,7 +105,7 @@ def bronze_columns(schema: MasterSchema, ingest_ts: datetime, landing: LandingFi
     technical = {"ingest_ts": F.lit(ingest_ts), "source_file": F.lit(landing.uri), "run_id": F.lit(run_id)}
     columns = [F.col(name) for name in schema.column_names]
     columns += [technical[name].cast(dtype).alias(name) for name, dtype in TECHNICAL_COLUMNS]
-    partition_column, copied_from = PARTITIONING.get(schema.source, (None, None))
+    partition_column, copied_from = BRONZE_PARTITIONING.get(schema.source, (None, None))
     if copied_from:
         columns.append(F.trunc(copied_from, "month").alias(partition_column))
     return columns
@@ -158,7 +156,7 @@ def write_snapshot(
 ) -> str | None:
     """Replace `bronze/<master>` and `quarantine/<master>`; return the partition column used."""
     schema = master_schema(landing.source)
-    partition_column = PARTITIONING.get(schema.source, (None, None))[0]
+    partition_column = BRONZE_PARTITIONING.get(schema.source, (None, None))[0]
     bronze_df = classified_df.filter(F.col("status") == OK).select(*bronze_columns(schema, ingest_ts, landing, run_id))
     if rows_out == 0:
         # A partitioned write of no rows leaves no file, and readers could not infer the schema:
@@ -227,13 +225,3 @@ def run(
     report.assert_reconciles()
     return report
 
-
-def bronze_struct(source: str) -> T.StructType:
-    """Schema of `bronze/<source>` as Spark reads it back (partition column last)."""
-    schema = master_schema(source)
-    partition_column, copied_from = PARTITIONING.get(source, (None, None))
-    fields = [T.StructField(n, d, True) for n, d in schema.columns if n != partition_column or copied_from]
-    fields += [T.StructField(n, d, True) for n, d in TECHNICAL_COLUMNS]
-    if partition_column:
-        fields.append(T.StructField(partition_column, T.DateType(), True))
-    return T.StructType(fields)

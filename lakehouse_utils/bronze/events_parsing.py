@@ -11,6 +11,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+# Bronze's event schemas live in lakehouse_utils.contracts; bronze.stream* import them from here.
+from lakehouse_utils.contracts.bronze import (  # noqa: F401
+    BRONZE_EVENTS_COLUMNS,
+    BRONZE_EVENTS_SCHEMA,
+    BRONZE_PARTITION,
+    EVENT_FIELDS,
+    RAW_QUARANTINE_SCHEMA,
+)
+
 KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, KIND_EVENT = "blank", "malformed_json", "not_a_json_object", "event"
 CORRUPT_COLUMN = "_corrupt_record"
 
@@ -45,36 +54,7 @@ JSON_FIELD_COLUMNS = tuple(
     (f.name, _RENAMED.get(f.name, f.name)) for f in EVENT_JSON_SCHEMA.fields if f.name != CORRUPT_COLUMN
 )
 
-# Business fields, in contract order; the content hash covers exactly these.
-EVENT_FIELDS: tuple[tuple[str, T.DataType], ...] = (
-    ("event_id", T.StringType()), ("event_ts", T.TimestampType()), ("timestamp_raw", T.StringType()),
-    ("org_id", T.StringType()), ("resource_id", T.StringType()), ("service", T.StringType()),
-    ("region", T.StringType()), ("metric", T.StringType()), ("unit", T.StringType()),
-    ("value_raw", T.StringType()), ("cost_usd_increment", T.DoubleType()), ("schema_version", T.IntegerType()),
-    ("carbon_kg", T.DoubleType()), ("genai_tokens", T.LongType()),
-)
 HASHED_FIELDS = tuple(name for name, _ in EVENT_FIELDS if name != "event_ts") + ("type_error_line",)
-
-# bronze/usage_events, column order of docs/table_contracts.md (+ type_error_line, added by this stage).
-BRONZE_EVENTS_SCHEMA = T.StructType(
-    [T.StructField(name, dtype) for name, dtype in EVENT_FIELDS]
-    + [T.StructField(name, dtype) for name, dtype in (
-        ("content_hash", T.StringType()), ("is_late", T.BooleanType()), ("lateness_seconds", T.LongType()),
-        ("type_error_line", T.StringType()), ("ingest_ts", T.TimestampType()), ("source_file", T.StringType()),
-        ("run_id", T.StringType()), ("batch_id", T.LongType()), ("event_date", T.DateType()),
-        ("ingest_date", T.DateType()),
-    )]
-)
-# Bronze events are partitioned by the UTC date their micro-batch was committed (ADR 048).
-BRONZE_PARTITION = "ingest_date"
-BRONZE_EVENTS_COLUMNS = tuple(BRONZE_EVENTS_SCHEMA.fieldNames())
-
-# quarantine/usage_events_raw
-RAW_QUARANTINE_SCHEMA = T.StructType([T.StructField(name, dtype) for name, dtype in (
-    ("rule", T.StringType()), ("reason", T.StringType()), ("raw_line", T.StringType()),
-    ("event_id", T.StringType()), ("source_file", T.StringType()), ("line_number", T.LongType()),
-    ("run_id", T.StringType()), ("batch_id", T.LongType()), ("quarantined_at", T.TimestampType()),
-)])
 
 # Byte-order mark and CR: Hadoop's line reader already drops a leading BOM and CRLF, but a
 # BOM in the middle of a concatenated file or a lone CR would still break the JSON parser.

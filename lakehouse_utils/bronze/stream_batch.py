@@ -2,7 +2,7 @@
 
 Pure DataFrame functions over the rows `stream_dedupe.classify_stream` classified;
 `stream_writer.BronzeBatchWriter` runs them inside `foreachBatch` and makes the write
-idempotent.
+idempotent. Output schemas: `contracts.bronze`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from lakehouse_utils.bronze.stream_files import (
     new_compacted_name,
     staging_uri,
 )
-from lakehouse_utils.paths import join
+from lakehouse_utils.paths import join, relative_to
 
 FULL_FILE_BYTES = 128 * 1024 * 1024  # Spark's default split size: a bigger file gains nothing from merging
 
@@ -151,13 +151,9 @@ def _plan_entries(spark: SparkSession, table: str, staging: str, targets: dict[s
     table_root, staging_root = table.rstrip("/"), staging.rstrip("/")
     entries = []
     for directory, old in sorted(targets.items()):
-        relative = directory.split(_without_scheme(table_root), 1)[-1].lstrip("/")
-        staging_path = _without_scheme(staging_root)
-        staged_dir = next(d for d in staged_by_dir if d.split(staging_path, 1)[-1].lstrip("/") == relative)
+        relative = relative_to(table_root, directory)
+        staged_dir = next(d for d in staged_by_dir if relative_to(staging_root, d) == relative)
         (staged,) = staged_by_dir[staged_dir]  # one file per partition: the write repartitioned by it
         entries.append({"staged": staged, "new": join(directory, new_compacted_name()), "old": old})
     return entries
 
-
-def _without_scheme(uri: str) -> str:
-    return uri.split("://")[-1] if "://" in uri else uri.split(":", 1)[-1]

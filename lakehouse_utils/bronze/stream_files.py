@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from lakehouse_utils import io
-from lakehouse_utils.paths import join
+from lakehouse_utils.paths import join, relative_to
 
 COMMITS_DIR, STATE_FILE = "bronze_commits", "bronze_state.json"
 STAGING_DIR, COMPACTION_PLAN = "staging", "compaction_plan.json"
@@ -85,7 +85,7 @@ def publish_staged(spark: SparkSession, staging: str, table: str, tag: str) -> l
     published = []
     base = staging.rstrip("/")
     for index, entry in enumerate(io.list_files(spark, base)):
-        relative_dir = entry.path.split(base.split("://")[-1], 1)[-1].lstrip("/").rpartition("/")[0]
+        relative_dir = relative_to(base, entry.path).rpartition("/")[0]
         target_dir = join(table, relative_dir) if relative_dir else table
         target = join(target_dir, f"{tag}{index:05d}.snappy.parquet")
         io.rename(spark, entry.path, target)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import functools
+import io
 import json
 import shutil
 import socket
@@ -70,15 +71,21 @@ def driver_connection_class() -> type:
 
 def open_cluster(host: str, port: int, *, connect_timeout: float = 10.0, request_timeout: float = 30.0,
                  protocol_version: int = PROTOCOL_VERSION):
-    """A driver `Cluster` for a plain (non-Astra) Cassandra 4.0+; the caller shuts it down."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+    """A driver `Cluster` for a plain (non-Astra) Cassandra 4.0+; the caller shuts it down.
 
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=request_timeout)
+    The one builder for a local or self-hosted node (serving.connection uses it too). A fixed
+    protocol version: no DSE-protocol probing (and its warnings) against Apache Cassandra.
+    Token-aware routing sends each write to a replica; no schema metadata, which no caller reads.
+    """
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+                               request_timeout=request_timeout)
     return Cluster(
         [host], port=port, connection_class=driver_connection_class(), connect_timeout=connect_timeout,
         control_connection_timeout=connect_timeout, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=protocol_version,
+        protocol_version=protocol_version, schema_metadata_enabled=False,
     )
 
 
@@ -232,24 +239,48 @@ def status(config: NodeConfig | None = None, *, settings: Settings | None = None
             "log": str(config.system_log), "jars_ready": jars_present(config.lib_dir)}
 
 
+# (host, port) already announced by ensure_running in this process: a notebook opens several
+# sessions, and its reader needs the node's status once, not at every open.
+_announced: set[tuple[str, int]] = set()
+
+
 def ensure_running(settings: Settings | None = None) -> tuple[str, int]:
-    """(host, port) of a Cassandra that answers CQL: CASSANDRA_HOST's, else the local node (started if needed)."""
+    """(host, port) of a Cassandra that answers CQL: CASSANDRA_HOST's, else the local node (started if needed).
+
+    Prints one status line (to stderr) the first time per process, without pid or machine paths.
+    """
     settings = settings or Settings.load()
     if settings.cassandra_host:
         host, port = settings.cassandra_host, settings.cassandra_port
         try:
-            release_version(host, port, timeout=15.0)
+            version = release_version(host, port, timeout=15.0)
         except Exception as error:  # noqa: BLE001 - report any driver/socket failure the same way
             raise CassandraUnreachableError(
                 f"CASSANDRA_HOST={host} CASSANDRA_PORT={port} does not answer CQL ({error}). Check that this server "
                 "is up and reachable, or unset CASSANDRA_HOST to let the project start its own local node."
             ) from error
+        _announce(host, port, f"Cassandra {version} answers on {host}:{port} (CASSANDRA_HOST; not managed here)")
         return host, port
     config = NodeConfig.from_settings(settings)
-    # Callers print results (`query --format json`, `evidence --format json`): keep their stdout machine-readable.
-    with redirect_stdout(sys.stderr):
-        start(config)
+    # start() prints the CLI's line (pid, log path); callers get the short line below instead, on stderr
+    # because they print results (`query --format json`, `evidence --format json`).
+    with redirect_stdout(io.StringIO()):
+        info = start(config)
+    if info["started"]:
+        note = ", including the jar download" if info["downloaded"] else ""
+        line = (f"Cassandra {info['release_version']} started on {LOOPBACK}:{config.native_port} after "
+                f"{info['seconds']:.0f} s{note} (the project's local node)")
+    else:
+        line = (f"Cassandra {info['release_version']} already running on {LOOPBACK}:{config.native_port} "
+                "(the project's local node)")
+    _announce(LOOPBACK, config.native_port, line)
     return LOOPBACK, config.native_port
+
+
+def _announce(host: str, port: int, line: str) -> None:
+    if (host, port) not in _announced:
+        _announced.add((host, port))
+        print(line, file=sys.stderr, flush=True)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse_utils.config import Settings
-from lakehouse_utils.spark import JAVA_17_CANDIDATES, JavaNotFoundError, java_major_version
+from lakehouse_utils.spark import JavaNotFoundError
+from lakehouse_utils.spark import find_java17 as spark_java17
 
 RESOURCES = Path(__file__).resolve().parent
 CASSANDRA_VERSION = "5.0.8"
@@ -27,7 +28,7 @@ class CassandraSetupError(RuntimeError):
     """The local Cassandra could not be set up, started, reached or stopped."""
 
 
-class JavaVersionError(CassandraSetupError):
+class JavaVersionError(CassandraSetupError, JavaNotFoundError):
     """No Java 17 to run the server with."""
 
 
@@ -114,38 +115,11 @@ class NodeConfig:
 
 
 def find_java17() -> str:
-    """The `java` binary to run the server with: JAVA_HOME if set, else a known Java 17, else PATH."""
-    java_home = os.environ.get("JAVA_HOME", "")
-    if java_home:
-        origin = f"JAVA_HOME={java_home}"
-        java_bin = Path(java_home, "bin", "java")
-        if not java_bin.exists():
-            raise JavaVersionError(
-                f"{origin} has no bin/java. Set JAVA_HOME to a Java 17 installation "
-                f"(e.g. {JAVA_17_CANDIDATES[0]}) or unset it."
-            )
-    else:
-        origin = "found on this machine"
-        known = [Path(c, "bin", "java") for c in JAVA_17_CANDIDATES if Path(c, "bin", "java").exists()]
-        on_path = shutil.which("java")
-        if not known and not on_path:
-            raise JavaVersionError(
-                "Java 17 was not found: the local Cassandra 5.0 needs it. Install it "
-                "(Debian/Ubuntu/Colab: `apt-get install -y openjdk-17-jdk-headless`) or set JAVA_HOME."
-            )
-        java_bin = known[0] if known else Path(on_path)
+    """The `java` binary to run the server with (lakehouse_utils.spark.find_java17 decides which)."""
     try:
-        major = java_major_version(str(java_bin))
-    except (JavaNotFoundError, OSError, subprocess.TimeoutExpired) as error:
-        raise JavaVersionError(f"could not run `{java_bin} -version` ({origin}): {error}") from error
-    if major != 17:
-        raise JavaVersionError(
-            f"{java_bin} ({origin}) is Java {major}, but the local Cassandra 5.0 needs Java 17 "
-            "(5.0 runs on Java 11/17 only and JDK 24+ cannot start it; this project uses 17 for Spark too). "
-            f"Set JAVA_HOME to a Java 17 installation, e.g. {JAVA_17_CANDIDATES[0]} "
-            "(Debian/Ubuntu/Colab: `apt-get install -y openjdk-17-jdk-headless`)."
-        )
-    return str(java_bin)
+        return spark_java17()[1]
+    except JavaNotFoundError as error:
+        raise JavaVersionError(str(error)) from None
 
 
 def jars_present(lib_dir: Path) -> bool:

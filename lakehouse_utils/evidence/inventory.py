@@ -14,8 +14,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse_utils import io
 from lakehouse_utils.paths import ZONES, LakePaths, join
-
-COUNT_COLUMNS = ("zone", "table", "rows", "partitions", "files", "bytes")
+from lakehouse_utils.report import format_table
 
 
 def lake_tables(spark: SparkSession, paths: LakePaths) -> list[tuple[str, str]]:
@@ -81,16 +80,6 @@ def compare(before: list[dict], after: list[dict], keys=("rows", "partitions", "
     return result
 
 
-def format_rows(rows: list[dict]) -> str:
-    if not rows:
-        return "(empty)"
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c)).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT)")
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR)")
@@ -120,14 +109,14 @@ def run_cli(args: argparse.Namespace) -> int:
     spark = get_spark("evidence", settings)
     before = _inventory(spark, paths, settings, not args.no_cassandra)
     if not args.rerun:
-        print(json.dumps(before, indent=2) if args.format == "json" else format_rows(before))
+        print(json.dumps(before, indent=2) if args.format == "json" else format_table(before))
         return 0
     stages = list(STAGES) if args.rerun == "all" else args.rerun.split(",")
     run_pipeline(spark, paths, stages, settings=settings, target=settings.serving_target,
                  watermark_delay=settings.watermark_delay)
     after = _inventory(spark, paths, settings, not args.no_cassandra)
     comparison = compare(before, after)
-    print(json.dumps(comparison, indent=2) if args.format == "json" else format_rows(comparison))
+    print(json.dumps(comparison, indent=2) if args.format == "json" else format_table(comparison))
     same = all(r["identical"] for r in comparison)
     print(f"idempotency after re-running {args.rerun}: {'IDENTICAL' if same else 'CHANGED'}")
     return 0 if same else 1

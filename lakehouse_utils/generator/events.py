@@ -22,7 +22,6 @@ SERVICE_RATE = {"compute": 0.0845, "storage": 0.0215, "database": 0.0535, "netwo
                 "analytics": 0.074, "genai": 0.122}
 METRICS = (("requests", "count", 0.452), ("cpu_hours", "hours", 0.699), ("storage_gb_hours", "gb_hours", 1.0))
 METRIC_DOMAIN = frozenset(metric for metric, _, _ in METRICS)
-UNIT_OF = {metric: unit for metric, unit, _ in METRICS}
 VALUE_AS_NUMBER, VALUE_AS_STRING = 0.9494, 0.9797  # cumulative: number 95 %, string 3 %, null 2 %
 UNIT_NULL = 0.048
 SPIKE, NEGATIVE = 0.003, 0.005

@@ -68,7 +68,8 @@ def _master_file(rng: random.Random, source: str, rows: list[list[str]], duplica
         corrected[header.index(column)] = new_value if corrected[header.index(column)] != new_value else fallback
         _insert_after(rng, entries, picked[2], corrected)
         superseded.append({"key": {c: corrected[header.index(c)] for c in key_columns},
-                           "winner": dict(zip(header, corrected)), "loser": dict(zip(header, picked[2]))})
+                           "winner": dict(zip(header, corrected, strict=False)),
+                           "loser": dict(zip(header, picked[2], strict=False))})
     unparsable = []
     if bad_rows:
         taken = {tuple(row[header.index(c)] for c in key_columns) for row in rows}

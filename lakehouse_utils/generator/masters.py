@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from lakehouse_utils.contracts.landing import MASTER_SOURCES, csv_header, master_schema
+
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 INDUSTRIES = {"Gaming": 12, "Education": 10, "Manufacturing": 10, "Government": 9, "Retail": 9,
               "Healthcare": 8, "Fintech": 7, "E-commerce": 6, "Energy": 5, "Media": 4}
@@ -36,23 +38,9 @@ COMMENTS = {"Missing features": 20, "Love genAI features": 14, "Complex billing"
             "Too expensive": 12, "": 10, "Great support": 10}
 CURRENCIES = {"USD": 160, "ARS": 51, "EUR": 29}
 
-HEADERS: dict[str, list[str]] = {
-    "customers_orgs": ["org_id", "org_name", "industry", "hq_region", "plan_tier", "is_enterprise", "signup_date",
-                       "sales_rep", "lifecycle_stage", "marketing_source", "nps_score"],
-    "users": ["user_id", "org_id", "email", "role", "active", "created_at", "last_login"],
-    "resources": ["resource_id", "org_id", "service", "region", "created_at", "state", "tags_json"],
-    "support_tickets": ["ticket_id", "org_id", "category", "severity", "created_at", "resolved_at", "csat",
-                        "sla_breached"],
-    "marketing_touches": ["touch_id", "org_id", "campaign", "channel", "timestamp", "clicked", "converted"],
-    "nps_surveys": ["org_id", "survey_date", "nps_score", "comment"],
-    "billing_monthly": ["invoice_id", "org_id", "month", "subtotal", "credits", "taxes", "currency",
-                        "exchange_rate_to_usd"],
-}
-KEYS: dict[str, tuple[str, ...]] = {
-    "customers_orgs": ("org_id",), "users": ("user_id",), "resources": ("resource_id",),
-    "support_tickets": ("ticket_id",), "marketing_touches": ("touch_id",),
-    "nps_surveys": ("org_id", "survey_date"), "billing_monthly": ("invoice_id",),
-}
+# The landing contract is the one place the headers and keys are written out.
+HEADERS: dict[str, list[str]] = {source: csv_header(source) for source in MASTER_SOURCES}
+KEYS: dict[str, tuple[str, ...]] = {source: master_schema(source).key for source in MASTER_SOURCES}
 
 
 @dataclass

@@ -57,6 +57,7 @@ def reconcile(spark: SparkSession, paths: LakePaths) -> list[dict]:
     one = Decimal(1)
     usage, genai_mart = "org_daily_usage_by_service vs silver/usage_events", "genai_tokens_by_org_date vs genai events"
     revenue_vs_billing = "revenue_by_org_month vs silver/billing_monthly"
+    silver_tickets = "silver/support_tickets"
     return [
         _check("daily_cost_usd", daily["cost"], events["cost"], usage, CENT),
         _check("genai_tokens", daily["tokens"], events["tokens"], usage, one),
@@ -66,8 +67,8 @@ def reconcile(spark: SparkSession, paths: LakePaths) -> list[dict]:
         _check("genai_event_count", genai["events"], events["genai_events"], genai_mart, one),
         *[_check(m, revenue[m], billing[m], revenue_vs_billing, CENT) for m in money],
         _check("invoice_count", revenue["invoices"], billing["invoices"], revenue_vs_billing, one),
-        _check("tickets_opened", by_org["tickets"], tickets["tickets"], "tickets_by_org_date vs silver/support_tickets", one),
-        _check("tickets_opened", by_day["tickets"], tickets["tickets"], "tickets_by_date_severity vs silver/support_tickets", one),
+        _check("tickets_opened", by_org["tickets"], tickets["tickets"], f"tickets_by_org_date vs {silver_tickets}", one),
+        _check("tickets_opened", by_day["tickets"], tickets["tickets"], f"tickets_by_date_severity vs {silver_tickets}", one),
     ]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse_utils.contracts.gold import MART_PARTITIONS, MARTS  # noqa: F401  (re-exported for gold.stage)
+
 # Method name (as published in anomaly_methods / method_scores) -> Silver flag and score columns.
 ANOMALY_METHODS: dict[str, tuple[str, str]] = {
     "zscore": ("is_anomaly_zscore", "z_score"),
@@ -24,17 +26,6 @@ TOP_N_WINDOW_DAYS = 14
 # of a sum never decides a tie: equal costs fall through to the service name.
 RANK_DECIMALS = 6
 
-# Mart -> partition column (None: unpartitioned; such a mart is a few thousand rows at most).
-MART_PARTITIONS: dict[str, str | None] = {
-    "org_daily_usage_by_service": "usage_date",
-    "revenue_by_org_month": None,
-    "cost_anomaly_mart": None,
-    "tickets_by_org_date": None,
-    "tickets_by_date_severity": None,
-    "genai_tokens_by_org_date": None,
-    "top_services_14d": "as_of_date",
-}
-MARTS = tuple(MART_PARTITIONS)
 DAILY_METRICS = ("requests", "cpu_hours", "storage_gb_hours")
 ORG_ATTRIBUTES = ("org_name", "industry", "plan_tier", "hq_region")
 

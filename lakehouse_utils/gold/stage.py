@@ -1,8 +1,10 @@
 """Gold stage: the business marts, computed in full from Silver, written incrementally.
 
 Every mart is recomputed from Silver on each run (cheap at this size and always
-exact); `gold_write.write_mart` then rewrites only the partitions whose content
-changed, so a late event upstream rewrites only the days it touches.
+exact); `gold.write.write_marts` then rewrites only the partitions whose content
+changed (a mart without partitions counts as one), so a late event upstream
+rewrites only the days it touches. Input columns and types are checked against
+`contracts.SILVER_TABLES` before anything is computed.
 Grains and columns: docs/data_dictionary.md. Decisions: docs/decisions/060-gold-marts.md.
 """
 
@@ -14,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
+from lakehouse_utils.contracts import SILVER_TABLES, SchemaMismatchError, project, validate_schema
 from lakehouse_utils.gold.evidence import gold_inventory, reconcile
 from lakehouse_utils.gold.marts import (
     ANOMALY_METHODS,
@@ -46,11 +49,15 @@ BILLING_COLUMNS = (
 )
 DAILY_KEY = ("org_id", "usage_date", "service")
 
-__all__ = ["MARTS", "MART_PARTITIONS", "GoldInputError", "gold_inventory", "reconcile", "run"]
+__all__ = ["MARTS", "MART_PARTITIONS", "GoldInputError", "GoldSchemaError", "gold_inventory", "reconcile", "run"]
 
 
 class GoldInputError(ValueError):
     """A Silver input is missing, lacks a column, or breaks its grain."""
+
+
+class GoldSchemaError(SchemaMismatchError, GoldInputError):
+    """A Silver input lacks a column Gold reads, or has it with another type."""
 
 
 def read_silver(spark: SparkSession, paths: LakePaths, table: str, columns: tuple[str, ...]) -> DataFrame:
@@ -62,12 +69,9 @@ def read_silver(spark: SparkSession, paths: LakePaths, table: str, columns: tupl
             "(python -m lakehouse_utils pipeline --stage silver)"
         )
     df = spark.read.parquet(uri)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise GoldInputError(
-            f"silver/{table} at {uri} lacks column(s) {missing} that Gold reads "
-            f"(docs/table_contracts.md, Gold inputs); it has {df.columns}"
-        )
+    validate_schema(df, project(SILVER_TABLES[table].schema, columns), table=f"silver/{table} at {uri}",
+                    allow_extra=True, error=GoldSchemaError,
+                    fix="rebuild Silver with the current code (pipeline --stage silver --full-refresh)")
     return df.select(*columns)
 
 

@@ -135,7 +135,7 @@ def target_from_settings(settings, target: str | None = None, keyspace: str | No
 
 
 def connection_class():
-    """The driver's event-loop class for this Python (see local_cassandra.driver_connection_class).
+    """The driver's event-loop class for this Python (see cassandra_server.manage.driver_connection_class).
 
     Python 3.12 removed `asyncore`, the driver's fallback reactor. The PyPI manylinux
     wheels bundle libev (`cassandra_driver.libs/libev-*.so`), so LibevConnection is used
@@ -149,24 +149,21 @@ def connection_class():
 
 
 def _build_cluster(target: CassandraTarget):
+    if target.kind != "astra":
+        from lakehouse_utils.cassandra_server.manage import open_cluster
+
+        return open_cluster(target.host, target.port, connect_timeout=CONNECT_TIMEOUT_S,
+                            request_timeout=REQUEST_TIMEOUT_S)
     from cassandra import ProtocolVersion
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-    common = dict(connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONNECT_TIMEOUT_S,
-                  schema_metadata_enabled=False, connection_class=connection_class())
-    if target.kind == "astra":
-        profile = ExecutionProfile(request_timeout=REQUEST_TIMEOUT_S)
-        return Cluster(cloud={"secure_connect_bundle": target.bundle_path},
-                       auth_provider=PlainTextAuthProvider("token", target.token.reveal()),
-                       protocol_version=ProtocolVersion.V4, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                       **common)
-    # Fixed versions: no DSE-protocol probing (and its warnings) against Apache Cassandra 4.0+/5.0.
-    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                               request_timeout=REQUEST_TIMEOUT_S)
-    return Cluster([target.host], port=target.port, protocol_version=ProtocolVersion.V5,
-                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, **common)
+    profile = ExecutionProfile(request_timeout=REQUEST_TIMEOUT_S)
+    return Cluster(cloud={"secure_connect_bundle": target.bundle_path},
+                   auth_provider=PlainTextAuthProvider("token", target.token.reveal()),
+                   protocol_version=ProtocolVersion.V4, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                   connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONNECT_TIMEOUT_S,
+                   schema_metadata_enabled=False, connection_class=connection_class())
 
 
 @contextmanager

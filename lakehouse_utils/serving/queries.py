@@ -17,6 +17,7 @@ import sys
 from datetime import date, timedelta
 
 from lakehouse_utils.config import Settings
+from lakehouse_utils.report import format_table
 from lakehouse_utils.serving.connection import (
     CQL_DIR,
     CassandraError,
@@ -178,23 +179,6 @@ def run_query(session, args: argparse.Namespace) -> list[dict]:
     if args.query == "q4":
         return q4(session, args.org, args.date_from, args.date_to)
     return q5(session, args.org, args.date_from, args.date_to)
-
-
-def format_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    columns = list(rows[0])
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells]
-    return "\n".join(lines + [f"({len(rows)} rows)"])
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Each mart is read as a file stream (`trigger(availableNow=True)`, checkpoint per
 target and table), so a run loads only the Gold files written since the last
-run; `serving_sync.TableSync` upserts them and deletes the rows Gold dropped.
+run; `serving.sync.TableSync` upserts them and deletes the rows Gold dropped.
 Whenever a table changes, a small aggregate of its mart refreshes
 `serving_metadata` (the defaults of the demo queries), inside the same batch.
 """
@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.config import Settings
+from lakehouse_utils.contracts import GOLD_MARTS, validate_schema
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
 from lakehouse_utils.serving.connection import (
@@ -43,12 +44,14 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 # Tables loaded at once (each is its own streaming query); see docs/decisions/070.
 PARALLEL_TABLES = 3
+# The keyspace, the bound queries the code runs, and their literal copy for cqlsh / the Astra console.
+NOT_TABLE_FILES = ("00_keyspace.cql", "queries.cql", "demo_queries.cql")
 _KEYSPACE_STATEMENT = re.compile(r"(CREATE KEYSPACE IF NOT EXISTS\s+)cloud_analytics\b")
 
 
 def cql_files() -> list:
     """Table files of the model (keyspace and query files excluded), in name order."""
-    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in ("00_keyspace.cql", "queries.cql"))
+    return sorted(p for p in CQL_DIR.glob("*.cql") if p.name not in NOT_TABLE_FILES)
 
 
 def apply_schema(target: CassandraTarget) -> list[str]:
@@ -91,7 +94,9 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
                      paths.quarantine(f"serving_{table.name}"), columns, run_id, concurrency,
                      on_change=lambda: metadata.update(write_metadata(spark, paths, table, target, run_id)))
     if io.list_files(spark, gold_uri):
-        schema = spark.read.parquet(gold_uri).schema
+        schema = validate_schema(spark.read.parquet(gold_uri), GOLD_MARTS[table.mart], allow_extra=True,
+                                 table=f"gold/{table.mart} at {gold_uri}",
+                                 fix="rebuild Gold with the current code (pipeline --stage gold --full-refresh)")
         _run_stream(spark, gold_uri, schema, checkpoint_uri(paths, table, target), sync, table)
     sync.remove_vanished(gold_partition_ids(spark, gold_uri, columns))
     counts = sync.counts

@@ -42,7 +42,7 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
     for attempt in range(1, max_attempts + 1):
         results = execute_concurrent(session, [_statement(prepared, unit) for unit in pending],
                                      concurrency=concurrency, raise_on_first_error=False)
-        failed = [(unit, result) for unit, (ok, result) in zip(pending, results) if not ok]
+        failed = [(unit, result) for unit, (ok, result) in zip(pending, results, strict=False) if not ok]
         if not failed:
             return sum(len(unit) for unit in units)
         if attempt == max_attempts:

@@ -98,10 +98,11 @@ def with_anomaly_flags(
     value_col: str,
     series_cols: list[str],
     percentile_scope: list[str],
-    thresholds: AnomalyThresholds = AnomalyThresholds(),
+    thresholds: AnomalyThresholds | None = None,
     baseline_col: str = "baseline",
 ) -> DataFrame:
     """All three methods, `anomaly_votes` (how many fired) and `is_anomaly` (votes >= min_votes)."""
+    thresholds = thresholds or AnomalyThresholds()
     scored = (
         df.transform(with_zscore, value_col, series_cols, thresholds.zscore)
         .transform(with_mad_score, value_col, series_cols, thresholds.mad, baseline_col)

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.contracts import SILVER_DAILY
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import TableCounts
 from lakehouse_utils.silver.anomaly import AnomalyThresholds, with_anomaly_flags
@@ -21,11 +22,8 @@ SERIES = ["org_id", "service"]
 # One p99 per service: a 60-point series has no meaningful 99th percentile of its own
 # (it is its maximum, so every series would flag its top day). ADR 050.
 PERCENTILE_SCOPE = ["service"]
-DAILY_COLUMNS = [
-    "org_id", "usage_date", "service", "daily_cost_usd", "requests", "cpu_hours", "storage_gb_hours", "genai_tokens",
-    "carbon_kg", "event_count", "z_score", "is_anomaly_zscore", "mad_score", "is_anomaly_mad", "pct_rank",
-    "is_anomaly_pctl", "anomaly_votes", "is_anomaly", "baseline_cost_usd",
-]
+# The Silver contract without run_id (added last, from the run).
+DAILY_COLUMNS = [name for name in SILVER_DAILY.column_names if name != "run_id"]
 
 
 def _metric_total(metric: str) -> Column:

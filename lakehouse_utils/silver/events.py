@@ -10,24 +10,21 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse_utils.contracts import (
+    BRONZE_EVENTS_READ,
+    ORG_ENRICHMENT,
+    SILVER_EVENTS,
+    SchemaMismatchError,
+    validate_schema,
+)
 from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule
 
-BRONZE_EVENT_COLUMNS = [
-    "event_id", "event_ts", "timestamp_raw", "org_id", "resource_id", "service", "region", "metric", "unit",
-    "value_raw", "cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens", "content_hash", "is_late",
-    "lateness_seconds", "ingest_ts", "source_file", "run_id", "batch_id", "event_date",
-]
 # Plain decimal or scientific notation, as text. A bare cast would also accept NaN and Infinity.
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 # percentile_approx accuracy: rank error <= N / accuracy, so below 100,000 events p99 is exact.
 SPIKE_PERCENTILE, SPIKE_ACCURACY = 0.99, 100_000
-ORG_ENRICHMENT = ["org_name", "industry", "plan_tier", "hq_region", "lifecycle_stage"]
-SILVER_EVENT_COLUMNS = [
-    "event_id", "event_ts", "usage_date", "org_id", "resource_id", "service", "region", "metric", "value", "unit",
-    "cost_usd_increment", "schema_version", "carbon_kg", "genai_tokens", "is_value_not_numeric", "is_unit_imputed",
-    "is_carbon_not_finite", "is_late", "is_cost_spike", *ORG_ENRICHMENT, "resource_state", "resource_tags",
-    "ingest_ts", "source_file",
-]
+# The Silver contract without run_id (added last, from the run).
+SILVER_EVENT_COLUMNS = [name for name in SILVER_EVENTS.column_names if name != "run_id"]
 
 
 class JoinExplosionError(ValueError):
@@ -48,16 +45,14 @@ def _text(col_name: str) -> Column:
     return F.nullif(F.trim(col_name), F.lit("")).alias(col_name)
 
 
-class BronzeContractError(ValueError):
-    """bronze/usage_events lacks a column of docs/table_contracts.md."""
+class BronzeContractError(SchemaMismatchError):
+    """bronze/usage_events lacks a column Silver reads, or has it with another type."""
 
 
 def conform_events(bronze_df: DataFrame) -> DataFrame:
     """All Bronze columns (ids trimmed, codes lower-cased) plus `value` and the UTC `usage_date`."""
-    missing = [name for name in BRONZE_EVENT_COLUMNS if name not in bronze_df.columns]
-    if missing:
-        raise BronzeContractError(f"bronze/usage_events lacks column(s) {missing} of docs/table_contracts.md; "
-                                  f"found {bronze_df.columns}")
+    validate_schema(bronze_df, BRONZE_EVENTS_READ, table="bronze/usage_events", allow_extra=True,
+                    error=BronzeContractError, fix="rebuild Bronze with the current code (notebook 02_bronze_stream)")
     normalised = {"org_id": _text("org_id"), "resource_id": _text("resource_id"), "service": _code("service"),
                   "region": _code("region"), "metric": _code("metric"), "unit": _code("unit")}
     return bronze_df.select(

@@ -16,12 +16,20 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils import io
-from lakehouse_utils.contracts import MASTER_SOURCES, master_schema
+from lakehouse_utils.contracts import (
+    BRONZE_EVENTS_READ,
+    MASTER_SOURCES,
+    SILVER_MASTERS,
+    TECHNICAL_COLUMNS,
+    bronze_input_struct,
+    master_schema,
+    validate_schema,
+)
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.quality import MASTER_RULES, QualityCounts, apply_rules, quarantine_frame, rules_for
 from lakehouse_utils.report import TableCounts
 
-TECHNICAL = ("ingest_ts", "source_file", "run_id")
+TECHNICAL = tuple(name for name, _ in TECHNICAL_COLUMNS)
 # Masters checked or written at once (each is a few small Spark jobs).
 PARALLEL_MASTERS = 3
 # Categorical codes are compared and grouped on: trimmed and lower-cased. Names and labels
@@ -58,7 +66,11 @@ def read_bronze(spark: SparkSession, paths: LakePaths, table: str, producer: str
     if not io.exists(spark, uri):
         raise BronzeMissingError(f"bronze/{table} is missing at {uri}: run notebook {producer} (stage "
                                  f"{producer.split('_', 1)[1]}) first")
-    return spark.read.parquet(uri)
+    df = spark.read.parquet(uri)
+    expected = BRONZE_EVENTS_READ if table == "usage_events" else bronze_input_struct(table)
+    validate_schema(df, expected, table=f"bronze/{table} at {uri}", allow_extra=True,
+                    fix=f"rebuild it with the current code: run notebook {producer} again")
+    return df
 
 
 def latest_snapshot(df: DataFrame) -> tuple[DataFrame, str | None]:
@@ -140,23 +152,11 @@ def with_active_users(orgs_df: DataFrame, users_df: DataFrame) -> DataFrame:
     return joined.withColumn("active_users", F.coalesce("active_users", F.lit(0)).cast(T.LongType()))
 
 
-SILVER_COLUMNS: dict[str, list[str]] = {
-    "customers_orgs": ["org_id", "org_name", "industry", "hq_region", "plan_tier", "is_enterprise", "signup_date",
-                       "sales_rep", "lifecycle_stage", "marketing_source", "nps_score", "is_nps_out_of_range",
-                       "active_users"],
-    "users": ["user_id", "org_id", "email", "role", "active", "created_at AS created_date",
-              "last_login AS last_login_date"],
-    "resources": ["resource_id", "org_id", "service", "region", "created_at AS created_date", "state", "tags_json",
-                  "tags", "tags_map", "is_tags_unparsable"],
-    "support_tickets": ["ticket_id", "org_id", "category", "severity", "created_date", "resolved_date", "is_open",
-                        "resolution_days", "csat", "is_csat_out_of_scale", "sla_breached"],
-    "billing_monthly": ["invoice_id", "org_id", "month", "currency", "subtotal", "credits", "taxes",
-                        "exchange_rate_to_usd", "fx_rate_applied", "subtotal_usd", "credits_usd", "taxes_usd",
-                        "net_usd",
-                        "is_credits_defaulted", "is_usd_rate_overridden", "is_ars_rate_ignored", "is_adjustment"],
-    "nps_surveys": ["org_id", "survey_date", "nps_score", "comment", "is_nps_out_of_range"],
-    "marketing_touches": ["touch_id", "org_id", "campaign", "channel", "timestamp AS touch_date", "clicked",
-                          "converted"],
+# Silver column -> the conformed column it is renamed from (dates get a `_date` name in Silver).
+RENAMED_FROM: dict[str, dict[str, str]] = {
+    "users": {"created_date": "created_at", "last_login_date": "last_login"},
+    "resources": {"created_date": "created_at"},
+    "marketing_touches": {"touch_date": "timestamp"},
 }
 FINISHERS = {"billing_monthly": _finish_billing, "support_tickets": _finish_tickets}
 
@@ -164,7 +164,10 @@ FINISHERS = {"billing_monthly": _finish_billing, "support_tickets": _finish_tick
 def silver_master(table: str, valid_df: DataFrame, run_id: str) -> DataFrame:
     """The Silver contract of one master: its columns, then ingest_ts, source_file and this run's id."""
     finished = FINISHERS.get(table, lambda df: df)(valid_df)
-    return finished.selectExpr(*SILVER_COLUMNS[table], "ingest_ts", "source_file").withColumn("run_id", F.lit(run_id))
+    renamed = RENAMED_FROM.get(table, {})
+    columns = [F.col(renamed.get(name, name)).alias(name) for name in SILVER_MASTERS[table].column_names
+               if name != "run_id"]
+    return finished.select(*columns).withColumn("run_id", F.lit(run_id))
 
 
 def conform_and_check(

@@ -1,8 +1,10 @@
-"""Landing CSV contract of the seven masters: columns in file order, target types, natural keys.
+"""Landing CSV contract of the seven masters: header in file order, target types, natural keys.
 
-Bronze types follow docs/table_contracts.md: dates are `date`, `True`/`False` are
-`boolean`, every number is `double` (the landing writes integral values as `4.0`,
-and none of the master numbers is a counter). Silver reuses these definitions.
+This is the one place the CSV headers are written out: Bronze checks landing files
+against it and the generator writes its files from it. Bronze types follow
+docs/table_contracts.md: dates are `date`, `True`/`False` are `boolean`, every number
+is `double` (the landing writes integral values as `4.0`, and none of the master
+numbers is a counter).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ TECHNICAL_COLUMNS: tuple[tuple[str, T.DataType], ...] = (
     ("source_file", _S),
     ("run_id", _S),
 )
+
+
+def csv_header(source: str) -> list[str]:
+    """The header line's columns of `<source>.csv`, in file order."""
+    return master_schema(source).column_names
 
 
 def master_schema(source: str) -> MasterSchema:
