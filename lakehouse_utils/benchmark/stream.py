@@ -50,9 +50,9 @@ class StreamFigures:
 
 
 def spark_jobs_started(spark) -> int | None:
-    """Jobs the driver has submitted so far (the DAG scheduler's next job id); None if not reachable."""
+    """Jobs the driver has submitted so far (`DAGScheduler.numTotalJobs`); None if not reachable."""
     try:
-        return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId().get())
+        return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
     except Exception:  # noqa: BLE001 - a private JVM field: the figure is then left out
         return None
 
