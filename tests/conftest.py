@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A scratch Cassandra node boots in ~20 s idle; a loaded 2-core machine needs far longer.
+SCRATCH_BOOT_TIMEOUT_S = 600.0
 COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 
 
@@ -119,3 +122,29 @@ def cassandra_endpoint() -> tuple[str, int]:
     from lakehouse_utils.cassandra_server import manage as local_cassandra
 
     return local_cassandra.ensure_running()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def second_node(tmp_path):
+    """A Cassandra node of its own (home, data, ports) under tmp, to stop and restart at will;
+    the jars are linked from the project's cache, so the shared node is never touched."""
+    from lakehouse_utils.cassandra_server import manage as local_cassandra
+    from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
+    from lakehouse_utils.config import Settings
+
+    shared = NodeConfig.from_settings(Settings.load())
+    if not jars_present(shared.lib_dir):
+        pytest.skip(f"no Cassandra jars in {shared.lib_dir}: run `python -m lakehouse_utils cassandra start` once")
+    home = tmp_path / "cassandra_home"
+    home.mkdir()
+    (home / "lib").symlink_to(shared.lib_dir, target_is_directory=True)
+    config = NodeConfig(home=home, native_port=free_port(), storage_port=free_port(), jmx_port=0)
+    local_cassandra.start(config, timeout=SCRATCH_BOOT_TIMEOUT_S)
+    yield config
+    local_cassandra.stop(config)

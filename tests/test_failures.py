@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SCRATCH_BOOT_TIMEOUT_S
 from test_hostile_events import CHAIN, FILES_PER_TRIGGER, write_masters
 
 from lakehouse_utils.__main__ import main as cli_main
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.cassandra_server import manage as lc
-from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError
 from lakehouse_utils.paths import LakePaths, local_path
@@ -217,29 +217,7 @@ def test_kill_mid_stage_then_restart_equals_an_uninterrupted_run(spark, referenc
 
 # ------------------------------------------------------------------ Cassandra stops during a load
 
-BOOT_TIMEOUT_S = 600.0
 KEYSPACE = "hostile_failures"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def second_node(tmp_path):
-    """A Cassandra node of its own (home, data, ports) under tmp; the jars are linked from the project's cache."""
-    shared = NodeConfig.from_settings(Settings.load())
-    if not jars_present(shared.lib_dir):
-        pytest.skip(f"no Cassandra jars in {shared.lib_dir}: run `python -m lakehouse_utils cassandra start` once")
-    home = tmp_path / "cassandra_home"
-    home.mkdir()
-    (home / "lib").symlink_to(shared.lib_dir, target_is_directory=True)
-    config = NodeConfig(home=home, native_port=free_port(), storage_port=free_port(), jmx_port=0)
-    lc.start(config, timeout=BOOT_TIMEOUT_S)
-    yield config
-    lc.stop(config)
 
 
 def cassandra_rows(session, table) -> list[str]:
@@ -283,7 +261,7 @@ def test_cassandra_down_mid_load_fails_clearly_and_the_rerun_completes(spark, re
     monkeypatch.undo()
     assert f"cannot reach Cassandra at 127.0.0.1:{second_node.native_port}" in str(caught.value)
     assert "python -m lakehouse_utils cassandra status" in str(caught.value)
-    lc.start(second_node, timeout=BOOT_TIMEOUT_S)
+    lc.start(second_node, timeout=SCRATCH_BOOT_TIMEOUT_S)
     report = serving.run(spark, paths, "20300101T000000Z-ccccc2", settings=settings)
     report.assert_reconciles()
     gold_counts = {t.name: len(gold_rows(spark, paths, t)) for t in SERVING_TABLES}

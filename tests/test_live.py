@@ -210,27 +210,9 @@ def test_kill_9_mid_live_then_restart_loses_and_doubles_nothing(spark, tmp_path)
     assert_equals_pandas(target, landing)
 
 
-@pytest.fixture
-def second_node(tmp_path):
-    from test_failures import BOOT_TIMEOUT_S, free_port
-
-    from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
-
-    shared = NodeConfig.from_settings(Settings.load())
-    if not jars_present(shared.lib_dir):
-        pytest.skip(f"no Cassandra jars in {shared.lib_dir}: run `python -m lakehouse_utils cassandra start` once")
-    home = tmp_path / "cassandra_home"
-    home.mkdir()
-    (home / "lib").symlink_to(shared.lib_dir, target_is_directory=True)
-    config = NodeConfig(home=home, native_port=free_port(), storage_port=free_port(), jmx_port=0)
-    lc.start(config, timeout=BOOT_TIMEOUT_S)
-    yield config
-    lc.stop(config)
-
-
 @pytest.mark.slow
 def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, tmp_path, second_node):
-    from test_failures import BOOT_TIMEOUT_S
+    from conftest import SCRATCH_BOOT_TIMEOUT_S
 
     landing, held = small_landing(tmp_path, held_back=1)
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
@@ -243,7 +225,7 @@ def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, 
     spark_commits = tmp_path / "lake" / "_checkpoints" / bronze_stream.CHECKPOINT / "commits"
     assert not (spark_commits / "1").exists() and live_marker_count(tmp_path / "lake") == 1  # nothing committed
     assert "nothing is committed until its upserts succeed" in next(m for m in runner.messages if "unavail" in m)
-    lc.start(second_node, timeout=BOOT_TIMEOUT_S)
+    lc.start(second_node, timeout=SCRATCH_BOOT_TIMEOUT_S)
     runner.wait_batches(2)
     runner.finish()
     assert (spark_commits / "1").exists()

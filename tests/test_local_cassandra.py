@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from lakehouse_utils.__main__ import main as cli_main
 from lakehouse_utils.cassandra_server import manage as lc
@@ -21,16 +22,10 @@ BOOT_TIMEOUT_S = 300.0
 KEYSPACE_OPTIONS = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _scratch_config(tmp_path: Path, home: Path | None = None) -> NodeConfig:
     """A node config on free ports that no running node uses."""
     return NodeConfig(home=home or tmp_path / "cassandra", node_dir=tmp_path / "node",
-                      native_port=_free_port(), storage_port=_free_port(), jmx_port=0)
+                      native_port=free_port(), storage_port=free_port(), jmx_port=0)
 
 
 def _executable(path: Path, text: str) -> Path:
@@ -124,7 +119,7 @@ def test_cassandra_host_is_used_when_set(local_node):
 
 
 def test_unreachable_cassandra_host_is_reported():
-    port = _free_port()
+    port = free_port()
     settings = Settings.load(CASSANDRA_HOST="127.0.0.1", CASSANDRA_PORT=str(port))
     with pytest.raises(lc.CassandraUnreachableError, match=rf"CASSANDRA_HOST=127.0.0.1 CASSANDRA_PORT={port}"):
         lc.ensure_running(settings)
