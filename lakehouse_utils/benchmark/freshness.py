@@ -173,6 +173,24 @@ def markdown(result: dict, source: Path) -> str:
     ])
 
 
+def default_source() -> Path:
+    """The course data when present, else a generated scale-1 dataset (made once)."""
+    if (COURSE_LANDING / "customers_orgs.csv").exists():
+        return COURSE_LANDING
+    from lakehouse_utils.generator.landing import generate
+
+    source = PROJECT_ROOT / "data" / "benchmark" / "freshness_scale_1"
+    if not (source / "customers_orgs.csv").exists():
+        generate(source, seed=7, scale=1.0)
+    return source
+
+
+def section() -> str:
+    """The `freshness` section of `python -m lakehouse_utils benchmark --sections ...`."""
+    source = default_source()
+    return markdown(run_benchmark(source, Path(tempfile.gettempdir()) / "freshness_benchmark"), source)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lakehouse_utils.benchmark.freshness", description=__doc__)
     parser.add_argument("--source", type=Path, help="landing with masters and usage_events_stream/ (default: the "
@@ -181,13 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="scratch folder for the landing and the lake (outside the project: course files are copied)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between two drops (default 1)")
     args = parser.parse_args(argv)
-    source = args.source or (COURSE_LANDING if (COURSE_LANDING / "customers_orgs.csv").exists() else None)
-    if source is None:
-        from lakehouse_utils.generator.landing import generate
-
-        source = PROJECT_ROOT / "data" / "benchmark" / "freshness_scale_1"
-        if not (source / "customers_orgs.csv").exists():
-            generate(source, seed=7, scale=1.0)
+    source = args.source or default_source()
     result = run_benchmark(source, args.work, args.interval)
     print(markdown(result, source))
     return 0

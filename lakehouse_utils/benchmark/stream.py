@@ -126,6 +126,11 @@ def markdown_section(figures: list[StreamFigures], note: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def section(spark) -> str:
+    """The `stream` section of `python -m lakehouse_utils benchmark --sections ...`."""
+    return markdown_section(run_benchmark(spark))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["course", "scale_10"], help="run one case only")
