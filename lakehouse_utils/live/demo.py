@@ -55,7 +55,8 @@ def start_live(landing: Path, lake: Path, duration_s: float, log: Path, keyspace
 
 
 def progress_lines(log: Path) -> list[str]:
-    """The live process's own lines (Spark's JVM warnings left out)."""
+    """The live process's own lines: progress, and Cassandra outages (Spark's JVM warnings and the
+    node's start-up status, which the notebook already showed, left out)."""
     if not log.exists():
         return []
-    return [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith(("live", "Cassandra"))]
+    return [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith(("live", "Cassandra unavailable"))]
