@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
@@ -22,13 +21,6 @@ STAGING_DIR, COMPACTION_PLAN = "staging", "compaction_plan.json"
 MAX_FILES_PER_PARTITION = 4
 STATE_ENTRIES_KEPT = 50
 _BATCH_FILE = re.compile(r"^part-(?P<token>[0-9a-f]{8})-b(?P<batch>\d{8})-")
-
-
-@dataclass(frozen=True)
-class StreamTargets:
-    bronze: str
-    quarantine: str
-    checkpoint: str
 
 
 def query_token(spark: SparkSession, checkpoint: str) -> str:
