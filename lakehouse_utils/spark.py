@@ -149,7 +149,7 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.ui.enabled", os.environ.get("SPARK_UI_ENABLED", "false"))
         .config("spark.ui.showConsoleProgress", "false")
-        # pyspark's own pandas serializer (the stream's stateful dedupe) raises a pandas
+        # pyspark's own pandas serializer (pandas UDFs) can raise a pandas
         # FutureWarning per worker; it says nothing about our data and would land in notebook outputs.
         .config("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning")
         .config("spark.driver.extraJavaOptions",
