@@ -92,7 +92,8 @@ LIVE_KEYSPACE = "cloud_analytics_live_demo"
 # ## Prepare a demo landing
 #
 # The course landing is never modified: the demo links its masters and copies two event files;
-# the files to drop come from the same folder.
+# the files to drop come from the same folder. The demo keyspace is dropped first, so Q1 shows
+# only what this run adds.
 
 # %%
 import time
@@ -110,6 +111,7 @@ source = Path(settings.landing_dir)
 work = PROJECT / "build" / "live_demo"
 landing, to_drop = demo.prepare_landing(source, work, initial_files=2)
 target = target_from_settings(settings)
+demo.reset_keyspace(target)  # `live` recreates it: Q1 below starts from this run's files only
 print(f"source landing: {display_path(str(source), {'LANDING_DIR': str(source)})}")
 print(f"demo landing:   {display_path(str(landing))}\nkeyspace:       {target.keyspace}")
 

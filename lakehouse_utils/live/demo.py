@@ -60,3 +60,19 @@ def progress_lines(log: Path) -> list[str]:
     if not log.exists():
         return []
     return [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith(("live", "Cassandra unavailable"))]
+
+
+def reset_keyspace(target) -> None:
+    """Drop the demo's keyspace, so that "Q1 before" shows only what this run's `live` wrote.
+
+    The demo lake is rebuilt on every run; a keyspace left by an earlier run would already
+    hold the figures of the files about to be dropped. Refuses the keyspaces the batch layer serves.
+    """
+    from lakehouse_utils.config import DEFAULTS
+    from lakehouse_utils.serving.connection import open_session
+
+    if target.keyspace == DEFAULTS["CASSANDRA_KEYSPACE"]:
+        raise ValueError(f"refusing to drop {target.keyspace!r}, the keyspace the batch layer serves; "
+                         "give the demo a keyspace of its own (LIVE_KEYSPACE)")
+    with open_session(target, use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {target.keyspace}", timeout=120)
