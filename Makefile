@@ -68,7 +68,7 @@ cqlsh: cassandra
 	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
 
 benchmark: cassandra
-	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course,stream,freshness
+	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course,freshness
 
 cluster-demo: cassandra
 	$(PY) -m scripts.cluster_demo
