@@ -244,8 +244,10 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
             assert not errors, f"{name}: {_text(errors[0])[-2000:]}"
             assert not _machine_paths(notebook), f"{name}: {_machine_paths(notebook)[:5]}"
         serving = nbformat.read(tmp_path / "executed" / "05_serving.ipynb", as_version=4)
-        rows = _rerun_rows(_outputs_of(serving, "compare(cassandra_before, cassandra_after)"))
+        rerun = _outputs_of(serving, "idempotency(cassandra_before, cassandra_after)")
+        rows = _rerun_rows(rerun)
         assert len(rows) >= 7 and all(row.rstrip().endswith("True") for row in rows), rows
+        assert "Cassandra = Gold by fingerprint for 7/7 tables" in rerun and "CHANGED" not in rerun, rerun
         # Every served table equals its Gold mart by content fingerprint, not only by row count.
         before = _evidence()
         served = [row for row in before if row["zone"] == "cassandra" and row["table"] != "serving_metadata"]

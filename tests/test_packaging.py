@@ -126,7 +126,10 @@ def test_installed_package_runs_the_pipeline_from_another_folder(wheel, tmp_path
     venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True).stdout.strip())
     (venv_site / "zz_pinned_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER"}}
+    # PYSPARK_PYTHON too: a Spark session built earlier in this pytest process set it to the checkout's venv,
+    # whose Python workers cannot import the installed copy (found by CI: ModuleNotFoundError on an executor).
+    leaked = {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}
+    env = {k: v for k, v in os.environ.items() if k not in leaked}
     # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300,
                    cwd=tmp_path, env=env)
