@@ -166,7 +166,9 @@ bronze_events.groupBy("is_late").agg(F.count("*").alias("events"), F.countDistin
 # %% [markdown]
 # ## Inspect the partitions
 #
-# Partitioned by event date; compaction keeps a handful of files per partition whatever the trigger size.
+# Partitioned by ingest date (the day each micro-batch was committed, ADR 048): a batch writes one file and small
+# files are merged while the stream runs, so a partition holds at most 4 small files whatever the trigger size.
+# Silver re-partitions by event date.
 
 # %%
 event_partitions = partitions_frame(ctx.spark, ctx.paths.bronze("usage_events"))

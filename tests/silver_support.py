@@ -37,6 +37,7 @@ def event(event_id: str | None = "evt_000000000001", timestamp: str | None = "20
     event_ts = parse_ts(row["timestamp_raw"]) if "event_ts" not in fields else fields["event_ts"]
     row["event_ts"] = event_ts
     row["event_date"] = event_ts.date() if event_ts else None
+    row["ingest_date"] = row["ingest_ts"].date()
     return row
 
 
@@ -86,5 +87,6 @@ def write_bronze_masters(spark: SparkSession, paths: LakePaths, run_id: str = BR
 
 
 def append_bronze_events(spark: SparkSession, paths: LakePaths, rows: list[dict]) -> None:
-    writer = events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("event_date")
+    """Append events the way the stream does: partitioned by the day they were ingested (ADR 048)."""
+    writer = events_df(spark, rows).coalesce(1).write.mode("append").partitionBy("ingest_date")
     writer.parquet(paths.bronze("usage_events"))

@@ -18,10 +18,10 @@ from pyspark.sql import functions as F
 from lakehouse_utils import io
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
-from lakehouse_utils.bronze.stream_compaction import roll_forward
+from lakehouse_utils.bronze.stream_compaction import FULL_FILE_BYTES, files_to_merge, roll_forward
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.paths import LakePaths, join
+from lakehouse_utils.paths import LakePaths, join, local_path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "20250101T000000Z-abc123"
@@ -50,8 +50,8 @@ def lake_paths(root: Path, landing: Path) -> LakePaths:
 
 
 def parse(spark, lines: list[str]):
-    rows = [(line, "file:/x.jsonl", 0, datetime(2025, 1, 1)) for line in lines]
-    schema = "raw_line string, source_file string, file_block_start long, file_modification_time timestamp"
+    rows = [(line, "file:/x.jsonl", number, datetime(2025, 1, 1)) for number, line in enumerate(lines, 1)]
+    schema = "raw_line string, source_file string, line_number long, file_modification_time timestamp"
     return parse_lines(spark.createDataFrame(rows, schema))
 
 
@@ -191,15 +191,32 @@ def test_run_ingests_a_new_file_with_an_old_modification_time(spark, tmp_path):
     assert (again.rows_out, bronze(spark, paths).count()) == (1, 2)
 
 
-def test_run_compacts_partitions_with_many_small_files(spark, tmp_path):
+def test_run_writes_one_file_per_batch_and_keeps_partitions_small_while_it_runs(spark, tmp_path):
     files = {f"{n}.jsonl": f"{event(f'a{n}', ts='2025-08-01T00:00:00Z')}\n{event(f'b{n}', ts='2025-08-02T00:00:00Z')}\n"
-             for n in range(6)}
+             for n in range(9)}
     paths = lake_paths(tmp_path, make_landing(tmp_path, files))
-    report = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1)
-    assert files_per_partition(paths) == {"event_date=2025-08-01": 1, "event_date=2025-08-02": 1}
-    assert bronze(spark, paths).count() == 12
-    compaction = report.table("usage_events").details["compaction"]["usage_events"]
-    assert compaction == {"partitions": 2, "files_before": 12, "files_after": 2}
+    seen: list[int] = []
+
+    def count_files(new_events, record):  # called inside each batch, after its files are in place
+        seen.append(sum(files_per_partition(paths).values()) if Path(local_path(paths.bronze("usage_events"))).exists()
+                    else 0)
+
+    report = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1, on_commit=count_files)
+    batches = report.table("usage_events").details["batches"]
+    assert len(batches) == 9 and max(seen) <= 4  # 9 batches, two event dates each, never more than 4 files
+    assert list(files_per_partition(paths)) == [f"ingest_date={datetime.now(timezone.utc).date()}"]
+    assert max(files_per_partition(paths).values()) <= 4 and bronze(spark, paths).count() == 18
+
+
+@pytest.mark.parametrize(("sizes", "merged"), [
+    ([10, 5, 3, 2, 1], [2, 1]), ([10, 9, 3, 2, 1], [2, 1]), ([1, 1, 1, 1, 1], [1, 1, 1, 1, 1]),
+    ([40, 20, 10, 5], []), ([FULL_FILE_BYTES, 4, 3, 2, 1], []), ([9, 8, 7, 6, 5, 4], [9, 8, 7, 6, 5, 4]),
+    ([30, 8, 4, 2, 1, 1], [2, 1, 1]),
+])
+def test_files_to_merge_merges_the_smallest_tier(sizes, merged):
+    files = [io.FileEntry(f"t/f{n}", size) for n, size in enumerate(sizes)]
+    chosen = files_to_merge(files)
+    assert sorted((size for f in files for size in [f.size] if f.path in chosen), reverse=True) == merged
 
 
 def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
@@ -220,11 +237,12 @@ def test_batch_writer_skips_a_committed_batch_and_removes_a_crashed_attempt(spar
     targets = StreamTargets(paths.bronze("usage_events"), paths.quarantine("usage_events_raw"),
                             paths.checkpoint("bronze_usage_events"))
     io.write_text(spark, join(targets.checkpoint, "metadata"), '{"id":"0123abcd-0000-0000-0000-000000000000"}')
-    partition = Path(targets.bronze.removeprefix("file://")) / "event_date=2025-08-17"
+    partition = Path(targets.bronze.removeprefix("file://")) / "ingest_date=2025-08-17"
     stray = partition / "part-0123abcd-b00000003-00000.snappy.parquet"
     partition.mkdir(parents=True)
     stray.write_bytes(b"left by a crashed attempt")
-    batch = parse(spark, [event("e1")])
+    batch = parse(spark, [event("e1")]).withColumns({
+        "_outcome": F.lit("new"), "_known_before": F.lit(False), "_first_file": F.lit(None).cast("string")})
     writer = BronzeBatchWriter(targets, RUN_ID, bronze_stream.parse_delay("2 hours"))
     writer(batch, 3)
     writer(batch, 3)

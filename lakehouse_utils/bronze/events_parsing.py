@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 from lakehouse_utils.contracts.bronze import (  # noqa: F401
     BRONZE_EVENTS_COLUMNS,
     BRONZE_EVENTS_SCHEMA,
+    BRONZE_PARTITION,
     EVENT_FIELDS,
     RAW_QUARANTINE_SCHEMA,
 )
@@ -22,8 +23,9 @@ from lakehouse_utils.contracts.bronze import (  # noqa: F401
 KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, KIND_EVENT = "blank", "malformed_json", "not_a_json_object", "event"
 CORRUPT_COLUMN = "_corrupt_record"
 
-# Input of `parse_lines`: the text source's `value` plus file metadata (ordering needs all three).
-LINE_COLUMNS = ("raw_line", "source_file", "file_block_start", "file_modification_time")
+# Input of `parse_lines`: one raw line, its file, its 1-based line number in that file and the
+# file's modification time (arrival order needs the last three).
+LINE_COLUMNS = ("raw_line", "source_file", "line_number", "file_modification_time")
 
 # `value` is a string on purpose: Spark hands a JSON number to a string field as its text
 # (normalised to Java's double form: 1E+3 -> "1000.0"), so the value survives whether it
@@ -60,6 +62,23 @@ _INVISIBLE_EDGES = "\ufeff\r"
 _BLANK_CHARACTERS = " \t\r\n\ufeff"
 # ISO-8601 forms that the lenient timestamp cast does not take (minute precision).
 _EXTRA_TIMESTAMP_PATTERNS = ("yyyy-MM-dd'T'HH:mmXXX", "yyyy-MM-dd'T'HH:mm")
+
+
+# Hadoop's line reader ends a line at LF, CR or CRLF; a final terminator ends the last line.
+_LINE_BREAK = r"\r\n|\r|\n"
+
+
+def split_files(files: DataFrame) -> DataFrame:
+    """Whole files (`value`, `source_file`, `file_modification_time`) -> one row per line, numbered from 1.
+
+    Reading files whole gives every line its exact number in its file, which a streaming
+    plan cannot compute otherwise (`monotonically_increasing_id` is not allowed there).
+    """
+    body = F.regexp_replace(F.col("value"), f"({_LINE_BREAK})$", "")
+    lines = F.when(F.length(F.col("value")) > 0, F.split(body, _LINE_BREAK)).otherwise(F.array())
+    exploded = files.select("source_file", "file_modification_time", F.posexplode(lines).alias("_pos", "raw_line"))
+    return exploded.select("raw_line", "source_file", (F.col("_pos") + 1).cast(T.LongType()).alias("line_number"),
+                           "file_modification_time")
 
 
 def clean_line(raw: Column) -> Column:

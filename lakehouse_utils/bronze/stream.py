@@ -1,6 +1,8 @@
 """Speed layer: stream `usage_events_stream/*.jsonl` into `bronze/usage_events`, losslessly.
 
-Grain: one row per unique event_id (first arrival wins), partitioned by `event_date`.
+Grain: one row per unique event_id (first arrival wins), partitioned by `ingest_date`
+(the UTC day its micro-batch was committed; `event_date` is a column). The dedupe state
+lives in the checkpoint's RocksDB state store, so a micro-batch never reads Bronze back.
 The landing files are not in time order (each spans all 60 days), so no row is ever
 dropped for being late: late rows are flagged (`is_late`, `lateness_seconds`) and
 written. Malformed lines and conflicting duplicates go to
@@ -12,17 +14,26 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
+from lakehouse_utils.bronze.events_parsing import (
+    BRONZE_EVENTS_SCHEMA,
+    BRONZE_PARTITION,
+    RAW_QUARANTINE_SCHEMA,
+    parse_lines,
+    split_files,
+)
 from lakehouse_utils.bronze.stream_batch import LATENESS_BUCKETS, QUARANTINE_RULES
 from lakehouse_utils.bronze.stream_compaction import compact_table, roll_forward
-from lakehouse_utils.bronze.stream_files import query_token, read_commits
-from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.bronze.stream_dedupe import STATE_STORE_CONF, classify_stream
+from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read_commits
+from lakehouse_utils.bronze.stream_guard import check_stream
+from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
 from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.report import StageReport, TableCounts
 
@@ -47,21 +58,23 @@ def parse_delay(text: str) -> timedelta:
 def event_stream(
     spark: SparkSession, paths: LakePaths, watermark_delay: str, max_files_per_trigger: int | None
 ) -> DataFrame:
-    """Every raw line of the landing files, parsed, with an event-time watermark."""
+    """Every raw line of the landing files, parsed and deduplicated by event_id, with an event-time watermark."""
     # maxFileAge: by default the source skips a new file whose modification time is 7 days
     # older than the newest file it has seen (a copy that kept its old mtime): silent loss.
-    reader = spark.readStream.format("text").options(pathGlobFilter="*.jsonl", maxFileAge=MAX_FILE_AGE)
+    reader = spark.readStream.format("text").options(pathGlobFilter="*.jsonl", maxFileAge=MAX_FILE_AGE,
+                                                     wholetext=True)
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
-    lines = reader.load(paths.landing_events()).select(
-        F.col("value").alias("raw_line"),
+    files = reader.load(paths.landing_events()).select(
+        "value",
         F.col("_metadata.file_path").alias("source_file"),
-        F.col("_metadata.file_block_start").alias("file_block_start"),
         F.col("_metadata.file_modification_time").alias("file_modification_time"),
     )
-    # The watermark feeds the query's event-time progress; no stateful operator follows, so
-    # Spark drops nothing. Our own per-batch watermark flags late rows (see BronzeBatchWriter).
-    return parse_lines(lines).withWatermark("event_ts", watermark_delay)
+    classified = classify_stream(parse_lines(split_files(files)))
+    # The watermark follows the dedupe, which times ids out by processing time: no operator
+    # drops a row for its event time. It feeds the query's event-time progress; our own
+    # per-batch watermark flags late rows (see BronzeBatchWriter).
+    return classified.withWatermark("event_ts", watermark_delay)
 
 
 def _check_preconditions(spark: SparkSession, paths: LakePaths, trigger: str) -> None:
@@ -98,15 +111,23 @@ def run(
     trigger: str = "availableNow",
     interval: str = "5 seconds",
     timeout_seconds: float | None = None,
+    on_commit: Callable[[DataFrame, dict], None] | None = None,
     **_: object,
 ) -> StageReport:
-    """Stream new landing files into Bronze and compact small files; returns reconciled counts."""
+    """Stream new landing files into Bronze and compact small files; returns reconciled counts.
+
+    `on_commit(new_events, record)` is called for every committed micro-batch (see
+    `BronzeBatchWriter`).
+    """
     delay_text = watermark_delay or DEFAULT_WATERMARK_DELAY
     delay = parse_delay(delay_text)
     _check_preconditions(spark, paths, trigger)
     targets = StreamTargets(paths.bronze(TABLE), paths.quarantine(QUARANTINE_TABLE), paths.checkpoint(CHECKPOINT))
+    check_stream(spark, targets.checkpoint, targets.bronze, paths.landing_events(), paths.state(CHECKPOINT))
+    for key, value in STATE_STORE_CONF.items():
+        spark.conf.set(key, value)
     roll_forward(spark, targets.checkpoint)
-    writer = BronzeBatchWriter(targets, run_id, delay)
+    writer = BronzeBatchWriter(targets, run_id, delay, on_commit=on_commit)
     stream_writer = (
         event_stream(spark, paths, delay_text, max_files_per_trigger)
         .writeStream.foreachBatch(writer)
@@ -134,7 +155,8 @@ def _compact(spark: SparkSession, targets: StreamTargets) -> dict:
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
     checkpoint = targets.checkpoint
     compacted = {
-        TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, checkpoint, token, committed, "event_date"),
+        TABLE: compact_table(spark, targets.bronze, BRONZE_EVENTS_SCHEMA, checkpoint, token, committed,
+                             BRONZE_PARTITION),
         QUARANTINE_TABLE: compact_table(spark, targets.quarantine, RAW_QUARANTINE_SCHEMA, checkpoint, token, committed),
     }
     return {

@@ -1,11 +1,15 @@
-"""Small-file compaction of the streaming tables, safe to interrupt and to re-run.
+"""Small-file compaction of the streaming tables, while the stream runs; safe to interrupt.
 
-Each micro-batch adds at most one file per partition, so many small triggers leave many
-small files. After the query stops, every partition holding more than
-`MAX_FILES_PER_PARTITION` files is rewritten as one file. The rewrite is staged, checked
-(same row count) and recorded in a plan; the swap moves the new file in *before* deleting
-the old ones, and an interrupted swap is rolled forward by the next run, so a crash can
-never lose rows (at worst readers see a partition twice until the next run).
+Each micro-batch adds one file to the partition it writes (Bronze: its ingest date;
+quarantine: the table root). As soon as a partition holds more than
+`MAX_FILES_PER_PARTITION` small files, its smallest files are merged into one: the
+smallest suffix (by size) whose total is at most the next larger file, so files form
+tiers and a row is rewritten a few times (about log(batches)), not once per merge of
+the whole partition. Files of `FULL_FILE_BYTES` or more are full: never merged again.
+The rewrite is staged, checked (same row count) and recorded in a plan; the swap moves
+the new file in *before* deleting the old ones, and an interrupted swap is rolled
+forward by the next run, so a crash can never lose rows (at worst readers see some rows
+twice until the next run). ADR 048.
 """
 
 from __future__ import annotations
@@ -16,14 +20,49 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from lakehouse_utils import io
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, BRONZE_PARTITION, RAW_QUARANTINE_SCHEMA
 from lakehouse_utils.bronze.stream_files import (
     COMPACTION_PLAN,
     MAX_FILES_PER_PARTITION,
+    StreamTargets,
     batch_of,
     new_compacted_name,
     staging_uri,
 )
 from lakehouse_utils.paths import join, relative_to
+
+FULL_FILE_BYTES = 128 * 1024 * 1024  # Spark's default split size: a bigger file gains nothing from merging
+
+
+def files_to_merge(files: list[io.FileEntry], max_files: int = MAX_FILES_PER_PARTITION) -> list[str]:
+    """The files of one partition to merge into one; none while it holds at most `max_files` small files."""
+    small = sorted((f for f in files if f.size < FULL_FILE_BYTES), key=lambda f: (-f.size, f.path))
+    if len(small) <= max_files:
+        return []
+    fewest = len(small) - max_files + 1  # merging fewer would leave too many files
+    for count in range(fewest, len(small)):
+        suffix = small[-count:]
+        if sum(f.size for f in suffix) <= small[-count - 1].size:
+            return [f.path for f in suffix]
+    return [f.path for f in small]
+
+
+def compact_after_batch(spark: SparkSession, targets: StreamTargets, bronze_partition: str) -> list[dict]:
+    """Merge small files where a just-committed batch wrote: its Bronze partition and the quarantine root.
+
+    Only those folders are listed, so the cost does not grow with the number of partitions;
+    every file in them belongs to a committed batch (a crashed attempt's files were removed
+    before its batch was redone).
+    """
+    done = []
+    for table, folder, schema, partition in (
+        (targets.bronze, join(targets.bronze, bronze_partition), BRONZE_EVENTS_SCHEMA, BRONZE_PARTITION),
+        (targets.quarantine, targets.quarantine, RAW_QUARANTINE_SCHEMA, None),
+    ):
+        merge = files_to_merge(io.list_files(spark, folder))  # both folders are leaves
+        if merge:
+            done += _rewrite(spark, table, schema, targets.checkpoint, {merge[0].rpartition("/")[0]: merge}, partition)
+    return done
 
 
 def roll_forward(spark: SparkSession, checkpoint: str) -> int:
@@ -43,10 +82,10 @@ def roll_forward(spark: SparkSession, checkpoint: str) -> int:
     return len(plan["entries"])
 
 
-def _files_by_directory(spark: SparkSession, table: str) -> dict[str, list[str]]:
-    directories: dict[str, list[str]] = defaultdict(list)
+def _files_by_directory(spark: SparkSession, table: str, sizes: bool = False) -> dict[str, list]:
+    directories: dict[str, list] = defaultdict(list)
     for entry in io.list_files(spark, table):
-        directories[entry.path.rpartition("/")[0]].append(entry.path)
+        directories[entry.path.rpartition("/")[0]].append(entry if sizes else entry.path)
     return directories
 
 
@@ -65,22 +104,29 @@ def compact_table(
     committed: set[int],
     partition_column: str | None = None,
 ) -> list[dict]:
-    """Rewrite every partition of `table` with too many files as one file; returns what was compacted."""
+    """Merge small files in every partition of `table` that has too many; returns what was compacted."""
     roll_forward(spark, checkpoint)
     targets = {
-        directory: [f for f in files if _is_compactable(f, token, committed)]
-        for directory, files in _files_by_directory(spark, table).items()
-        if len(files) > MAX_FILES_PER_PARTITION
+        directory: files_to_merge([f for f in files if _is_compactable(f.path, token, committed)])
+        for directory, files in _files_by_directory(spark, table, sizes=True).items()
     }
     targets = {directory: files for directory, files in targets.items() if len(files) > 1}
     if not targets:
         return []
+    return _rewrite(spark, table, schema, checkpoint, targets, partition_column)
+
+
+def _rewrite(spark: SparkSession, table: str, schema: T.StructType, checkpoint: str, targets: dict[str, list[str]],
+             partition_column: str | None) -> list[dict]:
+    """Rewrite each group of files as one file in its folder: staged, checked, planned, swapped."""
     old_files = [f for files in targets.values() for f in files]
     staging = staging_uri(checkpoint, "compaction")
     io.delete(spark, staging)
     source = spark.read.schema(schema).option("basePath", table).parquet(*old_files)
     if partition_column:
-        source.repartition(partition_column).write.partitionBy(partition_column).parquet(staging)
+        sort = ["event_date"] if "event_date" in schema.fieldNames() else []
+        (source.repartition(partition_column).sortWithinPartitions(*sort)
+         .write.partitionBy(partition_column).parquet(staging))
     else:
         source.coalesce(1).write.parquet(staging)
     _check_same_rows(spark, schema, old_files, table, staging)

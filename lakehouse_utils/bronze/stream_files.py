@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
@@ -21,6 +22,13 @@ STAGING_DIR, COMPACTION_PLAN = "staging", "compaction_plan.json"
 MAX_FILES_PER_PARTITION = 4
 STATE_ENTRIES_KEPT = 50
 _BATCH_FILE = re.compile(r"^part-(?P<token>[0-9a-f]{8})-b(?P<batch>\d{8})-")
+
+
+@dataclass(frozen=True)
+class StreamTargets:
+    bronze: str
+    quarantine: str
+    checkpoint: str
 
 
 def query_token(spark: SparkSession, checkpoint: str) -> str:

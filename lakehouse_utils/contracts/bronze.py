@@ -69,10 +69,13 @@ BRONZE_EVENTS_SCHEMA = T.StructType(
         ("content_hash", T.StringType()), ("is_late", T.BooleanType()), ("lateness_seconds", T.LongType()),
         ("type_error_line", T.StringType()), ("ingest_ts", T.TimestampType()), ("source_file", T.StringType()),
         ("run_id", T.StringType()), ("batch_id", T.LongType()), ("event_date", T.DateType()),
+        ("ingest_date", T.DateType()),
     )]
 )
 BRONZE_EVENTS_COLUMNS = tuple(BRONZE_EVENTS_SCHEMA.fieldNames())
-BRONZE_EVENTS = TableContract("bronze/usage_events", BRONZE_EVENTS_SCHEMA, ("event_date",))
+# Bronze events are partitioned by the UTC date their micro-batch was committed (ADR 048).
+BRONZE_PARTITION = "ingest_date"
+BRONZE_EVENTS = TableContract("bronze/usage_events", BRONZE_EVENTS_SCHEMA, (BRONZE_PARTITION,))
 
 # quarantine/usage_events_raw
 RAW_QUARANTINE_SCHEMA = T.StructType([T.StructField(name, dtype) for name, dtype in (

@@ -23,7 +23,9 @@ from pyspark.sql import functions as F
 from lakehouse_utils import io
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.stream_compaction import roll_forward
+from lakehouse_utils.bronze.stream_dedupe import STATE_STORE_CONF
 from lakehouse_utils.bronze.stream_files import query_token, read_commits
+from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE, load_references, served_rows
 from lakehouse_utils.live.state import LiveEvents, LiveMarkers
@@ -57,6 +59,7 @@ class LiveBatch:
         self.writer, self.events, self.upserter, self.markers = writer, events, upserter, markers
         self.committed_before, self.run, self.say = committed_before, run, say
         self.failure: BaseException | None = None
+        self._accepted: dict | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         try:
@@ -65,22 +68,31 @@ class LiveBatch:
             self.failure = error  # the query wraps it in a Java exception; run() re-raises this one
             raise
 
+    def accept(self, new_events: DataFrame, record: dict) -> None:
+        """The Bronze writer's `on_commit`: the batch's new Bronze rows join the live events.
+
+        Called once per batch, right after its Bronze commit; `new_events` is only valid during
+        the call, so `LiveEvents.add` materialises what it keeps.
+        """
+        self.events.add(new_events)
+        self._accepted = record
+
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
         arrived = batch.agg(F.collect_set("source_file").alias("files"), F.count(F.lit(1)).alias("lines"),
                             F.max(F.unix_micros("file_modification_time")).alias("newest")).first()
         spark = batch.sparkSession
-        self.writer(batch, batch_id)  # Bronze first, exactly as the stream stage; skips a committed batch
+        self._accepted = None
+        self.writer(batch, batch_id)  # Bronze first, exactly as the stream stage; calls accept() once committed
         token = query_token(spark, self.writer.targets.checkpoint)
         rows = {DAILY_TABLE: [], GENAI_TABLE: []}
         new_events = 0
-        if batch_id not in self.committed_before:  # else: caught up at start, its events already counted
-            accepted = self.writer.accepted_events(self.events.spark, batch_id)
-            if accepted is not None:
-                self.events.add(accepted)
-                rows = served_rows(self.events.frame, self.events.keys_of({batch_id}), self.events.references[
-                    "customers_orgs"])
-                new_events = self.writer.records[-1]["new"] if self.writer.records else 0
+        # A batch committed before a crash is skipped by the writer (no accept): caught up at start.
+        if self._accepted is not None and batch_id not in self.committed_before:
+            new_events = int(self._accepted.get("new") or 0)
+            if new_events:
+                rows = served_rows(self.events.frame, self.events.keys_of({batch_id}),
+                                   self.events.references["customers_orgs"])
         upserted = self.upserter.upsert(rows, batch_id) if any(rows.values()) else 0
         finished = time.time()
         record = {
@@ -138,10 +150,13 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     stop = stop or threading.Event()
     delay_text = watermark_delay or bronze_stream.DEFAULT_WATERMARK_DELAY
     bronze_stream._check_preconditions(spark, paths, "processingTime")
-    ensure_masters(spark, paths, run_id, say)
-    apply_schema(target)
     targets = StreamTargets(paths.bronze(bronze_stream.TABLE), paths.quarantine(bronze_stream.QUARANTINE_TABLE),
                             paths.checkpoint(bronze_stream.CHECKPOINT))
+    check_stream(spark, targets.checkpoint, targets.bronze, paths.landing_events(), paths.state(bronze_stream.CHECKPOINT))
+    for key, value in STATE_STORE_CONF.items():
+        spark.conf.set(key, value)
+    ensure_masters(spark, paths, run_id, say)
+    apply_schema(target)
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text))
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
@@ -154,6 +169,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     try:
         catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say)
         handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
+        writer.on_commit = handler.accept
         query = (
             bronze_stream.event_stream(spark, paths, delay_text, max_files_per_trigger)
             .writeStream.foreachBatch(handler)
