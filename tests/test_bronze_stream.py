@@ -19,6 +19,7 @@ from lakehouse_utils import io
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
 from lakehouse_utils.bronze.stream_compaction import FULL_FILE_BYTES, files_to_merge, roll_forward
+from lakehouse_utils.bronze.stream_dedupe import with_markers
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.paths import LakePaths, join, local_path
@@ -161,6 +162,27 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
     assert rejected == [("conflicting_duplicate", 5.0), ("conflicting_duplicate", 9.0)]
 
 
+def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark, tmp_path):
+    """The dedupe state outlives the run: a later run reads no Bronze, yet knows every id (ADR 046).
+
+    A conflicting copy is quarantined once; an exact replay of that same line later is a duplicate.
+    """
+    landing = make_landing(tmp_path, {"1.jsonl": f"{event('e1', cost=1.0)}\n{event('e2')}\n"})
+    paths = lake_paths(tmp_path, landing)
+    bronze_stream.run(spark, paths, RUN_ID)
+    folder = landing / "usage_events_stream"
+    (folder / "2.jsonl").write_text(f"{event('e1', cost=9.0)}\n{event('e3')}\n")
+    second = bronze_stream.run(spark, paths, "20250101T000001Z-def456").table("usage_events")
+    (folder / "3.jsonl").write_text(f"{event('e1', cost=9.0)}\n{event('e1', cost=1.0)}\n{event('e2')}\n")
+    third = bronze_stream.run(spark, paths, "20250101T000002Z-ghi789").table("usage_events")
+    assert (second.rows_out, second.duplicates, second.quarantined) == (1, 0, 1)
+    assert (third.rows_in, third.rows_out, third.duplicates, third.quarantined) == (3, 0, 3, 0)
+    assert sorted(bronze_ids(spark, paths)) == ["e1", "e2", "e3"]
+    [conflict] = quarantine(spark, paths).collect()
+    assert (conflict.event_id, conflict.line_number) == ("e1", 1)
+    assert "already in Bronze with different content" in conflict.reason
+
+
 def test_run_writes_late_rows_flagged_never_drops_them(spark, tmp_path):
     landing = make_landing(tmp_path, {
         "1.jsonl": f"{event('recent', ts='2025-08-30T12:00:00Z')}\n",
@@ -241,8 +263,8 @@ def test_batch_writer_skips_a_committed_batch_and_removes_a_crashed_attempt(spar
     stray = partition / "part-0123abcd-b00000003-00000.snappy.parquet"
     partition.mkdir(parents=True)
     stray.write_bytes(b"left by a crashed attempt")
-    batch = parse(spark, [event("e1")]).withColumns({
-        "_outcome": F.lit("new"), "_known_before": F.lit(False), "_first_file": F.lit(None).cast("string")})
+    parsed = parse(spark, [event("e1")])
+    batch = with_markers(parsed, parsed)  # a batch as the stream hands it over: lines and first-seen markers
     writer = BronzeBatchWriter(targets, RUN_ID, bronze_stream.parse_delay("2 hours"))
     writer(batch, 3)
     writer(batch, 3)

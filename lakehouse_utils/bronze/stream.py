@@ -30,7 +30,7 @@ from lakehouse_utils.bronze.events_parsing import (
 )
 from lakehouse_utils.bronze.stream_batch import LATENESS_BUCKETS, QUARANTINE_RULES
 from lakehouse_utils.bronze.stream_compaction import compact_table, roll_forward
-from lakehouse_utils.bronze.stream_dedupe import STATE_STORE_CONF, classify_stream
+from lakehouse_utils.bronze.stream_dedupe import start_query, with_markers
 from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read_commits
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
@@ -58,7 +58,7 @@ def parse_delay(text: str) -> timedelta:
 def event_stream(
     spark: SparkSession, paths: LakePaths, watermark_delay: str, max_files_per_trigger: int | None
 ) -> DataFrame:
-    """Every raw line of the landing files, parsed and deduplicated by event_id, with an event-time watermark."""
+    """Every raw line of the landing files, parsed and watermarked, with the key markers of the dedupe state."""
     # maxFileAge: by default the source skips a new file whose modification time is 7 days
     # older than the newest file it has seen (a copy that kept its old mtime): silent loss.
     reader = spark.readStream.format("text").options(pathGlobFilter="*.jsonl", maxFileAge=MAX_FILE_AGE,
@@ -70,11 +70,11 @@ def event_stream(
         F.col("_metadata.file_path").alias("source_file"),
         F.col("_metadata.file_modification_time").alias("file_modification_time"),
     )
-    classified = classify_stream(parse_lines(split_files(files)))
-    # The watermark follows the dedupe, which times ids out by processing time: no operator
-    # drops a row for its event time. It feeds the query's event-time progress; our own
-    # per-batch watermark flags late rows (see BronzeBatchWriter).
-    return classified.withWatermark("event_ts", watermark_delay)
+    parsed = parse_lines(split_files(files))
+    # The watermark is on the lines only: the dedupe's key branch has no event-time column, so
+    # no operator evicts an id or drops a row for its event time. It feeds the query's
+    # event-time progress; our own per-batch watermark flags late rows (see BronzeBatchWriter).
+    return with_markers(parsed, parsed.withWatermark("event_ts", watermark_delay))
 
 
 def _check_preconditions(spark: SparkSession, paths: LakePaths, trigger: str) -> None:
@@ -124,8 +124,6 @@ def run(
     _check_preconditions(spark, paths, trigger)
     targets = StreamTargets(paths.bronze(TABLE), paths.quarantine(QUARANTINE_TABLE), paths.checkpoint(CHECKPOINT))
     check_stream(spark, targets.checkpoint, targets.bronze, paths.landing_events(), paths.state(CHECKPOINT))
-    for key, value in STATE_STORE_CONF.items():
-        spark.conf.set(key, value)
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, delay, on_commit=on_commit)
     stream_writer = (
@@ -139,7 +137,7 @@ def run(
     else:
         triggered = stream_writer.trigger(processingTime=interval)
     started = time.perf_counter()
-    query = triggered.start()
+    query = start_query(spark, triggered)
     _await(query, trigger, timeout_seconds)
     stream_seconds = time.perf_counter() - started
     compaction = _compact(spark, targets)

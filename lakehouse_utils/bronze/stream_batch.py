@@ -1,6 +1,6 @@
 """One micro-batch of the bronze stream: lateness flags, counts, Bronze rows, quarantine rows.
 
-Pure DataFrame functions over the rows `stream_dedupe.classify_stream` classified;
+Pure DataFrame functions over the lines `stream_dedupe.classify` classified;
 `stream_writer.BronzeBatchWriter` runs them inside `foreachBatch` and makes the write
 idempotent. Output schemas: `contracts.bronze`.
 """
@@ -58,6 +58,9 @@ def batch_metrics() -> list[Column]:
         F.unix_micros(F.max(F.when(is_new, F.col("event_ts")))).alias("max_event_ts"),
         F.unix_micros(F.min(F.when(is_new, F.col("event_ts")))).alias("min_event_ts"),
         F.max(F.when(is_late_new, F.col("lateness_seconds"))).alias("max_lateness_seconds"),
+        # what arrived (the live layer's lag and file list come from here, not from a second pass)
+        F.sort_array(F.collect_set("source_file")).alias("source_files"),
+        F.unix_micros(F.max("file_modification_time")).alias("newest_file_micros"),
     ]
     lower = 0
     for name, upper in LATENESS_BUCKETS:

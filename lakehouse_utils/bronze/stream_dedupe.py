@@ -1,113 +1,139 @@
-"""First-arrival dedupe of the event stream in Spark's state store, one key per event_id.
+"""First-arrival dedupe of the event stream in Spark's own state store, with no Python per key.
 
-`applyInPandasWithState` keeps, per event_id, the content hash of its first arrival in
-the RocksDB state store of the checkpoint. A micro-batch therefore looks up only the ids
-it carries: its cost follows the batch, not Bronze. Every input line comes out once,
-with `_outcome` (new / duplicate / conflicting_duplicate, or the line kind),
-`_known_before` (the id was in an earlier batch) and `_first_file` (the file of the
-reference arrival inside this batch). An id is forgotten `DEDUPE_HORIZON` after its last
-arrival (a processing-time timeout). See docs/decisions/040-streaming-late-data.md (047).
+The streaming query is one union (ADR 046):
+- every parsed line, tagged `line`;
+- key markers, tagged `marker`: two per keyed event line, `i|<event_id>` and
+  `p|<event_id>|<content_hash>`, passed through `dropDuplicates` on the RocksDB state store.
+  A marker comes out of a micro-batch only the first time Spark sees its key, so the
+  batch learns which ids (and which id/content pairs) are new without reading Bronze.
+
+The key branch carries no event-time column: nothing is evicted and no late row is dropped,
+every id is remembered for ever (the horizon is unbounded). `classify_batch` turns the
+union's micro-batch into the lines with `_outcome`, `_known_before` and `_first_file`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
-
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from lakehouse_utils.bronze.events_parsing import KIND_EVENT
 
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"
 # Arrival order: the file source's own order (modification time, then name), then the line.
 ARRIVAL_ORDER = ("file_modification_time", "source_file", "line_number")
-# How long an event_id is remembered after its last arrival (ADR 047): the contract's 60-day
-# event window plus 30 days for a re-sent file. A replay older than this becomes a new Bronze
-# row again, and Silver's `event_id_unique` rule quarantines the second copy.
-DEDUPE_HORIZON = timedelta(days=90)
-HORIZON_MS = int(DEDUPE_HORIZON.total_seconds() * 1000)
-STATE_SCHEMA = "content_hash string"
-DEDUPE_KEY = "_dedupe_key"
-# Lines without an id never touch the state: they are grouped by file under a key no id can take.
-_UNKEYED_PREFIX = "\u0000"
+ROW_KIND, DEDUPE_KEY, MARKER_KIND = "_row_kind", "_dedupe_key", "_marker_kind"
+LINE, MARKER, ID_MARKER, PAIR_MARKER = "line", "marker", "i", "p"
+# The state store's partition count is fixed by the checkpoint for ever: every micro-batch
+# runs this many state tasks. Marker rows are tiny; 2 matches the 2-core machine.
+STATE_PARTITIONS = 2
 STATE_STORE_CONF = {
     "spark.sql.streaming.stateStore.providerClass":
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     # Each batch uploads only the keys it changed, not a snapshot of the whole store.
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-    # Timeouts are checked when data arrives: no empty micro-batch just to expire ids.
+    # Nothing expires: an empty micro-batch after each data batch would only cost time.
     "spark.sql.streaming.noDataMicroBatches.enabled": "false",
 }
+# Read by the query when it starts (and kept in its checkpoint afterwards).
+QUERY_CONF = {**STATE_STORE_CONF, "spark.sql.shuffle.partitions": str(STATE_PARTITIONS)}
 
 
 def has_event_id() -> Column:
     return F.coalesce(F.col("event_id") != F.lit(""), F.lit(False))
 
 
-def dedupe_key() -> Column:
-    keyed = (F.col("line_kind") == KIND_EVENT) & has_event_id()
-    return F.when(keyed, F.col("event_id")).otherwise(F.concat(F.lit(_UNKEYED_PREFIX), F.col("source_file")))
+def is_keyed_event() -> Column:
+    return (F.col("line_kind") == KIND_EVENT) & has_event_id()
 
 
-def output_schema(keyed: DataFrame) -> T.StructType:
-    """The input columns (the key included: no per-key column selection) and the three outcome columns."""
-    extra = [T.StructField("_outcome", T.StringType()), T.StructField("_known_before", T.BooleanType()),
-             T.StructField("_first_file", T.StringType())]
-    return T.StructType(keyed.schema.fields + extra)
+def with_markers(parsed: DataFrame, lines: DataFrame) -> DataFrame:
+    """`lines` (the parsed lines, maybe watermarked) with the state-deduplicated key markers of `parsed`."""
+    keyed = parsed.where(is_keyed_event()).select("event_id", "content_hash")
+    ids = keyed.select(F.concat(F.lit(ID_MARKER + "|"), "event_id").alias(DEDUPE_KEY),
+                       F.lit(ID_MARKER).alias(MARKER_KIND), "event_id", "content_hash")
+    pairs = keyed.select(F.concat_ws("|", F.lit(PAIR_MARKER), "event_id", "content_hash").alias(DEDUPE_KEY),
+                         F.lit(PAIR_MARKER).alias(MARKER_KIND), "event_id", "content_hash")
+    markers = ids.unionByName(pairs).dropDuplicates([DEDUPE_KEY]).withColumn(ROW_KIND, F.lit(MARKER))
+    tagged = lines.withColumn(ROW_KIND, F.lit(LINE))
+    return tagged.unionByName(markers, allowMissingColumns=True)
 
 
-def _classify(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState) -> pd.DataFrame | None:
-    """The rows of one key with `_outcome`, `_known_before`, `_first_file` appended (in that order)."""
-    if state.hasTimedOut:  # the horizon passed since this id's last arrival: forget it
-        state.remove()
-        return None
-    chunks = list(frames)
-    rows = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
-    if key[0].startswith(_UNKEYED_PREFIX):
-        return rows.assign(_outcome=rows["line_kind"].where(rows["line_kind"] != KIND_EVENT, NEW),
-                           _known_before=False, _first_file=None)
-    known = state.exists
-    if len(rows) == 1 and not known:  # the usual case: an id seen for the first time, once
-        state.update((rows["content_hash"].iat[0],))
-        state.setTimeoutDuration(HORIZON_MS)
-        return rows.assign(_outcome=NEW, _known_before=False, _first_file=rows["source_file"].iat[0])
-    if len(rows) > 1:
-        rows = rows.sort_values(list(ARRIVAL_ORDER), kind="stable", ignore_index=True)
-    reference = state.get[0] if known else rows["content_hash"].iat[0]
-    outcome = (rows["content_hash"] == reference).map({True: DUPLICATE, False: CONFLICT})
-    if not known:
-        outcome.iat[0] = NEW
-        state.update((reference,))
-    state.setTimeoutDuration(HORIZON_MS)
-    return rows.assign(_outcome=outcome, _known_before=known, _first_file=None if known else rows["source_file"].iat[0])
+def lines_of(batch: DataFrame) -> DataFrame:
+    return batch.where(F.col(ROW_KIND) == LINE).drop(ROW_KIND, DEDUPE_KEY, MARKER_KIND)
 
 
-# Numbers cross into pandas as text: pandas turns a NaN into a null and a long with nulls into a
-# float, while Spark's double <-> string casts are exact (NaN and Infinity included).
-_AS_TEXT = (T.DoubleType, T.FloatType, T.LongType, T.IntegerType)
+def _markers(batch: DataFrame, kind: str) -> DataFrame:
+    rows = batch.where((F.col(ROW_KIND) == MARKER) & (F.col(MARKER_KIND) == kind))
+    return rows.select("event_id", "content_hash")
 
 
-def _numbers_as_text(parsed: DataFrame) -> tuple[DataFrame, dict[str, T.DataType]]:
-    numeric = {f.name: f.dataType for f in parsed.schema.fields
-               if isinstance(f.dataType, _AS_TEXT) and f.name not in ARRIVAL_ORDER}
-    return parsed.withColumns({name: F.col(name).cast(T.StringType()) for name in numeric}), numeric
+def id_lookup(batch: DataFrame) -> DataFrame:
+    """Per event_id of the batch that needs a look (seen in an earlier batch, or repeated in this one).
+
+    `_id_new`: the id's `i|` marker came out (never seen before); `_first`: its first arrival
+    in the batch (the arrival-order columns and the hash). Unrepeated new ids, the usual
+    case, are left out, so the result is small and is broadcast back onto the lines.
+    """
+    arrival = F.struct(*ARRIVAL_ORDER, "content_hash")
+    keyed = lines_of(batch).where(is_keyed_event()).select("event_id", arrival.alias("_arrival"),
+                                                           F.lit(False).alias("_is_marker"))
+    new_ids = _markers(batch, ID_MARKER).select("event_id", F.lit(None).cast(keyed.schema["_arrival"].dataType)
+                                                .alias("_arrival"), F.lit(True).alias("_is_marker"))
+    grouped = keyed.unionByName(new_ids).groupBy("event_id").agg(
+        F.max("_is_marker").alias("_id_new"), F.count("_arrival").alias("_copies"),
+        F.min("_arrival").alias("_first"))  # structs compare field by field: the first arrival
+    return grouped.where(~F.col("_id_new") | (F.col("_copies") > 1)).select("event_id", "_id_new", "_first")
 
 
-def classify_stream(parsed: DataFrame) -> DataFrame:
-    """Every parsed line with its outcome, deduplicated against the state of earlier batches."""
-    texted, numeric = _numbers_as_text(parsed)
-    keyed = texted.withColumn(DEDUPE_KEY, dedupe_key())
-    schema = output_schema(keyed)
+def new_pairs_of_known_ids(batch: DataFrame, lookup: DataFrame) -> DataFrame:
+    """(event_id, content_hash) pairs never seen before, for ids seen in an earlier batch: conflicts with Bronze."""
+    known = lookup.where(~F.col("_id_new")).select("event_id")
+    pairs = _markers(batch, PAIR_MARKER).join(known, on="event_id", how="left_semi")
+    return pairs.withColumn("_pair_new", F.lit(True))
 
-    def classify(key, frames, state):
-        out = _classify(key, frames, state)
-        if out is not None:
-            yield out
 
-    classified = keyed.groupBy(DEDUPE_KEY).applyInPandasWithState(
-        classify, schema, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout)
-    return classified.withColumns({name: F.col(name).cast(dtype) for name, dtype in numeric.items()}).drop(DEDUPE_KEY)
+def classify(lines: DataFrame, lookup: DataFrame, new_pairs: DataFrame) -> DataFrame:
+    """The lines with `_outcome`, `_known_before` and `_first_file` (`lookup`, `new_pairs`: see above).
+
+    An id seen before this batch is in Bronze already: a line with a content never seen for
+    it is a conflict, one whose id/content pair was seen is a duplicate. A new id follows the
+    batch's own arrival order: the first copy is new, a later one a duplicate when its hash
+    is the first's, else a conflict. Events without an id are each new (Silver quarantines them).
+    """
+    joined = lines.join(lookup, on="event_id", how="left").join(new_pairs, on=["event_id", "content_hash"], how="left")
+    known_before = F.coalesce(~F.col("_id_new"), F.lit(False))
+    first_key = F.struct(*[F.col(f"_first.{name}").alias(name) for name in ARRIVAL_ORDER])
+    is_first = F.col("_first").isNull() | (F.struct(*ARRIVAL_ORDER) == first_key)
+    outcome = (
+        F.when(F.col("line_kind") != KIND_EVENT, F.col("line_kind"))
+        .when(~has_event_id(), F.lit(NEW))
+        .when(known_before, F.when(F.col("_pair_new"), F.lit(CONFLICT)).otherwise(F.lit(DUPLICATE)))
+        .when(is_first, F.lit(NEW))
+        .when(F.col("content_hash") == F.col("_first.content_hash"), F.lit(DUPLICATE))
+        .otherwise(F.lit(CONFLICT))
+    )
+    return joined.withColumns({
+        "_outcome": outcome,
+        "_known_before": known_before,
+        "_first_file": F.when(~known_before, F.col("_first.source_file")),
+    }).drop("_id_new", "_first", "_pair_new")
+
+
+def start_query(spark, stream_writer):
+    """Start `stream_writer` with `QUERY_CONF`, leaving the caller's session as it was.
+
+    The query clones the session when it starts, so the state store and its partition
+    count apply to the query only (later stages keep their own shuffle partitions).
+    """
+    before = {key: spark.conf.get(key, None) for key in QUERY_CONF}
+    for key, value in QUERY_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        return stream_writer.start()
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from lakehouse_utils import io
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.stream_compaction import roll_forward
-from lakehouse_utils.bronze.stream_dedupe import STATE_STORE_CONF
+from lakehouse_utils.bronze.stream_dedupe import lines_of, start_query
 from lakehouse_utils.bronze.stream_files import query_token, read_commits
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
@@ -79,11 +79,16 @@ class LiveBatch:
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
-        arrived = batch.agg(F.collect_set("source_file").alias("files"), F.count(F.lit(1)).alias("lines"),
-                            F.max(F.unix_micros("file_modification_time")).alias("newest")).first()
         spark = batch.sparkSession
         self._accepted = None
         self.writer(batch, batch_id)  # Bronze first, exactly as the stream stage; calls accept() once committed
+        if self._accepted is not None:  # the writer counted the files with the batch (no second pass)
+            arrived = {"files": self._accepted["source_files"], "lines": self._accepted["lines"],
+                       "newest": self._accepted["newest_file_micros"]}
+        else:  # skipped: committed before a crash (rare), so read the batch's lines again
+            arrived = lines_of(batch).agg(
+                F.collect_set("source_file").alias("files"), F.count(F.lit(1)).alias("lines"),
+                F.max(F.unix_micros("file_modification_time")).alias("newest")).first()
         token = query_token(spark, self.writer.targets.checkpoint)
         rows = {DAILY_TABLE: [], GENAI_TABLE: []}
         new_events = 0
@@ -153,8 +158,6 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     targets = StreamTargets(paths.bronze(bronze_stream.TABLE), paths.quarantine(bronze_stream.QUARANTINE_TABLE),
                             paths.checkpoint(bronze_stream.CHECKPOINT))
     check_stream(spark, targets.checkpoint, targets.bronze, paths.landing_events(), paths.state(bronze_stream.CHECKPOINT))
-    for key, value in STATE_STORE_CONF.items():
-        spark.conf.set(key, value)
     ensure_masters(spark, paths, run_id, say)
     apply_schema(target)
     roll_forward(spark, targets.checkpoint)
@@ -170,14 +173,13 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
         catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say)
         handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
         writer.on_commit = handler.accept
-        query = (
+        query = start_query(spark, (
             bronze_stream.event_stream(spark, paths, delay_text, max_files_per_trigger)
             .writeStream.foreachBatch(handler)
             .option("checkpointLocation", targets.checkpoint)
             .queryName(f"live_{run_id[-6:]}")
             .trigger(processingTime=interval)
-            .start()
-        )
+        ))
         live_run.stopped_reason = _wait(query, handler, stop, duration)
     finally:
         upserter.close()
