@@ -33,12 +33,15 @@
 # trigger keeps 7,234 of the 43,200 course events and silently drops the rest as late.
 # Here the watermark only *classifies* events: an event behind it is flagged `is_late` with its
 # lateness and still written, so Silver and Gold include it (Lambda: the batch layer owns the
-# correctness of late data). Dedupe is against everything already in Bronze, so a file
-# re-delivered days later adds nothing; an `event_id` seen again with different content goes to
-# quarantine as a conflicting duplicate. Malformed lines go to `quarantine/usage_events_raw`.
+# correctness of late data). Dedupe runs in Spark's own state store (RocksDB, in the checkpoint):
+# `dropDuplicates` on `event_id` and on (`event_id`, content hash) markers, with no event-time
+# column, so every id is remembered for ever and a micro-batch never reads Bronze back (ADR 045).
+# A file re-delivered days later adds nothing; an `event_id` seen again with different content
+# goes to quarantine as a conflicting duplicate. Malformed lines go to `quarantine/usage_events_raw`.
 #
-# Each micro-batch commits exactly once (a commit marker per batch id), and small files are
-# compacted at the end of the run. Prerequisites: none (independent of `01_bronze_batch`).
+# Each micro-batch commits exactly once (a commit marker per batch id) and writes one file into
+# its ingest-date partition; small files are merged while the stream runs (at most 4 per partition).
+# Prerequisites: none (independent of `01_bronze_batch`).
 # The next notebook is `03_silver`, which needs both.
 #
 # **Source:** edit `notebooks/02_bronze_stream.py` (jupytext), not this `.ipynb`, which is generated from it

@@ -163,7 +163,7 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
 
 
 def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark, tmp_path):
-    """The dedupe state outlives the run: a later run reads no Bronze, yet knows every id (ADR 046).
+    """The dedupe state outlives the run: a later run reads no Bronze, yet knows every id (ADR 045).
 
     A conflicting copy is quarantined once; an exact replay of that same line later is a duplicate.
     """

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Observation, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils import io
@@ -32,14 +33,20 @@ from lakehouse_utils.bronze.stream_files import (
 from lakehouse_utils.paths import join, relative_to
 
 FULL_FILE_BYTES = 128 * 1024 * 1024  # Spark's default split size: a bigger file gains nothing from merging
+IN_RUN_KEEP = 2  # small files a merge during the run leaves (the limit stays MAX_FILES_PER_PARTITION)
 
 
-def files_to_merge(files: list[io.FileEntry], max_files: int = MAX_FILES_PER_PARTITION) -> list[str]:
-    """The files of one partition to merge into one; none while it holds at most `max_files` small files."""
+def files_to_merge(files: list[io.FileEntry], max_files: int = MAX_FILES_PER_PARTITION,
+                   keep: int | None = None) -> list[str]:
+    """The files of one partition to merge into one; none while it holds at most `max_files` small files.
+
+    A merge leaves at most `keep` small files (default `max_files`): a lower value leaves room
+    for the next batches, so a stream merges every few batches instead of after each one.
+    """
     small = sorted((f for f in files if f.size < FULL_FILE_BYTES), key=lambda f: (-f.size, f.path))
     if len(small) <= max_files:
         return []
-    fewest = len(small) - max_files + 1  # merging fewer would leave too many files
+    fewest = len(small) - (keep or max_files) + 1  # merging fewer would leave too many files
     for count in range(fewest, len(small)):
         suffix = small[-count:]
         if sum(f.size for f in suffix) <= small[-count - 1].size:
@@ -59,7 +66,8 @@ def compact_after_batch(spark: SparkSession, targets: StreamTargets, bronze_part
         (targets.bronze, join(targets.bronze, bronze_partition), BRONZE_EVENTS_SCHEMA, BRONZE_PARTITION),
         (targets.quarantine, targets.quarantine, RAW_QUARANTINE_SCHEMA, None),
     ):
-        merge = files_to_merge(io.list_files(spark, folder))  # both folders are leaves
+        # both folders are leaves; one merge every ~3 batches (each merge is a few Spark jobs)
+        merge = files_to_merge(io.list_files(spark, folder), keep=IN_RUN_KEEP)
         if merge:
             done += _rewrite(spark, table, schema, targets.checkpoint, {merge[0].rpartition("/")[0]: merge}, partition)
     return done
@@ -122,14 +130,18 @@ def _rewrite(spark: SparkSession, table: str, schema: T.StructType, checkpoint: 
     old_files = [f for files in targets.values() for f in files]
     staging = staging_uri(checkpoint, "compaction")
     io.delete(spark, staging)
+    observation = Observation("compaction")
     source = spark.read.schema(schema).option("basePath", table).parquet(*old_files)
-    if partition_column:
-        sort = ["event_date"] if "event_date" in schema.fieldNames() else []
+    source = source.observe(observation, F.count(F.lit(1)).alias("rows"))
+    sort = ["event_date"] if "event_date" in schema.fieldNames() else []
+    if partition_column and len(targets) > 1:
         (source.repartition(partition_column).sortWithinPartitions(*sort)
          .write.partitionBy(partition_column).parquet(staging))
+    elif partition_column:  # one folder (the in-run case): one task, no shuffle
+        source.coalesce(1).sortWithinPartitions(*sort).write.partitionBy(partition_column).parquet(staging)
     else:
         source.coalesce(1).write.parquet(staging)
-    _check_same_rows(spark, schema, old_files, table, staging)
+    _check_same_rows(spark, schema, observation.get["rows"], table, staging)
     entries = _plan_entries(spark, table, staging, targets)
     plan = {"table": table, "staging": staging, "entries": entries}
     io.write_json(spark, join(checkpoint, COMPACTION_PLAN), plan)
@@ -137,8 +149,8 @@ def _rewrite(spark: SparkSession, table: str, schema: T.StructType, checkpoint: 
     return [{"partition": e["new"].rpartition("/")[0], "files_before": len(e["old"])} for e in entries]
 
 
-def _check_same_rows(spark: SparkSession, schema: T.StructType, old_files: list[str], table: str, staging: str) -> None:
-    before = spark.read.schema(schema).option("basePath", table).parquet(*old_files).count()
+def _check_same_rows(spark: SparkSession, schema: T.StructType, before: int, table: str, staging: str) -> None:
+    """The staged copy, read back from disk, holds the rows read from the old files (counted while writing)."""
     after = spark.read.schema(schema).parquet(staging).count()
     if before != after:
         raise RuntimeError(f"compaction of {table} produced {after} rows instead of {before}; "

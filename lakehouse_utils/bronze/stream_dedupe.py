@@ -1,6 +1,6 @@
 """First-arrival dedupe of the event stream in Spark's own state store, with no Python per key.
 
-The streaming query is one union (ADR 046):
+The streaming query is one union (ADR 045):
 - every parsed line, tagged `line`;
 - key markers, tagged `marker`: two per keyed event line, `i|<event_id>` and
   `p|<event_id>|<content_hash>`, passed through `dropDuplicates` on the RocksDB state store.
@@ -68,6 +68,9 @@ def _markers(batch: DataFrame, kind: str) -> DataFrame:
     return rows.select("event_id", "content_hash")
 
 
+_FIRST_TYPE = "struct<file_modification_time:timestamp,source_file:string,line_number:bigint,content_hash:string>"
+
+
 def id_lookup(batch: DataFrame) -> DataFrame:
     """Per event_id of the batch that needs a look (seen in an earlier batch, or repeated in this one).
 
@@ -93,15 +96,22 @@ def new_pairs_of_known_ids(batch: DataFrame, lookup: DataFrame) -> DataFrame:
     return pairs.withColumn("_pair_new", F.lit(True))
 
 
-def classify(lines: DataFrame, lookup: DataFrame, new_pairs: DataFrame) -> DataFrame:
-    """The lines with `_outcome`, `_known_before` and `_first_file` (`lookup`, `new_pairs`: see above).
+def classify(lines: DataFrame, lookup: DataFrame | None, new_pairs: DataFrame | None) -> DataFrame:
+    """The lines with `_outcome`, `_known_before` and `_first_file` (`lookup`, `new_pairs`: see above; None: empty).
 
     An id seen before this batch is in Bronze already: a line with a content never seen for
     it is a conflict, one whose id/content pair was seen is a duplicate. A new id follows the
     batch's own arrival order: the first copy is new, a later one a duplicate when its hash
     is the first's, else a conflict. Events without an id are each new (Silver quarantines them).
     """
-    joined = lines.join(lookup, on="event_id", how="left").join(new_pairs, on=["event_id", "content_hash"], how="left")
+    if lookup is None:  # no id seen before, none repeated
+        joined = lines.withColumns({"_id_new": F.lit(True), "_first": F.lit(None).cast(_FIRST_TYPE)})
+    else:
+        joined = lines.join(lookup, on="event_id", how="left")
+    if new_pairs is None:  # no id seen before: no pair to look up
+        joined = joined.withColumn("_pair_new", F.lit(None).cast("boolean"))
+    else:
+        joined = joined.join(new_pairs, on=["event_id", "content_hash"], how="left")
     known_before = F.coalesce(~F.col("_id_new"), F.lit(False))
     first_key = F.struct(*[F.col(f"_first.{name}").alias(name) for name in ARRIVAL_ORDER])
     is_first = F.col("_first").isNull() | (F.struct(*ARRIVAL_ORDER) == first_key)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
@@ -93,8 +93,8 @@ class BronzeBatchWriter:
             return None
         started = time.perf_counter()
         # The union batch is cached: its state-store dedupe must run once per attempt, and the
-        # files are read and parsed once. Cached tables are read back 2-3 times and then dropped,
-        # so compressing them costs more CPU than it saves (measured: -35 % CPU to fill them).
+        # files are read and parsed once. The cache is read back 2-3 times and then dropped, so
+        # compressing it costs more CPU than it saves (measured: -35 % CPU to fill it).
         # `spark` is the query's own clone of the session.
         spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
         self._token = self._token or query_token(spark, checkpoint)
@@ -104,9 +104,8 @@ class BronzeBatchWriter:
         raw = batch.persist()
         cached = [raw]
         try:
-            classified = with_lateness(self._classify(raw, cached), watermark).persist()
-            cached.append(classified)
-            record, new_rows = self._write(classified, batch_id, lambda: raw.unpersist())
+            classified = with_lateness(self._classify(raw, cached), watermark)
+            record, new_rows = self._write(classified, batch_id, started)
             max_after = max((m for m in (max_before, record["max_event_ts"]) if m is not None), default=None)
             record.update(
                 watermark=_iso(watermark), max_event_ts=_iso(record["max_event_ts"]),
@@ -133,25 +132,27 @@ class BronzeBatchWriter:
         cached.append(lookup)
         # One job: runs the batch's plan (state store included) into the cache and sizes the lookup.
         sizes = lookup.agg(F.count(F.lit(1)).alias("rows"), F.count_if(~F.col("_id_new")).alias("known")).first()
-        pairs = new_pairs_of_known_ids(raw, lookup)
+        if not sizes["rows"]:  # the usual case: every id new and once in the batch; no join, no broadcast job
+            return classify(lines_of(raw), None, None)
+        pairs = None
         if sizes["known"]:
-            pairs = pairs.persist()
+            pairs = new_pairs_of_known_ids(raw, lookup).persist()
             cached.append(pairs)
             pairs = F.broadcast(pairs) if pairs.count() <= BROADCAST_MAX_ROWS else pairs
-        else:  # nothing seen before: no pair to look up (an empty frame, no job)
-            pairs = F.broadcast(raw.sparkSession.createDataFrame([], pairs.schema))
         lookup = F.broadcast(lookup) if sizes["rows"] <= BROADCAST_MAX_ROWS else lookup
         return classify(lines_of(raw), lookup, pairs)
 
-    def _write(self, classified: DataFrame, batch_id: int, after_count) -> tuple[dict, DataFrame]:
-        """Count the cached, classified batch and write its Bronze and quarantine rows."""
-        now, started = datetime.now(timezone.utc), time.perf_counter()
-        metrics = classified.agg(*batch_metrics()).first().asDict()
-        after_count()  # the classified cache is filled: the union batch is no longer needed
+    def _write(self, classified: DataFrame, batch_id: int, started: float) -> tuple[dict, DataFrame]:
+        """Write the batch's Bronze rows, counting every line on the way; then its quarantine rows."""
+        now = datetime.now(timezone.utc)
         phases = {"classify_seconds": time.perf_counter() - started}
         tag = batch_tag(self._token, batch_id)
-        new_rows = bronze_rows(classified, self.run_id, batch_id, now)
-        bronze_files = self._write_bronze(new_rows, metrics[NEW], batch_id, now, tag) if metrics[NEW] else []
+        # The counts are observed while the Bronze rows are written: one job for both.
+        observation = Observation(f"bronze_batch_{batch_id}")
+        observed = classified.observe(observation, *batch_metrics())
+        bronze_files = self._write_bronze(bronze_rows(observed, self.run_id, batch_id, now), observation, batch_id,
+                                          now, tag)
+        metrics = observation.get
         phases["write_seconds"] = time.perf_counter() - started - phases["classify_seconds"]
         quarantined = sum(metrics[rule] for rule in QUARANTINE_RULES)
         quarantine_files = self._write_quarantine(classified, batch_id, now, tag) if quarantined else []
@@ -160,19 +161,23 @@ class BronzeBatchWriter:
             "committed_at": datetime.now(timezone.utc).isoformat(), "ingest_date": now.date().isoformat(),
             "bronze_files": len(bronze_files), "quarantine_files": len(quarantine_files),
         }
-        return record, new_rows
+        return record, bronze_rows(classified, self.run_id, batch_id, now)
 
-    def _write_bronze(self, rows: DataFrame, count: int, batch_id: int, now: datetime, tag: str) -> list[str]:
+    def _write_bronze(self, rows: DataFrame, observation: Observation, batch_id: int, now: datetime,
+                      tag: str) -> list[str]:
         spark = rows.sparkSession
         staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-bronze")
         io.delete(spark, staging)
-        # One partition (the batch's ingest date) and a bounded number of files, sorted by
-        # event date so that readers filtering on it skip row groups.
-        files = max(1, min(spark.sparkContext.defaultParallelism, -(-count // ROWS_PER_FILE)))
+        # One partition (the batch's ingest date), at most the session's parallelism of writers and
+        # ROWS_PER_FILE rows a file, sorted by event date so that readers filtering on it skip row groups.
         partition = bronze_partition_name(now.date().isoformat())
-        (rows.drop(BRONZE_PARTITION).coalesce(files).sortWithinPartitions("event_date")
-         .write.parquet(join(staging, partition)))
+        (rows.drop(BRONZE_PARTITION).coalesce(spark.sparkContext.defaultParallelism).sortWithinPartitions("event_date")
+         .write.option("maxRecordsPerFile", ROWS_PER_FILE).parquet(join(staging, partition)))
+        if not observation.get[NEW]:  # Spark still wrote a schema-only file: publish nothing
+            io.delete(spark, staging)
+            return []
         return publish_staged(spark, staging, self.targets.bronze, tag)
+
     def _write_quarantine(self, classified: DataFrame, batch_id: int, now: datetime, tag: str) -> list[str]:
         spark = classified.sparkSession
         staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-quarantine")
