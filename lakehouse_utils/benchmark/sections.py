@@ -23,7 +23,7 @@ import re
 SECTIONS: dict[str, str] = {
     "stages": "lakehouse_utils.benchmark.stages",
     "course": "lakehouse_utils.benchmark.course",  # issue 17: the whole command on the course data
-    "stream": "lakehouse_utils.benchmark.stream",  # issue 16 (module not on main yet: see the decision log)
+    "stream": "lakehouse_utils.benchmark.stream",  # issue 16: cost per micro-batch (ADR 045)
     "freshness": "lakehouse_utils.benchmark.freshness",  # issue 21
 }
 DEFAULT_SECTIONS = "stages"
