@@ -181,6 +181,9 @@ def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark
     [conflict] = quarantine(spark, paths).collect()
     assert (conflict.event_id, conflict.line_number) == ("e1", 1)
     assert "already in Bronze with different content" in conflict.reason
+    state = local_path(paths.checkpoint("bronze_usage_events")) / "state" / "0"
+    assert sorted(p.name for p in state.iterdir() if p.name.isdigit()) == ["0", "1"]  # 2 state partitions, fixed
+    assert list(state.rglob("*.changelog"))  # RocksDB with changelog checkpointing
 
 
 def test_run_writes_late_rows_flagged_never_drops_them(spark, tmp_path):

@@ -43,7 +43,7 @@ from lakehouse_utils.bronze.stream_files import (
 from lakehouse_utils.paths import join
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# Bronze files per micro-batch: one per this many new rows, at most the session's parallelism.
+# Bronze files per micro-batch: at most the session's parallelism, each of at most this many rows.
 ROWS_PER_FILE = 1_000_000
 # A lookup table up to this many rows is broadcast onto the batch's lines (the usual case).
 BROADCAST_MAX_ROWS = 1_000_000
