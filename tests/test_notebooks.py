@@ -225,7 +225,7 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
     from lakehouse_utils.config import Settings
     from lakehouse_utils.evidence.inventory import idempotency
     from lakehouse_utils.serving.connection import open_session, target_from_settings
-    from scripts.run_notebooks import execute
+    from scripts.run_notebooks import SharedKernel, execute
 
     host, port = cassandra_endpoint
     keyspace = "cloud_analytics_nbtest"
@@ -236,9 +236,11 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
     if os.environ.get("CASSANDRA_HOST") is None:
         monkeypatch.setenv("CASSANDRA_HOST", host)
         monkeypatch.setenv("CASSANDRA_PORT", str(port))
+    # One kernel, as `make demo` runs the chain (one Spark JVM); each notebook still gets a clean namespace.
+    kernel = SharedKernel()
     try:
         for name in NOTEBOOKS[:5]:
-            executed = execute(name, tmp_path / "executed")
+            executed = execute(name, tmp_path / "executed", kernel=kernel)
             notebook = nbformat.read(executed, as_version=4)
             errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             assert not errors, f"{name}: {_text(errors[0])[-2000:]}"
@@ -254,10 +256,11 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, generated_landing, 
         assert len(served) >= 7 and all(row["matches_gold"] is True for row in served), served
         # A user re-runs a streaming notebook with nothing new to read: it must still finish, and change nothing.
         for name in ("02_bronze_stream", "05_serving"):
-            execute(name, tmp_path / "rerun")
+            execute(name, tmp_path / "rerun", kernel=kernel)
         comparison, same, verdict = idempotency(before, _evidence())
         assert same, (verdict, [row for row in comparison if not row["identical"]])
     finally:
+        kernel.__exit__(None, None, None)
         with open_session(target_from_settings(Settings.load()), use_keyspace=False) as session:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
