@@ -140,9 +140,6 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
     if master.startswith("local"):
         # Stay on loopback: the driver must not bind to (or advertise) an external interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Python workers must be this interpreter (a venv's packages, e.g. the Cassandra driver used
-        # on executors by the serving stage); Spark's default is whatever `python3` is on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
@@ -157,7 +154,25 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
     )
     for key, value in (SQL_CONF | LOCAL_SQL_CONF if master.startswith("local") else SQL_CONF).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _create_with_worker_python(builder, local=master.startswith("local"))
     spark.sparkContext.setLogLevel("ERROR")
     ship_package(spark)
     return spark
+
+
+def _create_with_worker_python(builder: SparkSession.Builder, local: bool) -> SparkSession:
+    """Create the session with Python workers on this interpreter, leaving the caller's environment as it was.
+
+    Workers must be this interpreter (a venv's packages, e.g. the Cassandra driver used on executors by
+    the serving stage); Spark's default is whatever `python3` is on PATH. pyspark reads PYSPARK_PYTHON only
+    when the context starts, so it is set for that moment: left in os.environ, every subprocess started
+    later (a notebook's `!python`, another venv) would send its workers to this interpreter.
+    """
+    before = os.environ.get("PYSPARK_PYTHON")
+    if local and before is None:
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    try:
+        return builder.getOrCreate()
+    finally:
+        if before is None:
+            os.environ.pop("PYSPARK_PYTHON", None)

@@ -133,3 +133,14 @@ def describe_cli():
         assert out.returncode == 0
         for command in ("generate", "pipeline", "query", "cassandra", "evidence", "benchmark"):
             assert command in out.stdout
+
+
+# Taken when pytest imports this module, before any test has built the session.
+PYSPARK_PYTHON_BEFORE = os.environ.get("PYSPARK_PYTHON")
+
+
+def test_the_session_uses_this_interpreter_for_workers_without_leaking_it_to_subprocesses(spark):
+    if PYSPARK_PYTHON_BEFORE is None:
+        assert spark.sparkContext.pythonExec == sys.executable
+    # A subprocess started after the session (another venv, a notebook's `!python`) keeps its own Python.
+    assert os.environ.get("PYSPARK_PYTHON") == PYSPARK_PYTHON_BEFORE
