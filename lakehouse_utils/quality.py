@@ -181,22 +181,28 @@ def _count(annotated: DataFrame, rules: list[Rule]) -> QualityCounts:
 
 
 def apply_rules(
-    df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None, persist: bool = False
-) -> tuple[DataFrame, DataFrame, QualityCounts]:
+    df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None, persist: bool = False,
+    count: bool = True,
+) -> tuple[DataFrame, DataFrame, QualityCounts | None]:
     """Split `df` by `rules` into (valid rows with flags/fixes, quarantined rows, counts).
 
     The quarantine keeps the input columns unchanged plus `rule` (every failed
     quarantine rule, comma-separated) and `reason` (their descriptions). With
     `persist=True` the checked rows are cached by the counting job, so that writing
     both outputs does not evaluate the rules again; call `counts.release()` after.
+    `count=False` skips the counting job (counts are then None): for callers that report no
+    counts, such as the live layer, whose every micro-batch would otherwise pay one more job.
     """
+    if persist and not count:
+        raise ValueError("apply_rules(persist=True) needs count=True: the counting job fills the cache")
     references = references or {}
     validate_rules(rules, references)
     annotated = _annotate(df, rules, references)
     if persist:
         annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
-    counts = _count(annotated, rules)
-    counts.cached = annotated if persist else None
+    counts = _count(annotated, rules) if count else None
+    if counts is not None:
+        counts.cached = annotated if persist else None
     flag_columns = [r.flag for r in rules if r.flag and r.flag not in df.columns]
     kept = _apply_fixes(annotated.filter(~F.col("__dq_quarantined")), rules)
     valid = kept.select(*df.columns, *dict.fromkeys(flag_columns))

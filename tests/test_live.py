@@ -232,6 +232,19 @@ def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, 
     assert_equals_pandas(target, landing)
 
 
+def test_live_events_stay_in_a_fixed_number_of_partitions_however_many_batches_they_add(spark):
+    from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA
+    from lakehouse_utils.gold.marts import ORG_ATTRIBUTES
+    from lakehouse_utils.live.state import LiveEvents
+
+    orgs = spark.createDataFrame([], ", ".join(f"{name} string" for name in ("org_id", *ORG_ATTRIBUTES)))
+    events = LiveEvents(spark, {"customers_orgs": orgs, "resources": spark.createDataFrame([], "resource_id string")})
+    events.rebuild("file:///nonexistent-bronze", set())
+    for _ in range(5):  # each batch's rows come in several partitions, as a micro-batch's do
+        events.add(spark.createDataFrame([], BRONZE_EVENTS_SCHEMA).repartition(4))
+    assert events.frame.rdd.getNumPartitions() <= spark.sparkContext.defaultParallelism
+
+
 def test_live_insert_names_every_served_column_except_the_batch_only_anomaly_columns():
     from lakehouse_utils.live.metrics import upsert_cql
     from lakehouse_utils.serving.model import serving_table

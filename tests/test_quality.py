@@ -50,6 +50,22 @@ def test_null_predicate_result_counts_as_failure(spark):
     assert (counts.rows_in, counts.quarantined, counts.by_rule) == (3, 2, {"amount_positive": 2})
 
 
+def test_apply_rules_without_counts_runs_no_job_and_splits_the_same_rows(spark):
+    df = spark.createDataFrame([(1, 5.0), (2, None), (3, -1.0)], "id int, amount double")
+    tracker, group = spark.sparkContext.statusTracker(), "apply-rules-without-counts"
+    spark.sparkContext.setJobGroup(group, "apply_rules(count=False) must not count")
+    try:
+        valid, quarantine, counts = apply_rules(df, [POSITIVE], count=False)
+        jobs = tracker.getJobIdsForGroup(group)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert counts is None and list(jobs) == []
+    assert sorted(r.id for r in valid.collect()) == [1]
+    assert sorted(r.id for r in quarantine.collect()) == [2, 3]
+    with pytest.raises(ValueError, match="needs count=True"):
+        apply_rules(df, [POSITIVE], persist=True, count=False)
+
+
 def test_quarantine_lists_every_failed_rule_with_reasons(spark):
     id_present = Rule("id_present", "t", ("id",), "quarantine", "id is missing", predicate="id IS NOT NULL")
     df = spark.createDataFrame([(None, -1.0)], "id int, amount double")

@@ -76,9 +76,13 @@ class BronzeBatchWriter:
     run_id: str
     delay: timedelta
     on_commit: Callable[[DataFrame, dict], None] | None = None
+    # True: the merge of small files after a batch waits for `compact_pending()` (the live layer
+    # calls it once Cassandra has the batch's rows, so the merge is not in the freshness path).
+    defer_compaction: bool = False
     records: list[dict] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     _token: str | None = None
+    _pending_partition: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self.commit(batch, batch_id)
@@ -118,13 +122,21 @@ class BronzeBatchWriter:
             self.records.append(record)
             # Only after the commit marker: merged files no longer carry the batch's tag, so a
             # redo of an uncommitted batch could not find them. A crash mid-swap is rolled forward.
-            compact_after_batch(spark, self.targets, bronze_partition_name(record["ingest_date"]))
+            self._pending_partition = bronze_partition_name(record["ingest_date"])
+            if not self.defer_compaction:
+                self.compact_pending(spark)
             if self.on_commit is not None:
                 self.on_commit(new_rows, record)
         finally:
             for frame in cached:
                 frame.unpersist()
         return record
+
+    def compact_pending(self, spark) -> None:
+        """Merge small files where the last committed batch wrote (see `compact_after_batch`)."""
+        if self._pending_partition is not None:
+            partition, self._pending_partition = self._pending_partition, None
+            compact_after_batch(spark, self.targets, partition)
 
     def _classify(self, raw: DataFrame, cached: list[DataFrame]) -> DataFrame:
         """The lines of the cached union batch, classified against the dedupe markers (no Bronze read)."""

@@ -50,7 +50,7 @@ def load_references(spark: SparkSession, paths) -> dict[str, DataFrame]:
 
 def live_events(bronze_df: DataFrame, references: dict[str, DataFrame]) -> DataFrame:
     """Valid events of some Bronze rows, narrowed to what the daily figures need (Silver's rules)."""
-    valid, _, _ = check_events(bronze_df, references["customers_orgs"], references["resources"])
+    valid, _, _ = check_events(bronze_df, references["customers_orgs"], references["resources"], count=False)
     return unify_versions(valid).select(*STATE_COLUMNS)
 
 

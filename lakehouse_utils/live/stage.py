@@ -109,6 +109,7 @@ class LiveBatch:
             "upserted_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
         }
         self.markers.write(token, batch_id, record)
+        self.writer.compact_pending(spark)  # after Cassandra has the rows: not in the freshness path
         self.run.batches.append(record)
         lag = "?" if record["lag_seconds"] is None else f"{record['lag_seconds']:.1f} s"
         self.say(f"live batch {batch_id}: {record['files']} file(s), {record['lines']} lines, {new_events} new events,"
@@ -161,7 +162,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     ensure_masters(spark, paths, run_id, say)
     apply_schema(target)
     roll_forward(spark, targets.checkpoint)
-    writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text))
+    writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text), defer_compaction=True)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
     events = LiveEvents(spark, load_references(spark, paths))
     say(f"live: {events.rebuild(targets.bronze, committed)} valid events from {len(committed)} committed Bronze "

@@ -38,15 +38,20 @@ class LiveEvents:
             bronze = bronze.where(F.col("batch_id").isin(sorted(committed_batches)))
         else:
             bronze = self.spark.createDataFrame([], BRONZE_EVENTS_SCHEMA)
-        self.frame = live_events(bronze, self.references).localCheckpoint(eager=True)
+        self.frame = self._settle(live_events(bronze, self.references))
         return self.frame.count()
 
     def add(self, bronze_rows: DataFrame) -> None:
         """Add the valid events of new Bronze rows (the rules run once, here)."""
-        self.frame = self.frame.unionByName(live_events(bronze_rows, self.references)).localCheckpoint(eager=True)
+        self.frame = self._settle(self.frame.unionByName(live_events(bronze_rows, self.references)))
         self._added += 1
         if self._added % GC_EVERY_BATCHES == 0:
             self.spark.sparkContext._jvm.System.gc()
+
+    def _settle(self, frame: DataFrame) -> DataFrame:
+        """Materialise `frame` in a fixed number of partitions (a union adds the batch's partitions to the
+        old ones: left as it is, every later job over the events would run one more task per batch)."""
+        return frame.coalesce(self.spark.sparkContext.defaultParallelism).localCheckpoint(eager=True)
 
     def keys_of(self, batch_ids: set[int]) -> DataFrame:
         """The (org, date, service) keys the events of these Bronze batches touch."""

@@ -64,11 +64,11 @@ def conform_events(bronze_df: DataFrame) -> DataFrame:
 
 
 def check_events(
-    bronze_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame, persist: bool = False
-) -> tuple[DataFrame, DataFrame, QualityCounts]:
+    bronze_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame, persist: bool = False, count: bool = True
+) -> tuple[DataFrame, DataFrame, QualityCounts | None]:
     """Conform and split Bronze events with EVENT_RULES (org/resource references: Silver masters)."""
     references = {"customers_orgs": orgs_df, "resources": resources_df}
-    return apply_rules(conform_events(bronze_df), EVENT_RULES, references, persist=persist)
+    return apply_rules(conform_events(bronze_df), EVENT_RULES, references, persist=persist, count=count)
 
 
 def spike_threshold(costs_df: DataFrame, factor: float) -> tuple[float | None, float | None]:
