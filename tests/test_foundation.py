@@ -144,3 +144,24 @@ def test_the_session_uses_this_interpreter_for_workers_without_leaking_it_to_sub
         assert spark.sparkContext.pythonExec == sys.executable
     # A subprocess started after the session (another venv, a notebook's `!python`) keeps its own Python.
     assert os.environ.get("PYSPARK_PYTHON") == PYSPARK_PYTHON_BEFORE
+
+
+def test_listing_a_local_lake_without_the_jvm_returns_what_hadoop_lists(spark, tmp_path):
+    from lakehouse_utils import io
+
+    root = tmp_path / "my lake%41"  # a space and a percent sign: Drive folders have both
+    spark.range(6).selectExpr("id", "id % 3 AS part").write.partitionBy("part").parquet(str(root / "table"))
+    for relative in ("_staging/part-0.parquet", ".hidden/x.parquet", "table/part=1/_tmp.parquet", "top.json",
+                     "nested/deeper/file.json", "table/part=2/.x.crc"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text("{}")
+    uris = [to_uri(root), f"file:{root}", f"file://{root}/", f"file:{root}/table", f"file:{root}/top.json",
+            f"file:{root}/absent"]
+    for uri in uris:
+        assert io.list_files(spark, uri) == io._list_hadoop(spark, uri), uri
+    listed = io.list_files(spark, f"file:{root}")
+    names = {e.path.rsplit("/", 1)[-1] for e in listed}
+    assert {"top.json", "file.json"} <= names and not names & {"part-0.parquet", "x.parquet", "_tmp.parquet", ".x.crc"}
+    assert {e.path.split("/table/")[1].split("/")[0] for e in listed if "/table/" in e.path} == {
+        "part=0", "part=1", "part=2"}
+    assert all(e.path.startswith(f"file:{root}/") and e.size > 0 for e in listed)

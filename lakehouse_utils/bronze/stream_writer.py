@@ -27,7 +27,18 @@ from lakehouse_utils.bronze.stream_batch import (
     with_lateness,
 )
 from lakehouse_utils.bronze.stream_compaction import compact_after_batch
-from lakehouse_utils.bronze.stream_dedupe import NEW, classify, id_lookup, lines_of, new_pairs_of_known_ids
+from lakehouse_utils.bronze.stream_dedupe import (
+    ID_MARKER,
+    LINE,
+    MARKER_KIND,
+    NEW,
+    ROW_KIND,
+    classify,
+    id_lookup,
+    is_keyed_event,
+    lines_of,
+    new_pairs_of_known_ids,
+)
 from lakehouse_utils.bronze.stream_files import (
     StreamTargets,
     batch_tag,
@@ -140,12 +151,16 @@ class BronzeBatchWriter:
 
     def _classify(self, raw: DataFrame, cached: list[DataFrame]) -> DataFrame:
         """The lines of the cached union batch, classified against the dedupe markers (no Bronze read)."""
+        # One job without a shuffle: runs the batch's plan (state store included) into the cache and
+        # counts keyed lines and new-id markers. Equal counts mean every keyed line has its own id, never
+        # seen before (an id's marker comes out once, only for a new id): the usual case, no lookup.
+        sizes = raw.agg(F.count_if((F.col(ROW_KIND) == LINE) & is_keyed_event()).alias("keyed"),
+                        F.count_if(F.col(MARKER_KIND) == ID_MARKER).alias("new_ids")).first()
+        if sizes["keyed"] == sizes["new_ids"]:
+            return classify(lines_of(raw), None, None)
         lookup = id_lookup(raw).persist()
         cached.append(lookup)
-        # One job: runs the batch's plan (state store included) into the cache and sizes the lookup.
         sizes = lookup.agg(F.count(F.lit(1)).alias("rows"), F.count_if(~F.col("_id_new")).alias("known")).first()
-        if not sizes["rows"]:  # the usual case: every id new and once in the batch; no join, no broadcast job
-            return classify(lines_of(raw), None, None)
         pairs = None
         if sizes["known"]:
             pairs = new_pairs_of_known_ids(raw, lookup).persist()
