@@ -205,6 +205,14 @@ def test_run_again_without_new_files_adds_nothing(spark, tmp_path):
     assert (again.rows_in, again.rows_out, bronze(spark, paths).count()) == (0, 0, 2)
 
 
+def test_the_state_store_writes_no_checksum_files_that_a_retried_batch_could_contradict(spark, tmp_path):
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"}))
+    bronze_stream.run(spark, paths, RUN_ID)
+    state = tmp_path / "lake" / "_checkpoints" / bronze_stream.CHECKPOINT / "state"
+    changelogs = [p.name for p in state.rglob("*.changelog*") if not p.name.startswith(".")]
+    assert changelogs and not [name for name in changelogs if not name.endswith(".changelog")], changelogs
+
+
 def test_run_ingests_a_new_file_with_an_old_modification_time(spark, tmp_path):
     landing = make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n"})
     paths = lake_paths(tmp_path, landing)

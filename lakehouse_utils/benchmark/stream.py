@@ -26,6 +26,9 @@ from lakehouse_utils.paths import LakePaths
 
 COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 EDGE_BATCHES = 10
+# (name, scale, files per trigger; None = every file in one batch). The one-batch case measures throughput
+# (issue 16 asks >= 50k events/s at 100x; 10x is what a session's benchmark run can afford).
+CASES = (("course", 1, 1), ("scale_10", 10, 10), ("scale_10_all", 10, None))
 
 
 @dataclass
@@ -82,9 +85,9 @@ def run_stream(spark, name: str, landing: Path, files_per_trigger: int | None, w
 
 
 def run_benchmark(spark, work_dir: Path | None = None, cache_dir: Path | None = None,
-                  cases: tuple[tuple[str, float, int | None], ...] = (("course", 1, 1), ("scale_10", 10, 10))
-                  ) -> list[StreamFigures]:
+                  cases: tuple[tuple[str, float, int | None], ...] | None = None) -> list[StreamFigures]:
     """Each case is (name, scale, files per trigger); scale 1 reads the course data when it is present."""
+    cases = cases or CASES
     cache_dir = cache_dir or PROJECT_ROOT / "data" / "benchmark"
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="stream_benchmark_"))
     figures = []
@@ -112,7 +115,8 @@ def markdown_section(figures: list[StreamFigures], note: str = "") -> str:
         "",
         f"Measured by `python -m lakehouse_utils.benchmark.stream` on {platform.node()} "
         f"({os.cpu_count()} cores){'; ' + note if note else ''}. Each run starts from an empty lake. "
-        "Targets (issue 16): course data at one file per trigger ≤ 150 s, last-10 / first-10 batch time ≤ 1.3.",
+        "Targets (issue 16): course data at one file per trigger ≤ 150 s, last-10 / first-10 batch time ≤ 1.3, "
+        "every file in one batch ≥ 50k events/s (asked at 100×; measured here at 10×).",
         "",
         "| dataset | files / trigger | events | batches | seconds | events/s | Spark jobs (per batch) "
         "| first 10 batches (mean s) | last 10 batches (mean s) | last / first | dedupe state (MB) |",
@@ -133,13 +137,12 @@ def section(spark) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["course", "scale_10"], help="run one case only")
+    parser.add_argument("--only", choices=[case[0] for case in CASES], help="run one case only")
     parser.add_argument("--note", default="", help="a remark for the section, e.g. 'machine shared with 6 jobs'")
     args = parser.parse_args(argv)
     from lakehouse_utils.spark import get_spark
 
-    cases = (("course", 1, 1), ("scale_10", 10, 10))
-    figures = run_benchmark(get_spark("benchmark-stream"), cases=tuple(c for c in cases if args.only in (None, c[0])))
+    figures = run_benchmark(get_spark("benchmark-stream"), cases=tuple(c for c in CASES if args.only in (None, c[0])))
     print()
     print(markdown_section(figures, args.note))
     return 0
