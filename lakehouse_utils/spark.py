@@ -41,6 +41,9 @@ SQL_CONF = {
 # by their file size). A cluster keeps Spark's default (on).
 LOCAL_SQL_CONF = {
     "spark.sql.adaptive.enabled": "false",
+    # A table with more than 32 partition folders is listed by a Spark job (one per read of it); on one
+    # machine the driver lists a few hundred folders faster than a job starts.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
 }
 
 # Warnings and errors only: keeps Spark's start-up banner out of notebook outputs.

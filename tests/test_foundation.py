@@ -165,3 +165,16 @@ def test_listing_a_local_lake_without_the_jvm_returns_what_hadoop_lists(spark, t
     assert {e.path.split("/table/")[1].split("/")[0] for e in listed if "/table/" in e.path} == {
         "part=0", "part=1", "part=2"}
     assert all(e.path.startswith(f"file:{root}/") and e.size > 0 for e in listed)
+
+
+def test_reading_a_table_of_many_partitions_lists_it_without_a_spark_job(spark, tmp_path):
+    table = str(tmp_path / "many_partitions")
+    spark.range(40).selectExpr("id", "id AS part").write.partitionBy("part").parquet(table)  # 40 folders > 32
+    tracker, group = spark.sparkContext.statusTracker(), "list-many-partitions"
+    spark.sparkContext.setJobGroup(group, "reading a partitioned table must not start a listing job")
+    try:
+        frame = spark.read.schema("id long, part long").parquet(table)
+        jobs = list(tracker.getJobIdsForGroup(group))
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert jobs == [] and frame.count() == 40
