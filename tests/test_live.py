@@ -240,7 +240,7 @@ def test_live_events_stay_in_a_fixed_number_of_partitions_however_many_batches_t
     orgs = spark.createDataFrame([], ", ".join(f"{name} string" for name in ("org_id", *ORG_ATTRIBUTES)))
     events = LiveEvents(spark, {"customers_orgs": orgs, "resources": spark.createDataFrame([], "resource_id string")})
     events.rebuild("file:///nonexistent-bronze", set())
-    for _ in range(5):  # each batch's rows come in several partitions, as a micro-batch's do
+    for _ in range(3):  # each batch's rows come in several partitions, as a micro-batch's do
         events.add(spark.createDataFrame([], BRONZE_EVENTS_SCHEMA).repartition(4))
     assert events.frame.rdd.getNumPartitions() <= spark.sparkContext.defaultParallelism
 
