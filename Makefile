@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-fast lint setup cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help cluster-demo package
+.PHONY: demo test test-fast lint setup jvm-archive cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help cluster-demo package
 
 help:
 	@echo "make demo       - set up, run the five notebooks headless end to end, print Q1/Q2 and the idempotency check"
@@ -19,6 +19,7 @@ help:
 	@echo "make cqlsh      - open cqlsh on the local node (CQL=cql/demo_queries.cql runs that file instead)"
 	@echo "make benchmark  - time every stage at scales 1, 10, 100 and write docs/performance.md"
 	@echo "make cassandra / cassandra-stop - start / stop the local Cassandra"
+	@echo "make jvm-archive - build the class archive that makes every later Spark JVM start faster (once)"
 	@echo "make cluster-demo - the whole pipeline on a local Spark standalone master + worker (package shipped with --py-files)"
 	@echo "make package    - build dist/lakehouse_utils-<version>-<hash>.zip, the --py-files archive for executors"
 
@@ -32,6 +33,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
+# Spark's classes, parsed and verified once and mapped by every later Spark JVM (ADR 090.7); a no-op when built.
+jvm-archive: setup
+	$(PY) -m lakehouse_utils jvm-archive
+
 cassandra: setup
 	$(PY) -m lakehouse_utils cassandra start
 
@@ -41,21 +46,21 @@ cassandra-stop: setup
 landing: setup
 	$(PY) -m scripts.ensure_landing
 
-demo: cassandra landing
+demo: cassandra landing jvm-archive
 	$(PY) -m scripts.run_notebooks --demo
 
-test: cassandra
+test: cassandra jvm-archive
 	$(PY) -m pytest
 
 # Everything not marked slow (notebooks, kill/restart, second Cassandra node, scale-1 chains) or course.
-test-fast: cassandra
+test-fast: cassandra jvm-archive
 	$(PY) -m pytest -m "not slow and not course"
 
 # notebooks/*.py are the jupytext sources; $(wildcard) leaves them out where they do not exist yet.
 lint: setup
 	$(VENV)/bin/ruff check lakehouse_utils scripts tests $(wildcard notebooks/*.py)
 
-notebooks: cassandra
+notebooks: cassandra jvm-archive
 	$(PY) -m scripts.run_notebooks --commit
 
 notebooks-sync: setup
@@ -67,10 +72,10 @@ cqlsh: cassandra
 	@if [ -n "$(CQL)" ]; then $(VENV)/bin/cqlsh $(CQLSH_HOST) -f "$(CQL)"; \
 	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
 
-benchmark: cassandra
+benchmark: cassandra jvm-archive
 	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course,freshness
 
-cluster-demo: cassandra
+cluster-demo: cassandra jvm-archive
 	$(PY) -m scripts.cluster_demo
 
 package: setup

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evidence": ("lakehouse_utils.evidence.inventory", "print counts and partition sizes per zone and Cassandra table"),
     "benchmark": ("lakehouse_utils.benchmark.stages", "time every stage at several data scales"),
     "package": ("lakehouse_utils.shipping", "build the zip of the package that executors import (--py-files)"),
+    "jvm-archive": ("lakehouse_utils.jvm_archive", "build the class archive that makes a Spark JVM start faster"),
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse_utils.config import Settings
+from lakehouse_utils.jvm_archive import driver_java_options
 from lakehouse_utils.shipping import ship_package
 
 # Settings that are correctness decisions, not tuning: every stage relies on them.
@@ -129,7 +130,7 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         ship_package(active)
         return active
     settings = settings or Settings.load()
-    ensure_java17()
+    java_home = ensure_java17()
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Launched by spark-submit: the JVM exists and its conf (--master, --driver-memory, ...) is the
         # user's choice; setting a master here would silently run the whole job in local mode.
@@ -153,7 +154,8 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         # FutureWarning per worker; it says nothing about our data and would land in notebook outputs.
         .config("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning")
         .config("spark.driver.extraJavaOptions",
-                f"-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}")
+                f"-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()} "
+                f"{driver_java_options(java_home)}".strip())
     )
     for key, value in (SQL_CONF | LOCAL_SQL_CONF if master.startswith("local") else SQL_CONF).items():
         builder = builder.config(key, value)

@@ -1,0 +1,147 @@
+"""A class-data-sharing archive of Spark's classes, so a Spark driver JVM starts warm.
+
+A fresh Spark driver loads and verifies ~30,000 classes from ~290 jars before and during its first
+jobs: on a 2-core machine that is seconds of CPU per JVM (session start, then the first job of each
+kind). Java 17's dynamic CDS archive (`-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`) maps
+those classes already parsed and verified. Measured in ADR 090.7.
+
+The archive is built once per machine by `python -m lakehouse_utils jvm-archive` (`make setup` runs
+it): a small pipeline run in a JVM that writes the archive when it exits. It is named after what it
+depends on (the JDK, the Spark jars), so an upgrade of either simply finds no archive. The JVM also
+checks the archive against its class path and, when it does not match, starts without it; with CDS
+logging off, that fallback is silent. Used when `get_spark` starts the driver JVM itself; under
+spark-submit the driver's JVM options are the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from lakehouse_utils.config import IS_CHECKOUT, PROJECT_ROOT, user_cache_dir
+
+# Nothing on stdout: an archive that no longer matches is skipped by the JVM, which would say so there.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+# Extra driver JVM options for local runs (profiling: JFR, class-load logs). Not used on a cluster.
+EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
+# `jvm-archive` waits this long for the training JVM to write its archive and exit.
+EXIT_TIMEOUT_S = 600.0
+
+
+def cache_dir() -> Path:
+    """`.cache/jvm` of the checkout (beside the local Cassandra), else the user's cache."""
+    return (PROJECT_ROOT / ".cache" if IS_CHECKOUT else user_cache_dir()) / "jvm"
+
+
+def spark_jars_dir() -> Path:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return Path(_find_spark_home()) / "jars"
+
+
+def archive_key(java_home: str) -> str:
+    """A digest of what the archive is valid for: the JDK build and every Spark jar (name, size, mtime)."""
+    digest = hashlib.sha256()
+    release = Path(java_home, "release")
+    digest.update(release.read_bytes() if release.is_file() else java_home.encode())
+    jars = spark_jars_dir()
+    for jar in sorted(jars.glob("*.jar")) if jars.is_dir() else []:
+        stat = jar.stat()
+        digest.update(f"{jar.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def archive_path(java_home: str) -> Path:
+    return cache_dir() / f"spark-classes-{archive_key(java_home)}.jsa"
+
+
+def driver_java_options(java_home: str) -> str:
+    """JVM options of a local driver: the archive when it exists, and the user's extra options."""
+    options = []
+    archive = archive_path(java_home)
+    if archive.is_file():
+        # Quoted: Spark splits these options on blanks, and a checkout path may hold one.
+        options += [f'"-XX:SharedArchiveFile={archive}"', QUIET]
+    extra = os.environ.get(EXTRA_OPTIONS_VARIABLE, "").strip()
+    if extra:
+        options.append(extra)
+    return " ".join(options)
+
+
+def _train(partial: Path) -> None:
+    """Run in the training process: a Spark JVM that archives its classes at exit, after a small chain."""
+    from lakehouse_utils.generator.landing import generate
+    from lakehouse_utils.paths import LakePaths
+    from lakehouse_utils.pipeline import run_pipeline
+    from lakehouse_utils.spark import get_spark
+
+    os.environ[EXTRA_OPTIONS_VARIABLE] = f"-XX:ArchiveClassesAtExit={partial} {QUIET}"
+    with tempfile.TemporaryDirectory(prefix="jvm-archive-") as work:
+        landing = Path(work, "landing")
+        generate(landing, seed=3, scale=0.02, files=4, duplicates=True, malformed=True, late_files=True,
+                 bad_rows=True)
+        spark = get_spark("jvm-archive")
+        run_pipeline(spark, LakePaths.from_roots(Path(work, "lake"), landing),
+                     ["bronze_batch", "bronze_stream", "silver", "gold"])
+        # The serving stage's path into Python workers, without needing a Cassandra node.
+        spark.sparkContext.parallelize(range(4), 2).mapPartitions(lambda rows: [sum(rows)]).collect()
+        jvm = spark.sparkContext._gateway.proc
+        spark.stop()
+        # The JVM exits when its stdin closes; it writes the archive on the way out.
+        jvm.stdin.close()
+        jvm.wait(timeout=EXIT_TIMEOUT_S)
+
+
+def build(force: bool = False) -> Path:
+    """Build the archive for this JDK and these Spark jars unless it exists; return its path."""
+    from lakehouse_utils.spark import ensure_java17
+
+    target = archive_path(ensure_java17())
+    if target.is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name while it is written: two builds never write one file, and a reader never maps a half.
+    partial = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial")
+    started = time.perf_counter()
+    env = {key: value for key, value in os.environ.items() if key != EXTRA_OPTIONS_VARIABLE}
+    result = subprocess.run([sys.executable, "-m", "lakehouse_utils.jvm_archive", "--train", str(partial)],
+                            env=env, capture_output=True, text=True, timeout=EXIT_TIMEOUT_S * 2)
+    if result.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"the JVM class archive was not written (exit {result.returncode}); Spark runs "
+                           f"without it, only slower to start. Last output:\n{tail}")
+    os.replace(partial, target)
+    for stale in target.parent.glob("spark-classes-*"):
+        if stale != target and not stale.name.endswith(".partial"):
+            stale.unlink(missing_ok=True)
+    print(f"JVM class archive built in {time.perf_counter() - started:.0f} s ({target.stat().st_size / 1e6:.0f} MB)")
+    return target
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    try:
+        path = build(force=args.force)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"JVM class archive ready: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--train":
+        _train(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m lakehouse_utils jvm-archive [--force]")

@@ -1,0 +1,91 @@
+"""The class-data-sharing archive of Spark's classes (ADR 090.7): named after what it is valid for,
+mapped by the driver JVM when present, skipped without a word when it does not fit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lakehouse_utils import jvm_archive
+from lakehouse_utils.spark import ensure_java17
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_archive_name_changes_when_a_spark_jar_changes(tmp_path, monkeypatch):
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "spark-core.jar").write_bytes(b"x" * 10)
+    monkeypatch.setattr(jvm_archive, "spark_jars_dir", lambda: jars)
+    java_home = ensure_java17()
+    before = jvm_archive.archive_key(java_home)
+    assert jvm_archive.archive_key(java_home) == before
+    (jars / "spark-core.jar").write_bytes(b"x" * 11)
+    assert jvm_archive.archive_key(java_home) != before
+
+
+def test_driver_options_name_the_archive_only_when_it_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm_archive, "cache_dir", lambda: tmp_path / "jvm")
+    monkeypatch.setenv(jvm_archive.EXTRA_OPTIONS_VARIABLE, "-Dprobe=1")
+    java_home = ensure_java17()
+    assert jvm_archive.driver_java_options(java_home) == "-Dprobe=1"
+    archive = jvm_archive.archive_path(java_home)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"archive")
+    options = jvm_archive.driver_java_options(java_home)
+    assert f'"-XX:SharedArchiveFile={archive}"' in options and options.endswith("-Dprobe=1")
+
+
+@pytest.fixture(scope="module")
+def built_archive() -> Path:
+    """The machine's archive (`make` builds it before the tests; built here when missing)."""
+    return jvm_archive.build()
+
+
+def _start_driver(tmp_path: Path, cache: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """A new driver JVM in a subprocess (one job), logging where each class came from."""
+    class_log = tmp_path / "classes.log"
+    redirect = f"jvm_archive.cache_dir = lambda: Path({str(cache)!r})" if cache else ""
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from lakehouse_utils import jvm_archive
+        {redirect}
+        from lakehouse_utils.spark import get_spark
+        print("rows", get_spark("archive-probe").range(5).count())
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_DRIVER_JAVA"))}
+    env[jvm_archive.EXTRA_OPTIONS_VARIABLE] = f"-Xlog:class+load=info:file={class_log}"
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows 5" in result.stdout
+    return result, class_log
+
+
+def _source_of(class_log: Path, class_name: str) -> str:
+    line = next(line for line in class_log.read_text().splitlines() if f" {class_name} source:" in line)
+    return line.split(" source: ", 1)[1]
+
+
+def test_a_driver_loads_spark_classes_from_the_archive(built_archive, tmp_path):
+    result, class_log = _start_driver(tmp_path)
+    assert _source_of(class_log, "org.apache.spark.SparkContext") == "shared objects file (top)"
+    assert _source_of(class_log, "org.apache.spark.sql.SparkSession") == "shared objects file (top)"
+    from_archive = class_log.read_text().count("source: shared objects file (top)")
+    assert from_archive > 5_000, f"only {from_archive} classes came from the archive"
+    assert "cds" not in (result.stdout + result.stderr).lower()
+
+
+def test_an_archive_that_does_not_fit_is_skipped_silently(built_archive, tmp_path):
+    cache = tmp_path / "jvm"
+    cache.mkdir()
+    # What a JDK upgrade or a damaged file looks like to the JVM: a file at the expected name it cannot use.
+    (cache / built_archive.name).write_bytes(os.urandom(1 << 16))
+    result, class_log = _start_driver(tmp_path, cache=cache)
+    assert _source_of(class_log, "org.apache.spark.SparkContext").startswith("file:")
+    assert "cds" not in (result.stdout + result.stderr).lower()
