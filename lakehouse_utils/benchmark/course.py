@@ -49,7 +49,16 @@ def course_command(landing: Path, cache_dir: Path, keyspace: str) -> dict:
     print(f"  course data, whole command: {wall:.1f}s wall")
     # Seconds mean little on a busy machine (job counts do not care): say how busy it was.
     load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    return {"landing": str(landing), "wall": round(wall, 2), "stages": parse_progress(out.stderr), "load": load}
+    return {"landing": str(landing), "wall": round(wall, 2), "stages": parse_progress(out.stderr), "load": load,
+            "jvm_archive": class_archive_built()}
+
+
+def class_archive_built() -> bool:
+    """Whether the command's JVM could start from the class archive (ADR 090.7): a few seconds either way."""
+    from lakehouse_utils.jvm_archive import archive_path
+    from lakehouse_utils.spark import ensure_java17
+
+    return archive_path(ensure_java17()).is_file()
 
 
 def default_course_landing() -> Path | None:
@@ -78,9 +87,10 @@ def course_markdown(course: dict | None) -> str:
     ])
     for column in ("spark_jobs", JOBS_BEFORE_LABEL):  # whole numbers, blank when unknown
         stages[column] = [("" if pd.isna(value) else str(int(value))) for value in stages[column]]
+    archive = {True: "used", False: "not built"}.get(course.get("jvm_archive"), "not recorded")
     return (f"`python -m lakehouse_utils pipeline --stage all` on `{course['landing']}` in a new process "
             f"(JVM start and serving included), into an empty lake. Load average (1 min) on {os.cpu_count()} cores: "
-            f"{course.get('load', 'not recorded')}.\n\n"
+            f"{course.get('load', 'not recorded')}. JVM class archive (`make jvm-archive`): {archive}.\n\n"
             f"```\n{checks.to_string(index=False)}\n\n{stages.to_string(index=False)}\n```")
 
 
