@@ -5,8 +5,9 @@ jobs: on a 2-core machine that is seconds of CPU per JVM (session start, then th
 kind). Java 17's dynamic CDS archive (`-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`) maps
 those classes already parsed and verified. Measured in ADR 090.7.
 
-The archive is built once per machine by `python -m lakehouse_utils jvm-archive` (`make setup` runs
-it): a small pipeline run in a JVM that writes the archive when it exits. It is named after what it
+The archive is built once per machine by `python -m lakehouse_utils jvm-archive` (`make jvm-archive`,
+a prerequisite of `make test`, `test-fast`, `notebooks` and `benchmark`): a small pipeline run in a
+JVM that writes the archive when it exits. It is named after what it
 depends on (the JDK, the Spark jars), so an upgrade of either simply finds no archive. The JVM also
 checks the archive against its class path and, when it does not match, starts without it; with CDS
 logging off, that fallback is silent. Used when `get_spark` starts the driver JVM itself; under
@@ -29,7 +30,7 @@ from lakehouse_utils.config import IS_CHECKOUT, PROJECT_ROOT, user_cache_dir
 
 # Nothing on stdout: an archive that no longer matches is skipped by the JVM, which would say so there.
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
-# Extra driver JVM options for local runs (profiling: JFR, class-load logs). Not used on a cluster.
+# Extra driver JVM options (profiling: JFR, class-load logs) when `get_spark` starts the JVM; not under spark-submit.
 EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
 # `jvm-archive` waits this long for the training JVM to write its archive and exit.
 EXIT_TIMEOUT_S = 600.0
@@ -66,10 +67,11 @@ def driver_java_options(java_home: str) -> str:
     """JVM options of a local driver: the archive when it exists, and the user's extra options."""
     options = []
     archive = archive_path(java_home)
-    if archive.is_file():
+    extra = os.environ.get(EXTRA_OPTIONS_VARIABLE, "").strip()
+    # A JVM that writes an archive cannot also map one (the JVM refuses to start): `jvm-archive --force`.
+    if archive.is_file() and "-XX:ArchiveClassesAtExit" not in extra:
         # Quoted: Spark splits these options on blanks, and a checkout path may hold one.
         options += [f'"-XX:SharedArchiveFile={archive}"', QUIET]
-    extra = os.environ.get(EXTRA_OPTIONS_VARIABLE, "").strip()
     if extra:
         options.append(extra)
     return " ".join(options)
