@@ -254,7 +254,7 @@ def test_files_to_merge_merges_the_smallest_tier(sizes, merged):
 
 def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
     paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n"}))
-    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=25)
+    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=8)
     assert (report.table("usage_events").rows_out, bronze(spark, paths).count()) == (2, 2)
     assert not [query for query in spark.streams.active if query.name and query.name.startswith("bronze_stream")]
 
@@ -325,7 +325,8 @@ def assert_matches_manifest(counts, manifest: dict) -> None:
     assert counts.reconciles
 
 
-@pytest.mark.parametrize("max_files", [7, None], ids=["7-files", "all-files"])
+@pytest.mark.parametrize("max_files", [pytest.param(7, id="7-files", marks=pytest.mark.slow),
+                                       pytest.param(None, id="all-files")])
 def test_generated_events_land_identically_for_any_trigger_size(spark, faulty_landing, tmp_path, max_files):
     landing, manifest = faulty_landing
     paths = LakePaths.from_roots(tmp_path / "lake", landing)

@@ -138,6 +138,7 @@ def served(spark, faulty_chain, cassandra_endpoint):
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_one_changed_cassandra_value_breaks_matches_gold_and_idempotency(spark, served):
     paths, target = served
     with open_session(target) as session:

@@ -81,6 +81,7 @@ def reference(spark, hostile_run):
 
 # ------------------------------------------------------------------ notebook-style re-runs
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_rerunning_silver_twice_then_gold_changes_and_duplicates_nothing(spark, reference, tmp_path):
     landing, reference_lake, expected = reference
     lake = tmp_path / "lake"

@@ -333,6 +333,7 @@ def test_run_reports_reconciled_counts_per_mart(built_lake):
     assert counts["tickets_by_org_date"].details["measure_total"] == 2
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_run_twice_rewrites_nothing(spark, silver_lake):
     gold.run(spark, silver_lake, "first")
     before = snapshot(spark, silver_lake)
@@ -341,6 +342,7 @@ def test_run_twice_rewrites_nothing(spark, silver_lake):
     assert_same_marts(snapshot(spark, silver_lake), before)
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_late_event_rewrites_affected_days_and_equals_full_rebuild(spark, silver_lake):
     gold.run(spark, silver_lake, "first")
     before = data_files(Path(silver_lake.gold("top_services_14d").removeprefix("file://")))

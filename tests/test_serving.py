@@ -143,6 +143,7 @@ def test_rerun_without_gold_changes_loads_nothing(spark, loaded, target, session
     assert cassandra_rows(session, "top_services_by_org_date") == gold_rows(spark, paths, "top_services_by_org_date")
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_reload_after_gold_change_leaves_no_stale_rows(spark, tmp_path, target, session):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     marts = build_gold(spark)

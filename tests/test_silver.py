@@ -171,6 +171,7 @@ def one_run_lake(spark, lake):
     return paths
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_run_without_new_batches_recomputes_nothing(spark, one_run_lake):
     paths = one_run_lake
     again = silver.run(spark, paths, "20250902T000000Z-000004", spike_factor=0.5)
@@ -178,6 +179,7 @@ def test_a_run_without_new_batches_recomputes_nothing(spark, one_run_lake):
     assert io.read_json(spark, silver.state_uri(paths))["run_id"] == "20250902T000000Z-000004"
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_new_master_snapshot_forces_a_full_recompute(spark, one_run_lake):
     paths = one_run_lake
     write_bronze_masters(spark, paths, run_id="20250903T000000Z-c0c0c0")
