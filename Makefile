@@ -53,7 +53,7 @@ demo: cassandra landing
 test: cassandra jvm-archive
 	$(PY) -m pytest
 
-# Everything not marked slow (notebooks, kill/restart, second Cassandra node, scale-1 chains) or course.
+# Everything not marked slow (notebooks, kill/restart, second Cassandra node, scale-1 chains, re-run scenarios, extra JVMs) or course.
 test-fast: cassandra jvm-archive
 	$(PY) -m pytest -m "not slow and not course"
 

@@ -72,7 +72,7 @@ def _source_of(class_log: Path, class_name: str) -> str:
     return line.split(" source: ", 1)[1]
 
 
-@pytest.mark.slow  # starts two more Spark JVMs (full suite only, ADR 153.2)
+@pytest.mark.slow  # starts a Spark driver JVM of its own (full suite only, ADR 153.2)
 def test_a_driver_loads_spark_classes_from_the_archive(built_archive, tmp_path):
     result, class_log = _start_driver(tmp_path)
     assert _source_of(class_log, "org.apache.spark.SparkContext") == "shared objects file (top)"
@@ -82,7 +82,7 @@ def test_a_driver_loads_spark_classes_from_the_archive(built_archive, tmp_path):
     assert "cds" not in (result.stdout + result.stderr).lower()
 
 
-@pytest.mark.slow  # starts two more Spark JVMs (full suite only, ADR 153.2)
+@pytest.mark.slow  # starts a Spark driver JVM of its own (full suite only, ADR 153.2)
 def test_an_archive_that_does_not_fit_is_skipped_silently(built_archive, tmp_path):
     cache = tmp_path / "jvm"
     cache.mkdir()
