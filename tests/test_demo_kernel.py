@@ -28,3 +28,14 @@ def test_a_failing_notebook_still_raises_in_the_shared_kernel():
 
     with SharedKernel() as kernel, pytest.raises(CellExecutionError, match="ZeroDivisionError"):
         kernel.execute(_notebook("1 / 0"), timeout=120)
+
+
+def test_follow_up_cells_echo_what_they_print_and_keep_their_outputs(capsys):
+    # `make demo` runs the queries and the idempotency proof this way, in the notebooks' warm kernel.
+    from scripts.run_notebooks import SharedKernel
+
+    with SharedKernel() as kernel:
+        kernel.execute(_notebook("left_behind = 1"), timeout=120)
+        executed = kernel.run_cells(["print('stage one done')", "print('left_behind' in dir())"], timeout=120)
+    assert "stage one done" in capsys.readouterr().out  # echoed as printed, not only saved
+    assert executed.cells[-1].outputs[-1]["text"].strip() == "False"  # run after a namespace reset
