@@ -54,6 +54,7 @@ class QualityCounts:
     by_rule: dict[str, int]
     actions: dict[str, str] = field(default_factory=dict)
     cached: DataFrame | None = field(default=None, repr=False)  # the persisted rows when persist=True
+    also: dict = field(default_factory=dict)  # the caller's extra aggregates, computed by the same job
 
     @property
     def valid(self) -> int:
@@ -154,8 +155,8 @@ def _apply_fixes(df: DataFrame, rules: list[Rule]) -> DataFrame:
     return df
 
 
-def _count(annotated: DataFrame, rules: list[Rule]) -> QualityCounts:
-    """One aggregation job: total rows, quarantined rows and failures of every rule.
+def _count(annotated: DataFrame, rules: list[Rule], also: dict[str, Column] | None = None) -> QualityCounts:
+    """One aggregation job: total rows, quarantined rows, failures of every rule, and `also`.
 
     A quarantine rule counts every row failing it; a flag or impute rule counts only
     the rows it actually marked, i.e. the rows that stay in the table.
@@ -171,18 +172,20 @@ def _count(annotated: DataFrame, rules: list[Rule]) -> QualityCounts:
         F.count(F.lit(1)).alias("__rows"),
         F.sum(F.when(F.col("__dq_quarantined"), 1).otherwise(0)).alias("__quarantined"),
         *[failures(rule) for rule in rules],
+        *[aggregate.alias(f"__also_{name}") for name, aggregate in (also or {}).items()],
     ).first()
     return QualityCounts(
         rows_in=int(row["__rows"]),
         quarantined=int(row["__quarantined"] or 0),
         by_rule={r.name: int(row[r.name] or 0) for r in rules},
         actions={r.name: r.action for r in rules},
+        also={name: row[f"__also_{name}"] for name in also or {}},
     )
 
 
 def apply_rules(
     df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None, persist: bool = False,
-    count: bool = True,
+    count: bool = True, also: dict[str, Column] | None = None,
 ) -> tuple[DataFrame, DataFrame, QualityCounts | None]:
     """Split `df` by `rules` into (valid rows with flags/fixes, quarantined rows, counts).
 
@@ -192,6 +195,8 @@ def apply_rules(
     both outputs does not evaluate the rules again; call `counts.release()` after.
     `count=False` skips the counting job (counts are then None): for callers that report no
     counts, such as the live layer, whose every micro-batch would otherwise pay one more job.
+    `also` adds the caller's own aggregates over the checked rows to the counting job (read them
+    from `counts.also`), so that a figure the caller needs costs no job of its own.
     """
     if persist and not count:
         raise ValueError("apply_rules(persist=True) needs count=True: the counting job fills the cache")
@@ -200,7 +205,7 @@ def apply_rules(
     annotated = _annotate(df, rules, references)
     if persist:
         annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
-    counts = _count(annotated, rules) if count else None
+    counts = _count(annotated, rules, also) if count else None
     if counts is not None:
         counts.cached = annotated if persist else None
     flag_columns = [r.flag for r in rules if r.flag and r.flag not in df.columns]

@@ -42,9 +42,11 @@ SQL_CONF = {
 # by their file size). A cluster keeps Spark's default (on).
 LOCAL_SQL_CONF = {
     "spark.sql.adaptive.enabled": "false",
-    # A table with more than 32 partition folders is listed by a Spark job (one per read of it); on one
-    # machine the driver lists a few hundred folders faster than a job starts.
-    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
+    # More than this many paths are listed by a Spark job of one task per path (default 32): a table's
+    # partition folders, and every file of a streaming micro-batch (the file source reads them as
+    # paths). Local tasks share the driver's cores, so the job only adds its per-task cost: 12,000
+    # files per batch took a 12,000-task job. The driver lists them faster itself.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
 }
 
 # Warnings and errors only: keeps Spark's start-up banner out of notebook outputs.

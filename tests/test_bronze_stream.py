@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from lakehouse_utils import io
 from lakehouse_utils.bronze import stream as bronze_stream
-from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines
+from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUARANTINE_SCHEMA, parse_lines, split_files
 from lakehouse_utils.bronze.stream_compaction import FULL_FILE_BYTES, files_to_merge, roll_forward
 from lakehouse_utils.bronze.stream_dedupe import with_markers
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
@@ -82,6 +82,21 @@ def test_parse_lines_classifies_every_kind_of_bad_line(spark):
     kinds = [row.line_kind for row in parse(spark, lines).collect()]
     assert kinds == ["blank", "blank", "blank", "malformed_json", "malformed_json", "not_a_json_object",
                      "not_a_json_object", "not_a_json_object", "not_a_json_object", "event"]
+
+
+def test_split_files_numbers_every_line_and_a_final_break_ends_the_last_line(spark):
+    """LF, CRLF and CR all end a line; the break at the end of a file opens no line, but a blank line
+    before it is a line (counted as blank, so the file's lines reconcile)."""
+    files = {"empty": "", "lf": "a\nb\n", "crlf": "a\r\nb", "cr": "a\rb\r", "blank_last": "a\n\n",
+             "blank_crlf": "a\r\n\r\n", "only_break": "\n"}
+    df = spark.createDataFrame([(text, name, datetime(2025, 8, 1)) for name, text in files.items()],
+                               "value string, source_file string, file_modification_time timestamp")
+    got: dict[str, list] = {name: [] for name in files}
+    for row in split_files(df).collect():
+        got[row.source_file].append((row.line_number, row.raw_line))
+    assert {name: sorted(lines) for name, lines in got.items()} == {
+        "empty": [], "lf": [(1, "a"), (2, "b")], "crlf": [(1, "a"), (2, "b")], "cr": [(1, "a"), (2, "b")],
+        "blank_last": [(1, "a"), (2, "")], "blank_crlf": [(1, "a"), (2, "")], "only_break": [(1, "")]}
 
 
 def test_parse_lines_strips_bom_and_carriage_return(spark):
@@ -254,7 +269,7 @@ def test_files_to_merge_merges_the_smallest_tier(sizes, merged):
 
 def test_run_in_processing_time_mode_stops_after_the_timeout(spark, tmp_path):
     paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n"}))
-    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=8)
+    report = bronze_stream.run(spark, paths, RUN_ID, trigger="processingTime", interval="1 second", timeout_seconds=5)
     assert (report.table("usage_events").rows_out, bronze(spark, paths).count()) == (2, 2)
     assert not [query for query in spark.streams.active if query.name and query.name.startswith("bronze_stream")]
 

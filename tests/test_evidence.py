@@ -86,8 +86,7 @@ def test_silver_row_dropped_by_a_transform_fails_reconciliation(spark, tmp_path,
     original = silver.silver_events
 
     def dropping_one(valid_df, *args):
-        silver_df, spikes = original(valid_df, *args)
-        return silver_df.filter(F.col("event_id") != "evt_000000000001"), spikes
+        return original(valid_df, *args).filter(F.col("event_id") != "evt_000000000001")
 
     monkeypatch.setattr(silver, "silver_events", dropping_one)
     with pytest.raises(ReconciliationError, match=r"usage_events: in 3 != out 2 .*\+1 rows unaccounted"):

@@ -20,13 +20,13 @@ from lakehouse_utils.silver.events import (
     parse_value,
     silver_events,
 )
-from lakehouse_utils.silver.masters import with_tags
+from lakehouse_utils.silver.masters import MixedSnapshotError, with_tags
 from tests.silver_support import append_bronze_events, event, events_df, orgs_df, resources_df, write_bronze_masters
 
 
 def _silver(spark, rows, threshold=None):
     valid, _, _ = check_events(events_df(spark, rows), orgs_df(spark), resources_df(spark))
-    out, _ = silver_events(valid, threshold, orgs_df(spark), resources_df(spark), "run")
+    out = silver_events(valid, threshold, orgs_df(spark), resources_df(spark), "run")
     return {r.event_id: r for r in out.collect()}
 
 
@@ -95,7 +95,7 @@ def test_daily_features_sum_values_per_metric_not_events(spark):
             event("e2", "2025-07-05T02:00:00Z", value_raw="50", cost_usd_increment=0.5, schema_version=1),
             event("e3", "2025-07-05T03:00:00Z", metric="cpu_hours", unit="hours", value_raw="2.5", schema_version=1)]
     valid, _, _ = check_events(events_df(spark, rows), orgs_df(spark), resources_df(spark))
-    day = daily_features(silver_events(valid, None, orgs_df(spark), resources_df(spark), "r")[0]).first()
+    day = daily_features(silver_events(valid, None, orgs_df(spark), resources_df(spark), "r")).first()
     assert (day.requests, day.cpu_hours, day.storage_gb_hours, day.daily_cost_usd) == (150.0, 2.5, 0.0, 3.0)
     assert (day.event_count, day.genai_tokens, day.carbon_kg) == (3, 0, None)  # v1 only: carbon unknown
 
@@ -112,6 +112,20 @@ def _snapshot(spark, paths, table, zone="silver"):
     drop = [c for c in ("run_id", "quarantined_at") if c in df.columns]
     columns = sorted(set(df.columns) - set(drop))
     return columns, df.select(*columns).collect()
+
+
+def test_a_bronze_master_mixing_two_runs_is_refused_with_the_fix(spark, lake):
+    """bronze_batch replaces a master whole; rows of two runs mean another tool wrote it, and Silver
+    must not pick a snapshot silently (it learns the run id in the rules' counting job)."""
+    paths, later = _paths(lake), _paths(lake.parent / "later_lake")
+    write_bronze_masters(spark, paths)
+    later_users = [("user_3", "org_b", "u3@example.com", "admin", True, date(2025, 6, 2), None)]
+    write_bronze_masters(spark, later, run_id="20250903T000000Z-000009", rows={"users": later_users})
+    spark.read.parquet(later.bronze("users")).write.mode("append").parquet(paths.bronze("users"))
+    append_bronze_events(spark, paths, BATCH_0)
+    with pytest.raises(MixedSnapshotError, match=r"bronze/users holds rows of more than one run .*01_bronze_batch"):
+        silver.run(spark, paths, "20250903T000000Z-000010")
+    assert not io.exists(spark, paths.silver("usage_events"))
 
 
 BATCH_0 = [event(f"evt_{n:02d}", f"2025-07-{10 + n % 3:02d}T0{n % 10}:00:00Z", cost_usd_increment=1.0 + n)

@@ -74,8 +74,14 @@ def split_files(files: DataFrame) -> DataFrame:
     Reading files whole gives every line its exact number in its file, which a streaming
     plan cannot compute otherwise (`monotonically_increasing_id` is not allowed there).
     """
-    body = F.regexp_replace(F.col("value"), f"({_LINE_BREAK})$", "")
-    lines = F.when(F.length(F.col("value")) > 0, F.split(body, _LINE_BREAK)).otherwise(F.array())
+    # A final line break ends the last line, it does not start an empty one: split, then drop the one
+    # empty piece after it. Removing the break first with a `$`-anchored regex walked every file twice,
+    # and Java's `$` also matches before a final terminator, so a blank last line (`a\n\n`) was lost.
+    pieces = F.split(F.col("value"), _LINE_BREAK, -1)
+    ends_with_break = F.element_at(pieces, -1) == F.lit("")
+    lines = (F.when(F.length(F.col("value")) == 0, F.array().cast("array<string>"))
+             .when(ends_with_break, F.slice(pieces, 1, F.size(pieces) - 1))
+             .otherwise(pieces))
     exploded = files.select("source_file", "file_modification_time", F.posexplode(lines).alias("_pos", "raw_line"))
     return exploded.select("raw_line", "source_file", (F.col("_pos") + 1).cast(T.LongType()).alias("line_number"),
                            "file_modification_time")

@@ -111,12 +111,18 @@ def unify_versions(df: DataFrame) -> DataFrame:
 
 def silver_events(
     valid_df: DataFrame, threshold: float | None, orgs_df: DataFrame, resources_df: DataFrame, run_id: str
-) -> tuple[DataFrame, int]:
-    """Valid events -> the Silver contract (spike flag, v1/v2, enrichment); also the number of spikes."""
+) -> DataFrame:
+    """Valid events -> the Silver contract (spike flag, v1/v2, enrichment).
+
+    The spikes are counted by the write (`spikes_written`), not by a job of their own."""
     if threshold is None:
-        flagged, spikes = valid_df.withColumn("is_cost_spike", F.lit(False)), 0
+        flagged = valid_df.withColumn("is_cost_spike", F.lit(False))
     else:
-        flagged, _, counts = apply_rules(valid_df, [cost_spike_rule(threshold)])
-        spikes = counts.by_rule["cost_spike"]
+        flagged, _, _ = apply_rules(valid_df, [cost_spike_rule(threshold)], count=False)
     enriched = enrich_events(unify_versions(flagged), orgs_df, resources_df)
-    return enriched.select(*SILVER_EVENT_COLUMNS, F.lit(run_id).alias("run_id")), spikes
+    return enriched.select(*SILVER_EVENT_COLUMNS, F.lit(run_id).alias("run_id"))
+
+
+def spikes_written() -> dict[str, Column]:
+    """Summed over the rows the Silver write receives: the events flagged by the cost_spike rule."""
+    return {"cost_spike": F.col("is_cost_spike").cast("long")}

@@ -52,6 +52,15 @@ class BronzeMissingError(FileNotFoundError):
     """A Bronze table that Silver reads has not been written yet."""
 
 
+class MixedSnapshotError(ValueError):
+    """A Bronze master holds rows of more than one run, which bronze_batch never writes."""
+
+
+def snapshot_run_ids() -> dict[str, Column]:
+    """The run ids of a Bronze master, computed by the counting job of its rules (no job of their own)."""
+    return {"first_run_id": F.min("run_id"), "last_run_id": F.max("run_id")}
+
+
 @dataclass
 class MastersBuild:
     """What `build_masters` wrote: Silver frames (read back), Bronze run ids used, counts."""
@@ -77,6 +86,20 @@ def latest_snapshot(df: DataFrame) -> tuple[DataFrame, str | None]:
     """Rows of the newest Bronze run (run ids sort by time), and that run id."""
     latest = df.agg(F.max("run_id")).first()[0]
     return df.filter(F.col("run_id") == F.lit(latest)), latest
+
+
+def snapshot_run_id(table: str, counts: QualityCounts) -> str | None:
+    """The one run id of a Bronze master (None when it is empty), from `snapshot_run_ids()` in `counts.also`.
+
+    bronze_batch replaces a master whole, so its rows share one run id; anything else was
+    written by another tool, and Silver refuses it rather than mix two snapshots.
+    """
+    first, last = counts.also["first_run_id"], counts.also["last_run_id"]
+    if first != last:
+        raise MixedSnapshotError(
+            f"bronze/{table} holds rows of more than one run ({first} ... {last}), but bronze_batch replaces a "
+            "master whole: rebuild it with notebook 01_bronze_batch (stage bronze_batch) before running Silver")
+    return last
 
 
 def clean_text(col_name: str) -> Column:
@@ -171,13 +194,16 @@ def silver_master(table: str, valid_df: DataFrame, run_id: str) -> DataFrame:
 
 
 def conform_and_check(
-    table: str, bronze_df: DataFrame, orgs_df: DataFrame | None, persist: bool = False
+    table: str, bronze_df: DataFrame, orgs_df: DataFrame | None, persist: bool = False,
+    also: dict[str, Column] | None = None,
 ) -> tuple[DataFrame, DataFrame, QualityCounts]:
     """Conform one master and split it with its rules; `orgs_df` is the org_exists reference.
 
-    `persist=True` keeps the checked rows cached (release with `counts.release()`)."""
+    `persist=True` keeps the checked rows cached (release with `counts.release()`); `also`, extra
+    aggregates for the counting job (`apply_rules`)."""
     references = {"customers_orgs": orgs_df} if orgs_df is not None else {}
-    return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references, persist=persist)
+    return apply_rules(conform_master(table, bronze_df), rules_for(MASTER_RULES, table), references, persist=persist,
+                       also=also)
 
 
 def _table_counts(table: str, counts: QualityCounts, bronze_run_id: str | None, rows_out: int,
@@ -196,11 +222,11 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
     quarantined: dict[str, int] = {}
 
     def check(table: str) -> None:
-        snapshot_df, build.bronze_run_ids[table] = latest_snapshot(read_bronze(spark, paths, table))
         # Cached by the counting job: both writes, and the org_exists checks of the other masters
         # (orgs), read the checked rows instead of re-reading Bronze and re-running the rules.
-        valid[table], quarantine_df, counts[table] = conform_and_check(table, snapshot_df, valid.get("customers_orgs"),
-                                                                       persist=True)
+        valid[table], quarantine_df, counts[table] = conform_and_check(
+            table, read_bronze(spark, paths, table), valid.get("customers_orgs"), persist=True, also=snapshot_run_ids())
+        build.bronze_run_ids[table] = snapshot_run_id(table, counts[table])
         bronze_columns = [*master_schema(table).column_names, *TECHNICAL]
         quarantined[table] = io.replace_table(spark, quarantine_frame(quarantine_df, bronze_columns, run_id),
                                               paths.quarantine(f"{table}_silver")).rows

@@ -26,6 +26,7 @@ from lakehouse_utils.silver.events import (
     check_events,
     silver_events,
     spike_threshold,
+    spikes_written,
 )
 from lakehouse_utils.silver.masters import build_masters, read_bronze
 
@@ -128,18 +129,20 @@ def _check_planned(spark, paths, bronze_df, masters, plan, factor):
     return checked, (p99, threshold)
 
 
-def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan) -> int:
+def _write(spark: SparkSession, df: DataFrame, uri: str, plan: Plan, sums: dict[str, Column] | None = None
+           ) -> io.Written:
     """Full: atomic replacement. Incremental: overwrite the planned dates, drop the ones left empty.
 
-    Returns the rows written, as the write counted them.
+    Returns the rows written (and `sums` of them), as the write counted them.
     """
     if plan.full:
-        return io.replace_table(spark, df, uri, partition_by=[PARTITION]).rows
-    written = {row[PARTITION] for row in df.select(PARTITION).distinct().collect()}
-    rows = io.overwrite_partitions(spark, df, uri, partition_by=[PARTITION]).rows if written else 0
-    for empty in set(plan.dates) - written:
+        return io.replace_table(spark, df, uri, partition_by=[PARTITION], sums=sums)
+    dates = {row[PARTITION] for row in df.select(PARTITION).distinct().collect()}
+    written = (io.overwrite_partitions(spark, df, uri, partition_by=[PARTITION], sums=sums) if dates
+               else io.Written(0, {name: 0 for name in sums or {}}))
+    for empty in set(plan.dates) - dates:
         io.delete(spark, join(uri, f"{PARTITION}={'__HIVE_DEFAULT_PARTITION__' if empty is None else empty}"))
-    return rows
+    return written
 
 
 def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor) -> EventsResult:
@@ -147,10 +150,11 @@ def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor)
     (valid_df, quarantine_df, counts), (p99, threshold) = _check_planned(
         spark, paths, bronze_df, masters, plan, spike_factor)
     try:
-        silver_df, spikes = silver_events(valid_df, threshold, masters["customers_orgs"], masters["resources"], run_id)
-        rows_out = _write(spark, silver_df, paths.silver("usage_events"), plan)
+        silver_df = silver_events(valid_df, threshold, masters["customers_orgs"], masters["resources"], run_id)
+        written = _write(spark, silver_df, paths.silver("usage_events"), plan, sums=spikes_written())
+        rows_out, spikes = written.rows, int(written.sums["cost_spike"] or 0)
         quarantined = _write(spark, quarantine_frame(quarantine_df, [*bronze_df.columns, PARTITION], run_id),
-                             paths.quarantine("usage_events"), plan)
+                             paths.quarantine("usage_events"), plan).rows
     finally:
         counts.release()
     spike = {"percentile": SPIKE_PERCENTILE, "accuracy": SPIKE_ACCURACY, "p99": p99, "factor": spike_factor,
