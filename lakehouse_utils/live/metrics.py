@@ -21,7 +21,7 @@ from lakehouse_utils.gold.marts import DAILY_METRICS, GENAI_SERVICE, ORG_ATTRIBU
 from lakehouse_utils.serving.model import ServingTable, serving_table
 from lakehouse_utils.silver.daily import daily_features
 from lakehouse_utils.silver.events import check_events, unify_versions
-from lakehouse_utils.silver.masters import conform_and_check, latest_snapshot, read_bronze
+from lakehouse_utils.silver.masters import conform_and_check, read_bronze, snapshot_run_id, snapshot_run_ids
 
 DAILY_KEY = ("org_id", "usage_date", "service")
 # What daily_features reads from an event, plus the Bronze batch it came from.
@@ -38,11 +38,13 @@ def load_references(spark: SparkSession, paths) -> dict[str, DataFrame]:
     Live reads the masters once at start: a new master snapshot is the batch layer's job
     (restart `live` after it to enrich new orgs).
     """
-    orgs_snapshot, _ = latest_snapshot(read_bronze(spark, paths, "customers_orgs"))
-    orgs, _, _ = conform_and_check("customers_orgs", orgs_snapshot, None)
+    orgs, _, orgs_counts = conform_and_check("customers_orgs", read_bronze(spark, paths, "customers_orgs"), None,
+                                             also=snapshot_run_ids())
+    snapshot_run_id("customers_orgs", orgs_counts)  # refuses a Bronze master mixing two runs, as Silver does
     orgs = orgs.select("org_id", *ORG_ATTRIBUTES).persist(StorageLevel.MEMORY_AND_DISK)
-    resources_snapshot, _ = latest_snapshot(read_bronze(spark, paths, "resources"))
-    resources, _, _ = conform_and_check("resources", resources_snapshot, orgs)
+    resources, _, resources_counts = conform_and_check("resources", read_bronze(spark, paths, "resources"), orgs,
+                                                       also=snapshot_run_ids())
+    snapshot_run_id("resources", resources_counts)
     resources = resources.select("resource_id").persist(StorageLevel.MEMORY_AND_DISK)
     orgs.count(), resources.count()
     return {"customers_orgs": orgs, "resources": resources}

@@ -1,4 +1,4 @@
-"""Silver masters: conform the latest Bronze snapshot of each CSV master and apply its rules.
+"""Silver masters: conform the Bronze snapshot of each CSV master and apply its rules.
 
 Every master goes the same way: trim text, lower-case codes, derive typed helper
 columns, run `quality.apply_rules` with the table's rules (orgs are the reference
@@ -82,23 +82,17 @@ def read_bronze(spark: SparkSession, paths: LakePaths, table: str, producer: str
     return df
 
 
-def latest_snapshot(df: DataFrame) -> tuple[DataFrame, str | None]:
-    """Rows of the newest Bronze run (run ids sort by time), and that run id."""
-    latest = df.agg(F.max("run_id")).first()[0]
-    return df.filter(F.col("run_id") == F.lit(latest)), latest
-
-
 def snapshot_run_id(table: str, counts: QualityCounts) -> str | None:
     """The one run id of a Bronze master (None when it is empty), from `snapshot_run_ids()` in `counts.also`.
 
     bronze_batch replaces a master whole, so its rows share one run id; anything else was
-    written by another tool, and Silver refuses it rather than mix two snapshots.
+    written by another tool, and Silver and live refuse it rather than mix two snapshots.
     """
     first, last = counts.also["first_run_id"], counts.also["last_run_id"]
     if first != last:
         raise MixedSnapshotError(
             f"bronze/{table} holds rows of more than one run ({first} ... {last}), but bronze_batch replaces a "
-            "master whole: rebuild it with notebook 01_bronze_batch (stage bronze_batch) before running Silver")
+            "master whole: rebuild it with notebook 01_bronze_batch (stage bronze_batch), then run this stage again")
     return last
 
 
