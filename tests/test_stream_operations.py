@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.stream_guard import (
+    OWNER_FILE,
+    CheckpointLayoutError,
     CheckpointMissingError,
     LandingMovedError,
     SharedCheckpointError,
@@ -79,3 +82,19 @@ def test_two_lakes_sharing_one_checkpoint_are_refused(spark, streamed_lake):
         bronze_stream.run(spark, LakePaths.from_roots(other, landing), AGAIN)
     assert_one_clear_paragraph(caught.value, "belongs to another lake", "its own checkpoint")
     assert zone_files(root / "lake") == before and zone_files(other) == {}
+
+
+def test_a_checkpoint_of_an_older_query_layout_is_refused_with_the_fix(spark, streamed_lake):
+    """A checkpoint started by the three-source query (no `layout` in its owner file) cannot be resumed."""
+    root, landing, paths = streamed_lake
+    owner_file = root / "lake" / "_checkpoints" / "bronze_usage_events" / OWNER_FILE
+    owner = json.loads(owner_file.read_text())
+    assert owner.pop("layout") == 2
+    owner_file.write_text(json.dumps(owner))
+    owner_file.with_name(f".{OWNER_FILE}.crc").unlink()  # Hadoop's checksum of the old text
+    (landing / "3.jsonl").write_text(f"{event('e4')}\n")
+    before = zone_files(root / "lake")
+    with pytest.raises(CheckpointLayoutError) as caught:
+        bronze_stream.run(spark, paths, AGAIN)
+    assert_one_clear_paragraph(caught.value, "older version", "layout 1", "rebuild the stream")
+    assert zone_files(root / "lake") == before and bronze(spark, paths).count() == 3

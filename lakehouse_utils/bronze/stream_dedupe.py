@@ -1,6 +1,6 @@
 """First-arrival dedupe of the event stream in Spark's own state store, with no Python per key.
 
-The streaming query is one union (ADR 045):
+The streaming query is one union of two branches, each a source of its own (ADR 045, 090.11):
 - every parsed line, tagged `line`;
 - key markers, tagged `marker`: two per keyed event line, `i|<event_id>` and
   `p|<event_id>|<content_hash>`, passed through `dropDuplicates` on the RocksDB state store.
@@ -32,6 +32,9 @@ STATE_STORE_CONF = {
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     # Each batch uploads only the keys it changed, not a snapshot of the whole store.
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    # Counting the store's rows costs a RocksDB read before every write of a new key; the count
+    # only feeds `numRowsTotal` in the query progress, which nothing here reads.
+    "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
     # Nothing expires: an empty micro-batch after each data batch would only cost time.
     "spark.sql.streaming.noDataMicroBatches.enabled": "false",
     # Spark 4.1 writes a checksum file beside every state file. With the default checkpoint format
@@ -53,12 +56,16 @@ def is_keyed_event() -> Column:
 
 def with_markers(parsed: DataFrame, lines: DataFrame) -> DataFrame:
     """`lines` (the parsed lines, maybe watermarked) with the state-deduplicated key markers of `parsed`."""
-    keyed = parsed.where(is_keyed_event()).select("event_id", "content_hash")
-    ids = keyed.select(F.concat(F.lit(ID_MARKER + "|"), "event_id").alias(DEDUPE_KEY),
-                       F.lit(ID_MARKER).alias(MARKER_KIND), "event_id", "content_hash")
-    pairs = keyed.select(F.concat_ws("|", F.lit(PAIR_MARKER), "event_id", "content_hash").alias(DEDUPE_KEY),
-                         F.lit(PAIR_MARKER).alias(MARKER_KIND), "event_id", "content_hash")
-    markers = ids.unionByName(pairs).dropDuplicates([DEDUPE_KEY]).withColumn(ROW_KIND, F.lit(MARKER))
+    # Both markers of a line come from one projection: every branch of a streaming union is a
+    # source of its own that lists, reads and parses the files again (ADR 090.11).
+    def marker(kind: str, key: Column) -> Column:
+        return F.struct(key.alias(DEDUPE_KEY), F.lit(kind).alias(MARKER_KIND))
+
+    both = F.array(marker(ID_MARKER, F.concat(F.lit(ID_MARKER + "|"), "event_id")),
+                   marker(PAIR_MARKER, F.concat_ws("|", F.lit(PAIR_MARKER), "event_id", "content_hash")))
+    keyed = parsed.where(is_keyed_event()).select("event_id", "content_hash", F.explode(both).alias("_marker"))
+    markers = (keyed.select(f"_marker.{DEDUPE_KEY}", f"_marker.{MARKER_KIND}", "event_id", "content_hash")
+               .dropDuplicates([DEDUPE_KEY]).withColumn(ROW_KIND, F.lit(MARKER)))
     tagged = lines.withColumn(ROW_KIND, F.lit(LINE))
     return tagged.unionByName(markers, allowMissingColumns=True)
 

@@ -17,6 +17,11 @@ from lakehouse_utils import io
 from lakehouse_utils.paths import join
 
 OWNER_FILE, LAKE_STREAM_FILE = "bronze_owner.json", "stream.json"
+# The shape of the streaming query a checkpoint was started with. Spark keeps one offset per
+# source and state per operator, so a checkpoint only resumes the query shape that wrote it.
+# 1 (no `layout` in the owner file): lines, id markers and pair markers, three sources.
+# 2: lines and both markers from one projection, two sources (ADR 090.11).
+CHECKPOINT_LAYOUT = 2
 
 
 class StreamOperationError(RuntimeError):
@@ -32,6 +37,10 @@ class CheckpointMissingError(StreamOperationError):
 
 
 class SharedCheckpointError(StreamOperationError):
+    pass
+
+
+class CheckpointLayoutError(StreamOperationError):
     pass
 
 
@@ -58,7 +67,7 @@ def check_stream(spark: SparkSession, checkpoint: str, bronze: str, landing: str
                 "recomputed in full).")
         stream_id = uuid.uuid4().hex
         io.write_json(spark, join(checkpoint, OWNER_FILE), {"stream_id": stream_id, "landing": landing,
-                                                            "bronze": bronze})
+                                                            "bronze": bronze, "layout": CHECKPOINT_LAYOUT})
         io.write_json(spark, join(lake_state, LAKE_STREAM_FILE), {"stream_id": stream_id, "checkpoint": checkpoint})
         return stream_id
     if owner is None:
@@ -80,4 +89,13 @@ def check_stream(spark: SparkSession, checkpoint: str, bronze: str, landing: str
             "again from the start. Move the folder back (or point LANDING_DIR at it), or, to ingest from the new "
             "place, rebuild the stream: delete bronze/usage_events, quarantine/usage_events_raw and the checkpoint "
             "folder, then run bronze_stream again.")
+    layout = owner.get("layout", 1)
+    if layout != CHECKPOINT_LAYOUT:
+        raise CheckpointLayoutError(
+            f"the stream checkpoint {checkpoint} was written by {'an older' if layout < CHECKPOINT_LAYOUT else 'a newer'} "
+            f"version of bronze_stream (query layout {layout}; this version runs layout {CHECKPOINT_LAYOUT}), and "
+            "Spark can only resume a checkpoint with the query that wrote it, so nothing was read. Bronze and the "
+            "checkpoint are both intact: run the version that wrote them, or rebuild the stream with this one: delete "
+            "bronze/usage_events, quarantine/usage_events_raw and the checkpoint folder, then run bronze_stream again "
+            "(Silver is then recomputed in full).")
     return owner["stream_id"]
