@@ -65,6 +65,24 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         raise OSError(f"could not write {uri}")
 
 
+class StateFileError(RuntimeError):
+    """A small state file of the lake (JSON bookkeeping) was changed or damaged outside the pipeline."""
+
+
+def _checksum_error(error: Py4JJavaError) -> bool:
+    cause = error.java_exception
+    while cause is not None:
+        if cause.getClass().getName() == "org.apache.hadoop.fs.ChecksumException":
+            return True
+        cause = cause.getCause()
+    return False
+
+
+def _checksum_file(uri: str) -> str:
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return f"{parent}/.{name}.crc"
+
+
 def read_text(spark: SparkSession, uri: str) -> str | None:
     """Content of a small text file, or None when it does not exist."""
     fs, path = _fs_and_path(spark, uri)
@@ -74,6 +92,14 @@ def read_text(spark: SparkSession, uri: str) -> str | None:
     stream = fs.open(path)
     try:
         return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    except Py4JJavaError as error:
+        if not _checksum_error(error):
+            raise
+        # A local lake keeps a checksum beside every file Hadoop writes; an edit by hand leaves it stale.
+        raise StateFileError(
+            f"{uri} was changed outside the pipeline: its content no longer matches the checksum Hadoop keeps "
+            f"in {_checksum_file(uri)}, so it was not read. If you edited it on purpose, delete that checksum file "
+            "and run again; otherwise restore the file from a backup.") from None
     finally:
         stream.close()
 
@@ -94,7 +120,15 @@ def read_first_line(spark: SparkSession, uri: str) -> str | None:
 
 def read_json(spark: SparkSession, uri: str) -> dict | None:
     text = read_text(spark, uri)
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StateFileError(
+            f"{uri} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): the pipeline "
+            "writes it whole, so it was damaged or edited outside the pipeline. Restore it from a backup, or fix "
+            "the JSON by hand, then run again.") from None
 
 
 def write_json(spark: SparkSession, uri: str, payload: dict) -> None:

@@ -34,6 +34,8 @@ QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
 # `jvm-archive` waits this long for the training JVM to write its archive and exit.
 EXIT_TIMEOUT_S = 600.0
+# The whole build (training chain, then the archive written at exit); a partial file older than this is abandoned.
+BUILD_TIMEOUT_S = int(EXIT_TIMEOUT_S * 2)
 
 
 def cache_dir() -> Path:
@@ -113,19 +115,32 @@ def build(force: bool = False) -> Path:
     partial = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial")
     started = time.perf_counter()
     env = {key: value for key, value in os.environ.items() if key != EXTRA_OPTIONS_VARIABLE}
-    result = subprocess.run([sys.executable, "-m", "lakehouse_utils.jvm_archive", "--train", str(partial)],
-                            env=env, capture_output=True, text=True, timeout=EXIT_TIMEOUT_S * 2)
+    try:
+        result = subprocess.run([sys.executable, "-m", "lakehouse_utils.jvm_archive", "--train", str(partial)],
+                                env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"the JVM class archive was not written: its build took over {BUILD_TIMEOUT_S} s and "
+                           "was stopped; Spark runs without it, only slower to start") from None
     if result.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
         raise RuntimeError(f"the JVM class archive was not written (exit {result.returncode}); Spark runs "
                            f"without it, only slower to start. Last output:\n{tail}")
     os.replace(partial, target)
-    for stale in target.parent.glob("spark-classes-*"):
-        if stale != target and not stale.name.endswith(".partial"):
-            stale.unlink(missing_ok=True)
+    _remove_stale(target)
     print(f"JVM class archive built in {time.perf_counter() - started:.0f} s ({target.stat().st_size / 1e6:.0f} MB)")
     return target
+
+
+def _remove_stale(target: Path) -> None:
+    """Archives of other Spark/Java versions, and partial files no running build can still own."""
+    oldest_live = time.time() - BUILD_TIMEOUT_S
+    for stale in target.parent.glob("spark-classes-*"):
+        if stale == target:
+            continue
+        if not stale.name.endswith(".partial") or stale.stat().st_mtime < oldest_live:
+            stale.unlink(missing_ok=True)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

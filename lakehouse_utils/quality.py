@@ -215,6 +215,15 @@ def apply_rules(
     return valid, quarantine, counts
 
 
+def repeated_keys(df: DataFrame, keys, limit: int = 5) -> list[tuple[tuple, int]]:
+    """Up to `limit` values of `keys` that occur more than once in `df`, with their counts (one small job).
+
+    Silver and Gold check this before a join on `keys`, which would otherwise multiply rows.
+    """
+    rows = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(limit).collect()
+    return [(tuple(row[key] for key in keys), row["count"]) for row in rows]
+
+
 def rules_for(rules: list[Rule], table: str) -> list[Rule]:
     """The rules of one table, in catalogue order."""
     selected = [rule for rule in rules if rule.table == table]

@@ -178,3 +178,27 @@ def test_reading_a_table_of_many_partitions_lists_it_without_a_spark_job(spark, 
     finally:
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
     assert jobs == [] and frame.count() == 40
+
+
+def test_a_state_file_edited_by_hand_is_refused_with_the_checksum_to_delete(spark, tmp_path):
+    from lakehouse_utils import io
+
+    uri = to_uri(tmp_path / "state.json")
+    io.write_json(spark, uri, {"stream_id": "abc"})
+    assert io.read_json(spark, uri) == {"stream_id": "abc"}
+    (tmp_path / "state.json").write_text('{"stream_id": "xyz"}')  # same length, other bytes: a stale checksum
+    with pytest.raises(io.StateFileError) as caught:
+        io.read_json(spark, uri)
+    text = str(caught.value)
+    assert "changed outside the pipeline" in text and ".state.json.crc" in text and "org.apache" not in text
+    (tmp_path / ".state.json.crc").unlink()  # the fix the message gives
+    assert io.read_json(spark, uri) == {"stream_id": "xyz"}
+
+
+def test_a_damaged_json_state_file_names_the_file_and_the_position(spark, tmp_path):
+    from lakehouse_utils import io
+
+    (tmp_path / "state.json").write_text('{"stream_id": ')
+    with pytest.raises(io.StateFileError) as caught:
+        io.read_json(spark, to_uri(tmp_path / "state.json"))
+    assert "state.json is not valid JSON" in str(caught.value) and "line 1, column 15" in str(caught.value)

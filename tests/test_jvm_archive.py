@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,19 @@ def test_driver_options_name_the_archive_only_when_it_exists(tmp_path, monkeypat
     archive.write_bytes(b"archive")
     options = jvm_archive.driver_java_options(java_home)
     assert f'"-XX:SharedArchiveFile={archive}"' in options and options.endswith("-Dprobe=1")
+
+
+def test_a_finished_build_removes_other_archives_and_abandoned_partials_only(tmp_path):
+    target = tmp_path / "spark-classes-new.jsa"
+    other_version = tmp_path / "spark-classes-old.jsa"
+    abandoned = tmp_path / "spark-classes-new.0badc0de.partial"  # a build killed long ago
+    in_progress = tmp_path / "spark-classes-new.1234abcd.partial"  # another build writing right now
+    for path in (target, other_version, abandoned, in_progress):
+        path.write_bytes(b"x")
+    long_ago = time.time() - jvm_archive.BUILD_TIMEOUT_S - 60
+    os.utime(abandoned, (long_ago, long_ago))
+    jvm_archive._remove_stale(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [in_progress.name, target.name]
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from lakehouse_utils.gold.marts import (
 from lakehouse_utils.gold.tickets import TICKET_COLUMNS, build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import MartWrite, WriteResult, write_marts
 from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.quality import repeated_keys
 from lakehouse_utils.report import StageReport, TableCounts
 
 # Silver columns Gold reads (docs/table_contracts.md, "Gold inputs").
@@ -77,9 +78,9 @@ def read_silver(spark: SparkSession, paths: LakePaths, table: str, columns: tupl
 
 def assert_unique(df: DataFrame, keys: tuple[str, ...], table: str) -> None:
     """Raise when `keys` repeat in `df` (a join on them would multiply Gold's sums)."""
-    repeated = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(5).collect()
+    repeated = repeated_keys(df, keys)
     if repeated:
-        examples = ", ".join(f"{tuple(r[k] for k in keys)} x{r['count']}" for r in repeated)
+        examples = ", ".join(f"{key} x{count}" for key, count in repeated)
         raise GoldInputError(f"{table}: key ({', '.join(keys)}) is not unique, e.g. {examples}; "
                              "Gold refuses to join on it because sums would be double counted")
 

@@ -17,7 +17,7 @@ from lakehouse_utils.contracts import (
     SchemaMismatchError,
     validate_schema,
 )
-from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule
+from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule, repeated_keys
 
 # Plain decimal or scientific notation, as text. A bare cast would also accept NaN and Infinity.
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -79,9 +79,9 @@ def spike_threshold(costs_df: DataFrame, factor: float) -> tuple[float | None, f
 
 def assert_unique(df: DataFrame, keys: list[str], table: str) -> None:
     """Fail before a join that would multiply rows: the master must have one row per key."""
-    repeated = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(5).collect()
+    repeated = repeated_keys(df, keys)
     if repeated:
-        examples = ", ".join(str(tuple(row[k] for k in keys)) for row in repeated)
+        examples = ", ".join(str(key) for key, _ in repeated)
         raise JoinExplosionError(f"silver/{table} has more than one row per {keys} (e.g. {examples}); "
                                  "enriching events with it would duplicate them")
 
