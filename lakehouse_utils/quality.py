@@ -43,6 +43,12 @@ class Rule:
     reference: tuple[str, str] | None = None  # (table, key): columns[0] must exist in it
     flag: str | None = None  # flag column set when the rule fails (flag / impute)
     fix: Predicate | None = None  # impute: new value of columns[0]
+    # Uniqueness: `columns` is the key and the first row by this SQL order passes; rows with a null or
+    # blank key pass (the not-null rule owns them). Given instead of predicate and reference.
+    unique_order: str | None = None
+    # For a uniqueness rule on a large table whose keys rarely repeat: one narrow job looks for a
+    # repeated key first, and only if there is one does the ranking window (a sort of every row) run.
+    check_repeats_first: bool = False
 
 
 @dataclass
@@ -84,8 +90,10 @@ def validate_rules(rules: list[Rule], references: dict[str, DataFrame] | None = 
         seen.add(rule.name)
         if rule.action not in ACTIONS:
             raise RuleDefinitionError(f"{where}: action {rule.action!r} is not one of {ACTIONS}")
-        if (rule.predicate is None) == (rule.reference is None):
-            raise RuleDefinitionError(f"{where}: give exactly one of predicate or reference")
+        if sum(part is not None for part in (rule.predicate, rule.reference, rule.unique_order)) != 1:
+            raise RuleDefinitionError(f"{where}: give exactly one of predicate, reference or unique_order")
+        if rule.check_repeats_first and rule.unique_order is None:
+            raise RuleDefinitionError(f"{where}: check_repeats_first applies to a uniqueness rule (unique_order)")
         if rule.action != "quarantine" and not rule.flag:
             raise RuleDefinitionError(f"{where}: a {rule.action} rule needs a flag column")
         if rule.action == "impute" and (rule.fix is None or not rule.columns):
@@ -120,16 +128,42 @@ def _with_reference_matches(df: DataFrame, rules: list[Rule], references: dict[s
     return df
 
 
-def _passes(rule: Rule) -> Column:
+def _blank_key(rule: Rule) -> str:
+    """SQL: some key column of a uniqueness rule is null or blank (such rows never compete)."""
+    return " OR ".join(f"{k} IS NULL OR trim(CAST({k} AS STRING)) = ''" for k in rule.columns)
+
+
+def _first_of_key(rule: Rule) -> str:
+    return f"row_number() OVER (PARTITION BY {', '.join(rule.columns)} ORDER BY {rule.unique_order}) = 1"
+
+
+def _keys_repeat(df: DataFrame, rule: Rule) -> bool:
+    """Does any non-blank key of `rule` occur twice in `df`? One job over the key columns only.
+
+    The largest count per key, not `limit(1)` of the repeated keys: a limit that finds nothing
+    scans the partitions in rounds, one job each, and finding nothing is the usual case.
+    """
+    per_key = df.filter(f"NOT ({_blank_key(rule)})").groupBy(*rule.columns).count()
+    return (per_key.agg(F.max("count")).first()[0] or 0) > 1
+
+
+def _passes(rule: Rule, keys_unique: set[str]) -> Column:
     if rule.reference is not None:
         return F.col(f"__dq_ref_{rule.name}").isNotNull()
+    if rule.unique_order is not None:
+        if rule.name in keys_unique:
+            return F.lit(True)  # no key repeats: every row is the first of its key
+        return F.coalesce(F.expr(f"({_blank_key(rule)}) OR {_first_of_key(rule)}"), F.lit(False))
     return F.coalesce(_as_column(rule.predicate), F.lit(False))
 
 
-def _annotate(df: DataFrame, rules: list[Rule], references: dict[str, DataFrame]) -> DataFrame:
+def _annotate(df: DataFrame, rules: list[Rule], references: dict[str, DataFrame], check_repeats: bool = True
+              ) -> DataFrame:
     """Input columns plus one pass column per rule and the quarantine verdict."""
+    keys_unique = {rule.name for rule in rules
+                   if check_repeats and rule.check_repeats_first and not _keys_repeat(df, rule)}
     joined = _with_reference_matches(df, rules, references)
-    with_passes = joined.select(*df.columns, *[_passes(rule).alias(_pass_col(rule)) for rule in rules])
+    with_passes = joined.select(*df.columns, *[_passes(rule, keys_unique).alias(_pass_col(rule)) for rule in rules])
     blocking = [rule for rule in rules if rule.action == "quarantine"]
     failed_names = [F.when(~F.col(_pass_col(r)), F.lit(r.name)) for r in blocking]
     failed_reasons = [F.when(~F.col(_pass_col(r)), F.lit(r.description)) for r in blocking]
@@ -185,7 +219,7 @@ def _count(annotated: DataFrame, rules: list[Rule], also: dict[str, Column] | No
 
 def apply_rules(
     df: DataFrame, rules: list[Rule], references: dict[str, DataFrame] | None = None, persist: bool = False,
-    count: bool = True, also: dict[str, Column] | None = None,
+    count: bool = True, also: dict[str, Column] | None = None, check_repeats: bool = True,
 ) -> tuple[DataFrame, DataFrame, QualityCounts | None]:
     """Split `df` by `rules` into (valid rows with flags/fixes, quarantined rows, counts).
 
@@ -197,12 +231,14 @@ def apply_rules(
     counts, such as the live layer, whose every micro-batch would otherwise pay one more job.
     `also` adds the caller's own aggregates over the checked rows to the counting job (read them
     from `counts.also`), so that a figure the caller needs costs no job of its own.
+    `check_repeats=False` skips the look for a repeated key of `check_repeats_first` rules (one job)
+    and ranks with the window as written: for small frames, such as a live micro-batch.
     """
     if persist and not count:
         raise ValueError("apply_rules(persist=True) needs count=True: the counting job fills the cache")
     references = references or {}
     validate_rules(rules, references)
-    annotated = _annotate(df, rules, references)
+    annotated = _annotate(df, rules, references, check_repeats)
     if persist:
         annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
     counts = _count(annotated, rules, also) if count else None
@@ -258,14 +294,13 @@ def _key_present(table: str, key: str) -> Rule:
                 predicate=f"{key} IS NOT NULL AND trim({key}) <> ''")
 
 
-def _key_unique(table: str, keys: tuple[str, ...], order: str = "ingest_ts, source_file") -> Rule:
+def _key_unique(table: str, keys: tuple[str, ...], order: str = "ingest_ts, source_file",
+                check_repeats_first: bool = False) -> Rule:
     """Keep the first row per key (by `order`); rows with a null or blank key pass this rule."""
-    key_list = ", ".join(keys)
-    # blank keys are not duplicates of each other: the not-null rule owns them
-    any_null = " OR ".join(f"{k} IS NULL OR trim(CAST({k} AS STRING)) = ''" for k in keys)
     name = f"{keys[0]}_unique" if len(keys) == 1 else f"{table}_key_unique"
-    return Rule(name, table, keys, "quarantine", f"another row with the same {key_list} was kept (earliest {order})",
-                predicate=f"({any_null}) OR row_number() OVER (PARTITION BY {key_list} ORDER BY {order}) = 1")
+    return Rule(name, table, keys, "quarantine",
+                f"another row with the same {', '.join(keys)} was kept (earliest {order})",
+                unique_order=order, check_repeats_first=check_repeats_first)
 
 
 def _org_exists(table: str) -> Rule:
@@ -298,7 +333,9 @@ EVENT_RULES: list[Rule] = [
          f"metric is not one of {', '.join(METRIC_UNITS)}", predicate=f"metric IN ({_sql_list(METRIC_UNITS)})"),
     Rule("schema_version_in_domain", "usage_events", ("schema_version",), "quarantine",
          "schema_version is not 1 or 2", predicate=f"schema_version IN ({_sql_list(SCHEMA_VERSIONS)})"),
-    _key_unique("usage_events", ("event_id",), order="ingest_ts, source_file, content_hash"),
+    # Bronze holds one row per event_id by construction (the stream's dedupe): the window, which sorts
+    # every row, runs only if a repeat is found (ADR 090.13).
+    _key_unique("usage_events", ("event_id",), order="ingest_ts, source_file, content_hash", check_repeats_first=True),
     Rule("value_numeric", "usage_events", ("value_raw",), "flag", "value is present but not a number: set to null",
          predicate="value_raw IS NULL OR value IS NOT NULL", flag="is_value_not_numeric"),
     Rule("carbon_kg_finite", "usage_events", ("carbon_kg",), "impute",

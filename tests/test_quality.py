@@ -35,6 +35,12 @@ def test_validate_rules_rejects_duplicate_names():
         validate_rules([POSITIVE, POSITIVE])
 
 
+def test_validate_rules_rejects_a_repeat_check_on_a_rule_that_ranks_nothing():
+    broken = Rule("x", "t", ("a",), "quarantine", "d", predicate="a > 0", check_repeats_first=True)
+    with pytest.raises(RuleDefinitionError, match="check_repeats_first applies to a uniqueness rule"):
+        validate_rules([broken])
+
+
 def test_catalogue_is_valid_for_every_table():
     references = {"customers_orgs": None, "resources": None}
     validate_rules(EVENT_RULES, references)
@@ -138,6 +144,29 @@ def test_conflicting_duplicate_keeps_the_earliest_ingest(spark):
     valid, quarantine, _ = check_events(events_df(spark, [late, early]), orgs_df(spark), resources_df(spark))
     assert [r.cost_usd_increment for r in valid.collect()] == [1.0]
     assert [(r.rule, r.cost_usd_increment) for r in quarantine.collect()] == [("event_id_unique", 9.0)]
+
+
+def _plan_of(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+def test_event_ids_that_never_repeat_are_ranked_without_sorting_every_row(spark):
+    """Bronze holds one row per event_id: a narrow look for a repeat replaces the window (ADR 090.13)."""
+    rows = [event("evt_a"), event("evt_b"), event(None, content_hash="h0"), event(None, content_hash="h1")]
+    valid, quarantine, counts = check_events(events_df(spark, rows), orgs_df(spark), resources_df(spark))
+    assert "Window" not in _plan_of(valid)
+    assert sorted(r.event_id for r in valid.collect()) == ["evt_a", "evt_b"]
+    assert (counts.by_rule["event_id_unique"], quarantine.count()) == (0, 2)  # blank ids: event_id_not_null
+
+
+def test_a_repeated_event_id_is_ranked_and_exactly_one_identical_copy_kept(spark):
+    twin = event("evt_twin", cost_usd_increment=3.0)
+    rows = [event("evt_a"), twin, dict(twin), dict(twin)]  # three identical rows: no order can tell them apart
+    valid, quarantine, counts = check_events(events_df(spark, rows), orgs_df(spark), resources_df(spark))
+    assert "Window" in _plan_of(valid)
+    assert sorted(r.event_id for r in valid.collect()) == ["evt_a", "evt_twin"]
+    assert counts.by_rule["event_id_unique"] == 2
+    assert [r.rule for r in quarantine.collect()] == ["event_id_unique"] * 2
 
 
 def _conformed_master(spark, table, rows, schema):

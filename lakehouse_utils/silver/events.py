@@ -64,11 +64,13 @@ def conform_events(bronze_df: DataFrame) -> DataFrame:
 
 
 def check_events(
-    bronze_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame, persist: bool = False, count: bool = True
+    bronze_df: DataFrame, orgs_df: DataFrame, resources_df: DataFrame, persist: bool = False, count: bool = True,
+    check_repeats: bool = True,
 ) -> tuple[DataFrame, DataFrame, QualityCounts | None]:
     """Conform and split Bronze events with EVENT_RULES (org/resource references: Silver masters)."""
     references = {"customers_orgs": orgs_df, "resources": resources_df}
-    return apply_rules(conform_events(bronze_df), EVENT_RULES, references, persist=persist, count=count)
+    return apply_rules(conform_events(bronze_df), EVENT_RULES, references, persist=persist, count=count,
+                       check_repeats=check_repeats)
 
 
 def spike_threshold(costs_df: DataFrame, factor: float) -> tuple[float | None, float | None]:
