@@ -124,6 +124,27 @@ def cassandra_endpoint() -> tuple[str, int]:
     return local_cassandra.ensure_running()
 
 
+@pytest.fixture(scope="session")
+def small_served(spark, tmp_path_factory, cassandra_endpoint):
+    """(paths, keyspace): the small hand-made Gold marts (tests/serving_gold.py) loaded once by the
+    serving stage into a keyspace of their own; shared by the query tests, which only read it."""
+    from serving_gold import SERVED_KEYSPACE, build_gold, write_gold
+
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.paths import LakePaths
+    from lakehouse_utils.serving import stage as serving
+    from lakehouse_utils.serving.connection import CassandraTarget, open_session
+
+    host, port = cassandra_endpoint
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("small_served") / "lake", "/nonexistent-landing")
+    write_gold(spark, paths, build_gold(spark))
+    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=SERVED_KEYSPACE)
+    serving.run(spark, paths, "run-small-served", settings=settings, full_refresh=True)
+    yield paths, SERVED_KEYSPACE
+    with open_session(CassandraTarget("local", SERVED_KEYSPACE, host=host, port=port), use_keyspace=False) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {SERVED_KEYSPACE}", timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -19,6 +19,8 @@ ORGS = {"org_a": ("Acme", "retail", "pro", "us-east"), "org_b": ("Bolt", "fintec
 SERVICES = ("compute", "genai", "storage")
 FIRST_DAY = date(2025, 7, 20)
 DAYS = 20
+# The keyspace the shared `small_served` fixture (conftest) loads these marts into.
+SERVED_KEYSPACE = "cloud_analytics_test_small_served"
 # Mart -> (schema, partition column), as the gold stage writes them (lakehouse_utils.contracts.gold).
 MARTS = {mart: (contract.schema, MART_PARTITIONS[mart]) for mart, contract in GOLD_MARTS.items()}
 

@@ -52,22 +52,10 @@ def test_the_demo_file_is_five_commented_literal_queries():
         assert re.search(rf"^-- Q{number}\. .+\n(--.*\n)*SELECT ", text, flags=re.MULTILINE), f"Q{number} needs a comment"
 
 
-@pytest.fixture(scope="module")
-def small_served_keyspace(spark, tmp_path_factory, cassandra_endpoint):
-    """The small hand-made Gold marts, loaded by the serving stage into a keyspace of this module."""
-    from serving_gold import build_gold, write_gold
-
-    from lakehouse_utils.serving import stage as serving
-
-    host, port = cassandra_endpoint
-    keyspace = "demo_cql_small"
-    paths = LakePaths.from_roots(tmp_path_factory.mktemp("demo_cql") / "lake", "/nonexistent-landing")
-    write_gold(spark, paths, build_gold(spark))
-    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=keyspace)
-    serving.run(spark, paths, "run-demo-cql", settings=settings, full_refresh=True)
-    yield keyspace
-    with open_session(CassandraTarget("local", keyspace, host=host, port=port), use_keyspace=False) as session:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+@pytest.fixture
+def small_served_keyspace(small_served) -> str:
+    """The keyspace holding the small hand-made Gold marts (conftest `small_served`)."""
+    return small_served[1]
 
 
 def test_every_demo_query_returns_rows_through_cqlsh(small_served_keyspace, cassandra_endpoint, tmp_path):

@@ -7,30 +7,21 @@ from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import functions as F
-from serving_gold import build_gold, write_gold
+from serving_gold import SERVED_KEYSPACE
 
 from lakehouse_utils.__main__ import main
-from lakehouse_utils.config import Settings
-from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.serving import queries
-from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import CassandraTarget, open_session
 
-KEYSPACE = "cloud_analytics_test_queries"
+KEYSPACE = SERVED_KEYSPACE
 LATEST = date(2025, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def gold(spark, tmp_path_factory, cassandra_endpoint):
-    """Gold written to a tmp lake and served into a dedicated keyspace (dropped at the end)."""
-    host, port = cassandra_endpoint
-    paths = LakePaths.from_roots(tmp_path_factory.mktemp("queries") / "lake", "/nonexistent-landing")
-    write_gold(spark, paths, build_gold(spark))
-    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE)
-    serving.run(spark, paths, "run-q", settings=settings, full_refresh=True)
-    yield lambda mart: spark.read.parquet(paths.gold(mart))
-    with open_session(CassandraTarget("local", KEYSPACE, host=host, port=port), use_keyspace=False) as session:
-        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+def gold(spark, small_served):
+    """The small Gold marts, as served once for the session (conftest `small_served`), by mart name."""
+    paths, _ = small_served
+    return lambda mart: spark.read.parquet(paths.gold(mart))
 
 
 @pytest.fixture
