@@ -126,8 +126,9 @@ def cassandra_endpoint() -> tuple[str, int]:
 
 @pytest.fixture(scope="session")
 def small_served(spark, tmp_path_factory, cassandra_endpoint):
-    """(paths, keyspace): the small hand-made Gold marts (tests/serving_gold.py) loaded once by the
-    serving stage into a keyspace of their own; shared by the query tests, which only read it."""
+    """(paths, keyspace, serving report): the small hand-made Gold marts (tests/serving_gold.py) loaded once
+    by the serving stage into a keyspace of their own; shared by the serving and query tests, which only
+    read it (or re-run serving on it with no Gold change, which loads nothing)."""
     from serving_gold import SERVED_KEYSPACE, build_gold, write_gold
 
     from lakehouse_utils.config import Settings
@@ -139,8 +140,8 @@ def small_served(spark, tmp_path_factory, cassandra_endpoint):
     paths = LakePaths.from_roots(tmp_path_factory.mktemp("small_served") / "lake", "/nonexistent-landing")
     write_gold(spark, paths, build_gold(spark))
     settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=SERVED_KEYSPACE)
-    serving.run(spark, paths, "run-small-served", settings=settings, full_refresh=True)
-    yield paths, SERVED_KEYSPACE
+    report = serving.run(spark, paths, "run-small-served", settings=settings, full_refresh=True)
+    yield paths, SERVED_KEYSPACE, report
     with open_session(CassandraTarget("local", SERVED_KEYSPACE, host=host, port=port), use_keyspace=False) as session:
         session.execute(f"DROP KEYSPACE IF EXISTS {SERVED_KEYSPACE}", timeout=120)
 

@@ -20,7 +20,7 @@ LATEST = date(2025, 8, 8)
 @pytest.fixture(scope="module")
 def gold(spark, small_served):
     """The small Gold marts, as served once for the session (conftest `small_served`), by mart name."""
-    paths, _ = small_served
+    paths = small_served[0]
     return lambda mart: spark.read.parquet(paths.gold(mart))
 
 

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 from pyspark.sql import functions as F
-from serving_gold import build_gold, write_gold
+from serving_gold import SERVED_KEYSPACE, build_gold, write_gold
 
 from lakehouse_utils import io
 from lakehouse_utils.config import Settings
@@ -67,18 +67,19 @@ def gold_rows(spark, paths: LakePaths, table: str) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def target(cassandra_endpoint):
+    """The keyspace of this module's scenarios, created up front (their `session` opens it before they load)."""
     host, port = cassandra_endpoint
-    yield CassandraTarget("local", KEYSPACE, host=host, port=port)
+    created = CassandraTarget("local", KEYSPACE, host=host, port=port)
+    serving.apply_schema(created)
+    yield created
     with open_session(CassandraTarget("local", KEYSPACE, host=host, port=port), use_keyspace=False) as session:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
 
 
 @pytest.fixture(scope="module")
-def loaded(spark, tmp_path_factory, target):
-    """One lake with Gold v1, served once (full refresh: the keyspace may hold a previous session's rows)."""
-    paths = LakePaths.from_roots(tmp_path_factory.mktemp("serving") / "lake", "/nonexistent-landing")
-    write_gold(spark, paths, build_gold(spark))
-    report = serving.run(spark, paths, "run-1", settings=_settings(target.host, target.port), full_refresh=True)
+def loaded(small_served):
+    """(paths, report): Gold v1 served once into its own keyspace (conftest `small_served`, full refresh)."""
+    paths, _, report = small_served
     return paths, report
 
 
@@ -88,31 +89,38 @@ def session(target):
         yield connected
 
 
-def test_apply_schema_creates_every_table_of_cql_dir(loaded, session):
-    tables = {r.table_name for r in session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (KEYSPACE,))}
+@pytest.fixture
+def served_session(small_served, target):
+    """A session on the keyspace that `loaded` was served into."""
+    with open_session(CassandraTarget("local", small_served[1], host=target.host, port=target.port)) as connected:
+        yield connected
+
+
+def test_apply_schema_creates_every_table_of_cql_dir(loaded, served_session):
+    tables = {r.table_name for r in served_session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (SERVED_KEYSPACE,))}
     assert tables == {path.stem for path in serving.cql_files()}
 
 
-def test_serving_columns_match_the_cql_columns(loaded, session):
+def test_serving_columns_match_the_cql_columns(loaded, served_session):
     for spec in SERVING_TABLES:
-        columns = {r.column_name for r in session.execute(
+        columns = {r.column_name for r in served_session.execute(
             "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
-            (KEYSPACE, spec.name))}
+            (SERVED_KEYSPACE, spec.name))}
         assert set(spec.column_names) == columns, spec.name
 
 
-def test_row_counts_equal_gold(spark, loaded, session):
+def test_row_counts_equal_gold(spark, loaded, served_session):
     paths, _ = loaded
     for spec in SERVING_TABLES:
-        count = session.execute(f"SELECT COUNT(*) FROM {spec.name}").one()[0]
+        count = served_session.execute(f"SELECT COUNT(*) FROM {spec.name}").one()[0]
         assert count == spark.read.parquet(paths.gold(spec.mart)).count() > 0, spec.name
 
 
-def test_every_table_equals_its_gold_mart_in_all_columns(spark, loaded, session):
+def test_every_table_equals_its_gold_mart_in_all_columns(spark, loaded, served_session):
     paths, _ = loaded
     for spec in SERVING_TABLES:
-        assert cassandra_rows(session, spec.name) == gold_rows(spark, paths, spec.name), spec.name
+        assert cassandra_rows(served_session, spec.name) == gold_rows(spark, paths, spec.name), spec.name
 
 
 def test_report_reconciles_and_measures_throughput(loaded):
@@ -124,23 +132,25 @@ def test_report_reconciles_and_measures_throughput(loaded):
     assert usage.details["rows_per_second"] > 0
 
 
-def test_collections_are_stored_as_set_and_map(loaded, session):
-    row = session.execute("SELECT anomaly_methods, method_scores FROM cost_anomalies_by_org_month LIMIT 1").one()
+def test_collections_are_stored_as_set_and_map(loaded, served_session):
+    row = served_session.execute("SELECT anomaly_methods, method_scores FROM cost_anomalies_by_org_month LIMIT 1").one()
     assert _plain(row.anomaly_methods) == ["mad", "zscore"]
     assert _plain(row.method_scores) == {"mad": 4.1, "zscore": 3.5}
 
 
-def test_metadata_holds_latest_date_and_leading_org(loaded, session):
-    row = session.execute("SELECT max_date, top_org_id, row_count FROM serving_metadata "
-                          "WHERE table_name = 'daily_usage_by_org_month'").one()
+def test_metadata_holds_latest_date_and_leading_org(loaded, served_session):
+    row = served_session.execute("SELECT max_date, top_org_id, row_count FROM serving_metadata "
+                                 "WHERE table_name = 'daily_usage_by_org_month'").one()
     assert (_plain(row.max_date), row.top_org_id, row.row_count) == (date(2025, 8, 8), "org_b", 115)
 
 
-def test_rerun_without_gold_changes_loads_nothing(spark, loaded, target, session):
+def test_rerun_without_gold_changes_loads_nothing(spark, loaded, target, served_session):
     paths, _ = loaded
-    report = serving.run(spark, paths, "run-2", settings=_settings(target.host, target.port))
+    settings = Settings.load(cassandra_host=target.host, cassandra_port=str(target.port),
+                             cassandra_keyspace=SERVED_KEYSPACE)
+    report = serving.run(spark, paths, "run-2", settings=settings)
     assert sum(t.rows_in for t in report.tables) == 0
-    assert cassandra_rows(session, "top_services_by_org_date") == gold_rows(spark, paths, "top_services_by_org_date")
+    assert cassandra_rows(served_session, "top_services_by_org_date") == gold_rows(spark, paths, "top_services_by_org_date")
 
 
 @pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
