@@ -246,14 +246,14 @@ class _WriteTally:
         return Written(int(row["__rows"]), {name: row[name] for name in self._sums})
 
 
-def _one_file_per_partition(df: DataFrame, partition_by: list[str] | None, files: int) -> DataFrame:
-    """The rows laid out for a write of one file per partition value (`files` files when unpartitioned).
+def _one_file_per_partition(df: DataFrame, partition_by: list[str] | None) -> DataFrame:
+    """The rows laid out for a write of one file per partition value (one file when unpartitioned).
 
     Hashing on the partition columns puts all rows of a value in one task, so each value gets one
     file, while the values spread over the session's shuffle partitions. `repartition(1, ...)` gave
     the same files from a single task: 4.3 M Silver rows took 37 s in one task that spilled 1.7 GB.
     """
-    return df.repartition(*partition_by) if partition_by else df.coalesce(files)
+    return df.repartition(*partition_by) if partition_by else df.coalesce(1)
 
 
 def replace_table(
@@ -261,7 +261,6 @@ def replace_table(
     df: DataFrame,
     uri: str,
     partition_by: list[str] | None = None,
-    files_per_partition: int = 1,
     sums: dict[str, Column] | None = None,
 ) -> Written:
     """Replace a whole table so that readers see either the old or the new version.
@@ -278,7 +277,7 @@ def replace_table(
     _remove_leftovers(spark, parent, name)
     tally = _WriteTally(df, sums)
     df = tally.df
-    writer = _one_file_per_partition(df, partition_by, files_per_partition).write.mode("overwrite").format("parquet")
+    writer = _one_file_per_partition(df, partition_by).write.mode("overwrite").format("parquet")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(staging)
@@ -304,13 +303,12 @@ def overwrite_partitions(
     df: DataFrame,
     uri: str,
     partition_by: list[str],
-    files_per_partition: int = 1,
     sums: dict[str, Column] | None = None,
 ) -> Written:
     """Replace only the partitions present in `df` (dynamic partition overwrite); rows written, as `replace_table`."""
     tally = _WriteTally(df, sums)
     (
-        _one_file_per_partition(tally.df, partition_by, files_per_partition)
+        _one_file_per_partition(tally.df, partition_by)
         .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy(*partition_by)

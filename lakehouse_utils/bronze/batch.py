@@ -164,10 +164,10 @@ def write_snapshot(
         # write one schema-only file, with the columns in their read-back order.
         bronze_df, partition_column = bronze_df.select(*bronze_struct(schema.source).fieldNames()), None
     written = io.replace_table(spark, bronze_df, paths.bronze(schema.source),
-                               partition_by=[partition_column] if partition_column else None, files_per_partition=1)
+                               partition_by=[partition_column] if partition_column else None)
     is_quarantined = F.col("status").isin(SUPERSEDED, UNPARSABLE)
     quarantine_df = classified_df.filter(is_quarantined).select(*quarantine_columns(schema, ingest_ts, landing, run_id))
-    quarantined = io.replace_table(spark, quarantine_df, paths.quarantine(schema.source), files_per_partition=1)
+    quarantined = io.replace_table(spark, quarantine_df, paths.quarantine(schema.source))
     return partition_column, written.rows, quarantined.rows
 
 

@@ -26,7 +26,6 @@ from lakehouse_utils.fingerprint import row_hash
 from lakehouse_utils.paths import join
 from lakehouse_utils.report import ReconciliationError
 
-FILES_PER_PARTITION = 1
 # Marts written at once (issue 17).
 PARALLEL_WRITES = 3
 _WHOLE_TABLE = "__table__"
@@ -155,7 +154,7 @@ def _apply(
     vanished = sorted(set(old or ()) - set(new))
     sums = {"hash": row_hash(df, (partition_col,) if partition_col else ())}
     if old is None or (partition_col is None and (changed or vanished)):
-        written = io.replace_table(spark, df, uri, partition_by=by, files_per_partition=FILES_PER_PARTITION, sums=sums)
+        written = io.replace_table(spark, df, uri, partition_by=by, sums=sums)
         result.mode, result.written = ("full" if old is None else "replaced"), sorted(new)
         _check_written(uri, written, [new[p] for p in new])
         return
@@ -163,7 +162,7 @@ def _apply(
     if changed:
         written = io.overwrite_partitions(
             spark, df.filter(F.col(partition_col).cast("string").isin(changed)), uri,
-            partition_by=by, files_per_partition=FILES_PER_PARTITION, sums=sums,
+            partition_by=by, sums=sums,
         )
         _check_written(uri, written, [new[p] for p in changed])
     for value in vanished:
