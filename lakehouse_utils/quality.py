@@ -138,13 +138,8 @@ def _first_of_key(rule: Rule) -> str:
 
 
 def _keys_repeat(df: DataFrame, rule: Rule) -> bool:
-    """Does any non-blank key of `rule` occur twice in `df`? One job over the key columns only.
-
-    The largest count per key, not `limit(1)` of the repeated keys: a limit that finds nothing
-    scans the partitions in rounds, one job each, and finding nothing is the usual case.
-    """
-    per_key = df.filter(f"NOT ({_blank_key(rule)})").groupBy(*rule.columns).count()
-    return (per_key.agg(F.max("count")).first()[0] or 0) > 1
+    """Does any non-blank key of `rule` occur twice in `df`? One job over the key columns only."""
+    return max_key_count(df.filter(f"NOT ({_blank_key(rule)})"), rule.columns) > 1
 
 
 def _passes(rule: Rule, keys_unique: set[str]) -> Column:
@@ -251,11 +246,23 @@ def apply_rules(
     return valid, quarantine, counts
 
 
+def max_key_count(df: DataFrame, keys) -> int:
+    """How often the most repeated value of `keys` occurs in `df` (0 when empty), in one job.
+
+    The largest count per key, not `limit(1)` of the repeated keys: a limit that finds nothing
+    scans the partitions in rounds, one job each, and finding nothing is the usual case.
+    """
+    return df.groupBy(*keys).count().agg(F.max("count")).first()[0] or 0
+
+
 def repeated_keys(df: DataFrame, keys, limit: int = 5) -> list[tuple[tuple, int]]:
-    """Up to `limit` values of `keys` that occur more than once in `df`, with their counts (one small job).
+    """Up to `limit` values of `keys` that occur more than once in `df`, with their counts.
 
     Silver and Gold check this before a join on `keys`, which would otherwise multiply rows.
+    One job when no key repeats (the usual case); the examples are looked up only when one does.
     """
+    if max_key_count(df, keys) <= 1:
+        return []
     rows = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(limit).collect()
     return [(tuple(row[key] for key in keys), row["count"]) for row in rows]
 

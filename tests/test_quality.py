@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse_utils.benchmark.jobs import jobs_submitted
 from lakehouse_utils.quality import (
     EVENT_RULES,
     MASTER_RULES,
@@ -14,6 +15,7 @@ from lakehouse_utils.quality import (
     RuleDefinitionError,
     apply_rules,
     quarantine_frame,
+    repeated_keys,
     rules_for,
     validate_rules,
 )
@@ -167,6 +169,15 @@ def test_a_repeated_event_id_is_ranked_and_exactly_one_identical_copy_kept(spark
     assert sorted(r.event_id for r in valid.collect()) == ["evt_a", "evt_twin"]
     assert counts.by_rule["event_id_unique"] == 2
     assert [r.rule for r in quarantine.collect()] == ["event_id_unique"] * 2
+
+
+def test_repeated_keys_costs_one_job_when_nothing_repeats_and_names_the_repeats_when_some_do(spark):
+    unique = spark.createDataFrame([("a", 1), ("b", 1), ("c", 2)], "org_id string, day int")
+    before = jobs_submitted(spark)
+    assert repeated_keys(unique, ["org_id"]) == []
+    assert jobs_submitted(spark) - before == 1  # the guard every join of Silver and Gold pays
+    assert repeated_keys(unique, ["day"]) == [((1,), 2)]
+    assert repeated_keys(unique.limit(0), ["org_id"]) == []
 
 
 def _conformed_master(spark, table, rows, schema):
