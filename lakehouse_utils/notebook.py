@@ -18,6 +18,7 @@ import pandas as pd
 
 from lakehouse_utils import io
 from lakehouse_utils.config import PROJECT_ROOT, Settings
+from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.paths import LakePaths, local_path
 
 COLAB_DRIVE_ROOT = "/content/drive/MyDrive/cloud_provider_analytics"
@@ -116,13 +117,13 @@ def batches_frame(events) -> pd.DataFrame:
 
 
 def sample(spark, uri: str, n: int = 5, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
-    """A few rows of a Parquet table, as pandas (only `n` rows reach the driver)."""
+    """The first `n` rows of a Parquet table by its columns, as pandas (only `n` rows reach the driver)."""
     df = spark.read.parquet(uri)
     if where:
         df = df.where(where)
     if columns:
         df = df.select(*columns)
-    return readable(df.limit(n).toPandas())
+    return readable(first_rows(df, n).toPandas())
 
 
 def inventory_frame(rows: list[dict]) -> pd.DataFrame:

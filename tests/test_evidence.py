@@ -9,10 +9,12 @@ from test_gold import write_silver
 
 from lakehouse_utils import io
 from lakehouse_utils.config import Settings
+from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.evidence.inventory import LINEAGE_COLUMNS, compare, idempotency, lake_inventory
 from lakehouse_utils.evidence.serving import cassandra_inventory, spark_type
 from lakehouse_utils.fingerprint import fingerprint
 from lakehouse_utils.gold import stage as gold
+from lakehouse_utils.notebook import sample
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import ReconciliationError
 from lakehouse_utils.serving import stage as serving
@@ -25,6 +27,18 @@ SCHEMA = "k string, n int, v double, m map<string,double>, s array<string>"
 
 
 # ---------- fingerprints ----------
+
+def test_a_sample_shows_the_same_rows_however_the_table_was_written(spark, tmp_path):
+    """A re-executed notebook must show the same sample for the same data (not the first file's rows)."""
+    rows = [(f"evt_{i:02d}", i % 3, {"team": str(i)}) for i in range(40)]
+    frame = spark.createDataFrame(rows, "event_id string, day int, tags map<string,string>")
+    one_way, other_way = str(tmp_path / "a"), str(tmp_path / "b")
+    frame.orderBy(F.col("event_id").desc()).coalesce(1).write.parquet(one_way)
+    frame.repartition(4, "day").write.parquet(other_way)
+    shown = [sample(spark, uri, 3, columns=["event_id", "tags"])["event_id"].tolist() for uri in (one_way, other_way)]
+    assert shown == [["evt_00", "evt_01", "evt_02"]] * 2
+    assert [r.event_id for r in first_rows(frame.where("day = 2"), 2).collect()] == ["evt_02", "evt_05"]
+
 
 def test_fingerprint_ignores_row_order_partitioning_and_float_noise(spark):
     base = fingerprint(spark.createDataFrame(ROWS, SCHEMA))

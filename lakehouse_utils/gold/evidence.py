@@ -8,6 +8,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
+from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.gold.marts import MARTS
 from lakehouse_utils.paths import LakePaths
 
@@ -115,7 +116,7 @@ def revenue_by_currency_month(spark: SparkSession, paths: LakePaths) -> list[dic
 
 
 def sample(spark: SparkSession, paths: LakePaths, mart: str, n: int = 5) -> list[dict]:
-    """The first `n` rows of a mart (a bounded sample for display)."""
+    """The first `n` rows of a mart by its columns (a bounded, repeatable sample for display)."""
     if mart not in MARTS:
         raise ValueError(f"unknown mart {mart!r}; expected one of {', '.join(MARTS)}")
-    return [row.asDict() for row in spark.read.parquet(paths.gold(mart)).limit(n).collect()]
+    return [row.asDict() for row in first_rows(spark.read.parquet(paths.gold(mart)), n).collect()]
