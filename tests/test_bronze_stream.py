@@ -177,6 +177,19 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
     assert rejected == [("conflicting_duplicate", 5.0), ("conflicting_duplicate", 9.0)]
 
 
+def test_ids_holding_the_key_separator_are_read_back_whole_from_their_markers(spark, tmp_path):
+    """A marker is only its key (`p|<id>|<hash>`): the id is read back by the hash's fixed length."""
+    landing = make_landing(tmp_path, {
+        "1.jsonl": f"{event('x|1', cost=1.0)}\n",
+        "2.jsonl": f"{event('x|1', cost=1.0)}\n{event('x|1', cost=9.0)}\n{event('x')}\n{event('x|1|', cost=1.0)}\n",
+    })
+    paths = lake_paths(tmp_path, landing)
+    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1).table("usage_events")
+    assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 1)
+    assert bronze_ids(spark, paths) == ["x", "x|1", "x|1|"]
+    assert [(r.event_id, r.rule) for r in quarantine(spark, paths).collect()] == [("x|1", "conflicting_duplicate")]
+
+
 def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark, tmp_path):
     """The dedupe state outlives the run: a later run reads no Bronze, yet knows every id (ADR 045).
 

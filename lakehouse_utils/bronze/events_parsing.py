@@ -77,12 +77,17 @@ def split_files(files: DataFrame) -> DataFrame:
     # A final line break ends the last line, it does not start an empty one: split, then drop the one
     # empty piece after it. Removing the break first with a `$`-anchored regex walked every file twice,
     # and Java's `$` also matches before a final terminator, so a blank last line (`a\n\n`) was lost.
-    pieces = F.split(F.col("value"), _LINE_BREAK, -1)
+    # Most files have no CR: a one-character pattern takes Java's split fast path, not the regex
+    # engine, whose alternation over every character of the file was a quarter of the stream's CPU.
+    value = F.col("value")
+    split = F.when(value.contains("\r"), F.split(value, _LINE_BREAK, -1)).otherwise(F.split(value, "\n", -1))
+    pieces = F.col("_pieces")  # a column of its own: split once, then read three times
     ends_with_break = F.element_at(pieces, -1) == F.lit("")
-    lines = (F.when(F.length(F.col("value")) == 0, F.array().cast("array<string>"))
-             .when(ends_with_break, F.slice(pieces, 1, F.size(pieces) - 1))
-             .otherwise(pieces))
-    exploded = files.select("source_file", "file_modification_time", F.posexplode(lines).alias("_pos", "raw_line"))
+    # (an empty file splits into one empty piece, dropped the same way: no line)
+    lines = F.when(ends_with_break, F.slice(pieces, 1, F.size(pieces) - 1)).otherwise(pieces)
+    with_pieces = files.select("source_file", "file_modification_time", split.alias("_pieces"))
+    exploded = with_pieces.select("source_file", "file_modification_time",
+                                  F.posexplode(lines).alias("_pos", "raw_line"))
     return exploded.select("raw_line", "source_file", (F.col("_pos") + 1).cast(T.LongType()).alias("line_number"),
                            "file_modification_time")
 
@@ -110,6 +115,9 @@ def parse_event_time(text: Column) -> Column:
     candidates = [text.try_cast(T.TimestampType())]
     candidates += [F.try_to_timestamp(text, F.lit(pattern)) for pattern in _EXTRA_TIMESTAMP_PATTERNS]
     return F.coalesce(*candidates)
+
+
+CONTENT_HASH_CHARS = 64  # sha2-256 in hex
 
 
 def content_hash(*columns: str) -> Column:

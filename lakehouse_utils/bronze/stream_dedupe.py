@@ -3,7 +3,8 @@
 The streaming query is one union of two branches, each a source of its own (ADR 045, 090.11):
 - every parsed line, tagged `line`;
 - key markers, tagged `marker`: two per keyed event line, `i|<event_id>` and
-  `p|<event_id>|<content_hash>`, passed through `dropDuplicates` on the RocksDB state store.
+  `p|<event_id>|<content_hash>` (one column, the key), passed through `dropDuplicates` on the
+  RocksDB state store.
   A marker comes out of a micro-batch only the first time Spark sees its key, so the
   batch learns which ids (and which id/content pairs) are new without reading Bronze.
 
@@ -17,12 +18,12 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse_utils.bronze.events_parsing import KIND_EVENT
+from lakehouse_utils.bronze.events_parsing import CONTENT_HASH_CHARS, KIND_EVENT
 
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflicting_duplicate"
 # Arrival order: the file source's own order (modification time, then name), then the line.
 ARRIVAL_ORDER = ("file_modification_time", "source_file", "line_number")
-ROW_KIND, DEDUPE_KEY, MARKER_KIND = "_row_kind", "_dedupe_key", "_marker_kind"
+ROW_KIND, DEDUPE_KEY = "_row_kind", "_dedupe_key"
 LINE, MARKER, ID_MARKER, PAIR_MARKER = "line", "marker", "i", "p"
 # The state store's partition count is fixed by the checkpoint for ever: every micro-batch
 # runs this many state tasks. Marker rows are tiny; 2 matches the 2-core machine.
@@ -57,26 +58,34 @@ def is_keyed_event() -> Column:
 def with_markers(parsed: DataFrame, lines: DataFrame) -> DataFrame:
     """`lines` (the parsed lines, maybe watermarked) with the state-deduplicated key markers of `parsed`."""
     # Both markers of a line come from one projection: every branch of a streaming union is a
-    # source of its own that lists, reads and parses the files again (ADR 090.11).
-    def marker(kind: str, key: Column) -> Column:
-        return F.struct(key.alias(DEDUPE_KEY), F.lit(kind).alias(MARKER_KIND))
-
-    both = F.array(marker(ID_MARKER, F.concat(F.lit(ID_MARKER + "|"), "event_id")),
-                   marker(PAIR_MARKER, F.concat_ws("|", F.lit(PAIR_MARKER), "event_id", "content_hash")))
-    keyed = parsed.where(is_keyed_event()).select("event_id", "content_hash", F.explode(both).alias("_marker"))
-    markers = (keyed.select(f"_marker.{DEDUPE_KEY}", f"_marker.{MARKER_KIND}", "event_id", "content_hash")
-               .dropDuplicates([DEDUPE_KEY]).withColumn(ROW_KIND, F.lit(MARKER)))
+    # source of its own that lists, reads and parses the files again (ADR 090.11). A marker is its
+    # key alone (id and hash are read back from it): the shuffle into the state store moves half the bytes.
+    both = F.array(F.concat(F.lit(ID_MARKER + "|"), "event_id"),
+                   F.concat_ws("|", F.lit(PAIR_MARKER), "event_id", "content_hash"))
+    keyed = parsed.where(is_keyed_event()).select(F.explode(both).alias(DEDUPE_KEY))
+    markers = keyed.dropDuplicates([DEDUPE_KEY]).withColumn(ROW_KIND, F.lit(MARKER))
     tagged = lines.withColumn(ROW_KIND, F.lit(LINE))
     return tagged.unionByName(markers, allowMissingColumns=True)
 
 
 def lines_of(batch: DataFrame) -> DataFrame:
-    return batch.where(F.col(ROW_KIND) == LINE).drop(ROW_KIND, DEDUPE_KEY, MARKER_KIND)
+    return batch.where(F.col(ROW_KIND) == LINE).drop(ROW_KIND, DEDUPE_KEY)
+
+
+def is_marker(kind: str) -> Column:
+    return (F.col(ROW_KIND) == MARKER) & F.startswith(F.col(DEDUPE_KEY), F.lit(kind + "|"))
 
 
 def _markers(batch: DataFrame, kind: str) -> DataFrame:
-    rows = batch.where((F.col(ROW_KIND) == MARKER) & (F.col(MARKER_KIND) == kind))
-    return rows.select("event_id", "content_hash")
+    """(event_id, content_hash) of the markers of one kind: `i|<id>` or `p|<id>|<hash>` (the hash has a fixed length)."""
+    key = F.col(DEDUPE_KEY)
+    if kind == ID_MARKER:
+        return batch.where(is_marker(kind)).select(F.substring(key, 3, 1 << 30).alias("event_id"),
+                                                   F.lit(None).cast("string").alias("content_hash"))
+    id_length = F.length(key) - F.lit(2 + 1 + CONTENT_HASH_CHARS)
+    return batch.where(is_marker(kind)).select(F.substring(key, F.lit(3), id_length).alias("event_id"),
+                                               F.substring(key, -CONTENT_HASH_CHARS, CONTENT_HASH_CHARS)
+                                               .alias("content_hash"))
 
 
 _FIRST_TYPE = "struct<file_modification_time:timestamp,source_file:string,line_number:bigint,content_hash:string>"

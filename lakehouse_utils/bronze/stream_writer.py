@@ -30,12 +30,12 @@ from lakehouse_utils.bronze.stream_compaction import compact_after_batch
 from lakehouse_utils.bronze.stream_dedupe import (
     ID_MARKER,
     LINE,
-    MARKER_KIND,
     NEW,
     ROW_KIND,
     classify,
     id_lookup,
     is_keyed_event,
+    is_marker,
     lines_of,
     new_pairs_of_known_ids,
 )
@@ -158,7 +158,7 @@ class BronzeBatchWriter:
         # counts keyed lines and new-id markers. Equal counts mean every keyed line has its own id, never
         # seen before (an id's marker comes out once, only for a new id): the usual case, no lookup.
         sizes = raw.agg(F.count_if((F.col(ROW_KIND) == LINE) & is_keyed_event()).alias("keyed"),
-                        F.count_if(F.col(MARKER_KIND) == ID_MARKER).alias("new_ids")).first()
+                        F.count_if(is_marker(ID_MARKER)).alias("new_ids")).first()
         if sizes["keyed"] == sizes["new_ids"]:
             return classify(lines_of(raw), None, None)
         lookup = id_lookup(raw).persist()
