@@ -12,15 +12,19 @@ between runs.
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.util import run_sync
+from traitlets.config import Config
 
 from scripts.sync_notebooks import clean_metadata, notebook_names, paired_notebook
 
@@ -43,9 +47,24 @@ class EchoingClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+@functools.cache
+def _kernel_config() -> Config:
+    """Kernels talk over Unix sockets in a private temporary folder, not over TCP on localhost.
+
+    A TCP kernel prints a warning about plain-text traffic into every run's console. The socket
+    folder must be absolute: by default the sockets are created in the kernel's working
+    directory, `notebooks/`, which would leave files in the checkout.
+    """
+    if os.name == "nt":  # no Unix sockets
+        return Config()
+    folder = tempfile.mkdtemp(prefix="cpa-kernel-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})
+
+
 def _client(notebook, timeout: int, km=None, echo: bool = False) -> NotebookClient:
     return (EchoingClient if echo else NotebookClient)(
-        notebook, timeout=timeout, kernel_name="python3", km=km, record_timing=False,
+        notebook, timeout=timeout, kernel_name="python3", km=km, record_timing=False, config=_kernel_config(),
         resources={"metadata": {"path": str(ROOT / "notebooks")}})
 
 

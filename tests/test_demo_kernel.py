@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
@@ -39,3 +42,18 @@ def test_follow_up_cells_echo_what_they_print_and_keep_their_outputs(capsys):
         executed = kernel.run_cells(["print('stage one done')", "print('left_behind' in dir())"], timeout=120)
     assert "stage one done" in capsys.readouterr().out  # echoed as printed, not only saved
     assert executed.cells[-1].outputs[-1]["text"].strip() == "False"  # run after a namespace reset
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Unix sockets only; Windows kernels keep TCP")
+def test_kernels_talk_over_private_unix_sockets_and_leave_nothing_in_the_checkout():
+    # A TCP kernel warns about plain-text traffic on every demo console; IPC sockets must not land in notebooks/.
+    from scripts.run_notebooks import ROOT, SharedKernel
+
+    probe = _notebook("from ipykernel.kernelapp import IPKernelApp\napp = IPKernelApp.instance()\n"
+                      "print(app.transport, app.ip)")
+    with SharedKernel() as kernel:
+        kernel.execute(probe, timeout=120)
+    transport, socket_prefix = probe.cells[0].outputs[0]["text"].split()
+    assert transport == "ipc"
+    assert os.path.isabs(socket_prefix) and not Path(socket_prefix).is_relative_to(ROOT)
+    assert not [p for p in (ROOT / "notebooks").iterdir() if "ipc" in p.name]
