@@ -76,16 +76,22 @@ def is_marker(kind: str) -> Column:
     return (F.col(ROW_KIND) == MARKER) & F.startswith(F.col(DEDUPE_KEY), F.lit(kind + "|"))
 
 
-def _markers(batch: DataFrame, kind: str) -> DataFrame:
-    """(event_id, content_hash) of the markers of one kind: `i|<id>` or `p|<id>|<hash>` (the hash has a fixed length)."""
+# A marker key starts with its kind and a separator (`i|`, `p|`); the id follows, 1-based.
+_ID_START = len(ID_MARKER) + 2
+
+
+def _new_ids(batch: DataFrame) -> DataFrame:
+    """`event_id` of every `i|<id>` marker that came out of the state store (ids never seen before)."""
     key = F.col(DEDUPE_KEY)
-    if kind == ID_MARKER:
-        return batch.where(is_marker(kind)).select(F.substring(key, 3, 1 << 30).alias("event_id"),
-                                                   F.lit(None).cast("string").alias("content_hash"))
-    id_length = F.length(key) - F.lit(2 + 1 + CONTENT_HASH_CHARS)
-    return batch.where(is_marker(kind)).select(F.substring(key, F.lit(3), id_length).alias("event_id"),
-                                               F.substring(key, -CONTENT_HASH_CHARS, CONTENT_HASH_CHARS)
-                                               .alias("content_hash"))
+    return batch.where(is_marker(ID_MARKER)).select(F.substring(key, F.lit(_ID_START), F.length(key)).alias("event_id"))
+
+
+def _new_pairs(batch: DataFrame) -> DataFrame:
+    """(event_id, content_hash) of every `p|<id>|<hash>` marker that came out; the hash's fixed length splits them."""
+    key = F.col(DEDUPE_KEY)
+    id_length = F.length(key) - (_ID_START + CONTENT_HASH_CHARS)
+    return batch.where(is_marker(PAIR_MARKER)).select(F.substring(key, F.lit(_ID_START), id_length).alias("event_id"),
+                                                      F.right(key, F.lit(CONTENT_HASH_CHARS)).alias("content_hash"))
 
 
 _FIRST_TYPE = "struct<file_modification_time:timestamp,source_file:string,line_number:bigint,content_hash:string>"
@@ -101,7 +107,7 @@ def id_lookup(batch: DataFrame) -> DataFrame:
     arrival = F.struct(*ARRIVAL_ORDER, "content_hash")
     keyed = lines_of(batch).where(is_keyed_event()).select("event_id", arrival.alias("_arrival"),
                                                            F.lit(False).alias("_is_marker"))
-    new_ids = _markers(batch, ID_MARKER).select("event_id", F.lit(None).cast(keyed.schema["_arrival"].dataType)
+    new_ids = _new_ids(batch).select("event_id", F.lit(None).cast(keyed.schema["_arrival"].dataType)
                                                 .alias("_arrival"), F.lit(True).alias("_is_marker"))
     grouped = keyed.unionByName(new_ids).groupBy("event_id").agg(
         F.max("_is_marker").alias("_id_new"), F.count("_arrival").alias("_copies"),
@@ -112,7 +118,7 @@ def id_lookup(batch: DataFrame) -> DataFrame:
 def new_pairs_of_known_ids(batch: DataFrame, lookup: DataFrame) -> DataFrame:
     """(event_id, content_hash) pairs never seen before, for ids seen in an earlier batch: conflicts with Bronze."""
     known = lookup.where(~F.col("_id_new")).select("event_id")
-    pairs = _markers(batch, PAIR_MARKER).join(known, on="event_id", how="left_semi")
+    pairs = _new_pairs(batch).join(known, on="event_id", how="left_semi")
     return pairs.withColumn("_pair_new", F.lit(True))
 
 
