@@ -162,32 +162,22 @@ def test_run_quarantines_bad_lines_and_reconciles(spark, tmp_path):
                         ("not_a_json_object", "a.jsonl", 4)]
 
 
-def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, tmp_path):
+# The second set holds the key separator: a marker is only its key (`p|<id>|<hash>`), and the id is
+# read back by the hash's fixed length, so `x|1`, `x` and `x|1|` stay three ids.
+@pytest.mark.parametrize("e1, e2, e3", [("e1", "e2", "e3"), ("x|1", "x", "x|1|")], ids=["plain", "separator"])
+def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, tmp_path, e1, e2, e3):
     landing = make_landing(tmp_path, {
-        "1.jsonl": f"{event('e1', cost=1.0)}\n{event('e2')}\n",
-        "2.jsonl": f"{event('e1', cost=1.0)}\n{event('e1', cost=9.0)}\n{event('e3')}\n{event('e3', cost=5.0)}\n",
+        "1.jsonl": f"{event(e1, cost=1.0)}\n{event(e2)}\n",
+        "2.jsonl": f"{event(e1, cost=1.0)}\n{event(e1, cost=9.0)}\n{event(e3)}\n{event(e3, cost=5.0)}\n",
     })
     paths = lake_paths(tmp_path, landing)
     counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1).table("usage_events")
     assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 2)
     costs = {r.event_id: r.cost_usd_increment for r in bronze(spark, paths).collect()}
-    assert costs == {"e1": 1.0, "e2": 1.0, "e3": 1.0}
+    assert costs == {e1: 1.0, e2: 1.0, e3: 1.0}
     rows = quarantine(spark, paths).collect()
-    rejected = sorted((r.rule, json.loads(r.raw_line)["cost_usd_increment"]) for r in rows)
-    assert rejected == [("conflicting_duplicate", 5.0), ("conflicting_duplicate", 9.0)]
-
-
-def test_ids_holding_the_key_separator_are_read_back_whole_from_their_markers(spark, tmp_path):
-    """A marker is only its key (`p|<id>|<hash>`): the id is read back by the hash's fixed length."""
-    landing = make_landing(tmp_path, {
-        "1.jsonl": f"{event('x|1', cost=1.0)}\n",
-        "2.jsonl": f"{event('x|1', cost=1.0)}\n{event('x|1', cost=9.0)}\n{event('x')}\n{event('x|1|', cost=1.0)}\n",
-    })
-    paths = lake_paths(tmp_path, landing)
-    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1).table("usage_events")
-    assert (counts.rows_out, counts.duplicates, counts.quarantined) == (3, 1, 1)
-    assert bronze_ids(spark, paths) == ["x", "x|1", "x|1|"]
-    assert [(r.event_id, r.rule) for r in quarantine(spark, paths).collect()] == [("x|1", "conflicting_duplicate")]
+    rejected = sorted((r.rule, json.loads(r.raw_line)["cost_usd_increment"], r.event_id) for r in rows)
+    assert rejected == [("conflicting_duplicate", 5.0, e3), ("conflicting_duplicate", 9.0, e1)]
 
 
 def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark, tmp_path):
