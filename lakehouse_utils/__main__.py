@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command -> (module, one-line help). Each module has configure_parser(parser) and run_cli(args) -> int.
@@ -33,11 +34,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Set to see the Python traceback behind one of the package's own errors.
+TRACEBACK_VARIABLE = "LAKEHOUSE_TRACEBACK"
+
+
+def is_own_error(error: BaseException) -> bool:
+    """An error class of this package: its message names what is wrong and the fix (a bad input, a missing
+    zone, a busy port); the traceback adds nothing for the user. Anything else is a bug and keeps it."""
+    return type(error).__module__.split(".", 1)[0] == __package__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
-    return int(args._module.run_cli(args) or 0)
+    try:
+        return int(args._module.run_cli(args) or 0)
+    except Exception as error:
+        if not is_own_error(error) or os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"error: {error}\n(set {TRACEBACK_VARIABLE}=1 to see where it was raised)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ lakehouse_utils, so the run proves that the package reaches the executors only t
 `spark-submit --py-files <zip>` (the serving stage's writer runs there).
 
 Honours LANDING_DIR (default: a small generated dataset), LAKE_ROOT (default
-build/cluster_demo/lake), CASSANDRA_HOST (default: the local node), CASSANDRA_KEYSPACE
+build/cluster_demo/lake), CASSANDRA_HOST (default: the checkout's local node, started if needed
+and handed to the driver as CASSANDRA_HOST/PORT: the driver imports the shipped zip, which is
+not a checkout and would look for a node of its own), CASSANDRA_KEYSPACE
 (default `cluster_demo`), WORKER_PYTHON (default: this interpreter) and CLUSTER_DEMO_DIR
 (logs, work dir, zip; default build/cluster_demo). Exit status:
 spark-submit's.
@@ -29,7 +31,8 @@ from pathlib import Path
 
 import pyspark
 
-from lakehouse_utils.config import PROJECT_ROOT
+from lakehouse_utils.cassandra_server.node import CassandraSetupError
+from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.shipping import build_package_zip
 from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
 
@@ -53,7 +56,8 @@ def free_port() -> int:
 def daemon_env(java_home: str) -> dict[str, str]:
     """Environment of master and worker: loopback only, small daemon heaps, and no PYTHONPATH at all."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}}
-    env.update(JAVA_HOME=java_home, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m")
+    env.update(JAVA_HOME=java_home, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m",
+               SPARK_DAEMON_JAVA_OPTS=class_archive_options(java_home))
     return env
 
 
@@ -114,14 +118,23 @@ def check_worker_python_lacks_package(python: str, env: dict[str, str], cwd: Pat
     print(f"worker Python {python}: lakehouse_utils NOT importable there (shipping is required)")
 
 
-def submit_command(master_url: str, package_zip: Path, landing: str, lake: str) -> list[str]:
+def class_archive_options(java_home: str) -> str:
+    """JVM options that map the class archive of `make jvm-archive` (ADR 090.7), when there is one."""
+    from lakehouse_utils.jvm_archive import QUIET, archive_path
+
+    archive = archive_path(java_home)
+    return f'"-XX:SharedArchiveFile={archive}" {QUIET}' if archive.is_file() else ""
+
+
+def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, jvm_options: str = "") -> list[str]:
     """The spark-submit line the README documents (and the slow test runs, through this script)."""
+    extra = ["--conf", f"spark.executor.extraJavaOptions={jvm_options}"] if jvm_options else []
     return [
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", master_url, "--deploy-mode", "client",
         "--py-files", str(package_zip),
         "--driver-memory", "1g", "--executor-memory", EXECUTOR_MEMORY,
         "--conf", "spark.executor.cores=1", "--conf", "spark.cores.max=1",
-        "--driver-java-options", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
+        *extra, "--driver-java-options", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()} {jvm_options}".strip(),
         str(SUBMIT_SCRIPT), "--landing", landing, "--lake", lake,
     ]
 
@@ -136,6 +149,19 @@ def demo_landing() -> str:
         print(f"LANDING_DIR unset: generating a small dataset (scale 0.1) into {landing}")
         generate(landing, seed=7, scale=0.1)
     return str(landing)
+
+
+def serving_endpoint() -> dict[str, str]:
+    """CASSANDRA_HOST/PORT for the driver: CASSANDRA_HOST as given (checked to answer), else this
+    checkout's local node (started when it is not running). Astra needs neither."""
+    from lakehouse_utils.cassandra_server import manage
+
+    settings = Settings.load()
+    if settings.serving_target != "local":
+        return {}
+    host, port = manage.ensure_running(settings)
+    print(f"serving into Cassandra at {host}:{port}")
+    return {"CASSANDRA_HOST": host, "CASSANDRA_PORT": str(port)}
 
 
 def print_cluster_view(master_ui: int, worker_ui: int) -> None:
@@ -158,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     worker_python = os.environ.get("WORKER_PYTHON") or sys.executable
     env = daemon_env(java_home)
     check_worker_python_lacks_package(worker_python, env, work)
+    cassandra = serving_endpoint()
     package_zip = build_package_zip(DEMO_DIR / "dist")
     master_port, master_ui, worker_ui = free_port(), free_port(), free_port()
     master_url = f"spark://127.0.0.1:{master_port}"
@@ -174,12 +201,12 @@ def run(args: argparse.Namespace) -> int:
         wait_for("the worker to register", lambda: ui_json(master_ui).get("aliveworkers", 0) >= 1, daemons)
         print(f"master URL: {master_url}  (web UI http://127.0.0.1:{master_ui}), 1 worker "
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
-        command = submit_command(master_url, package_zip, landing, lake)
+        command = submit_command(master_url, package_zip, landing, lake, class_archive_options(java_home))
         print(f"running: {shlex.join(command)}", flush=True)
         keyspace = os.environ.get("CASSANDRA_KEYSPACE") or args.keyspace
         driver_env = {**os.environ, "JAVA_HOME": java_home, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
                       "PYSPARK_PYTHON": worker_python, "PYSPARK_DRIVER_PYTHON": sys.executable,
-                      "CASSANDRA_KEYSPACE": keyspace}
+                      "CASSANDRA_KEYSPACE": keyspace, **cassandra}
         driver_env.pop("SPARK_MASTER", None)
         status = subprocess.run(command, env=driver_env, cwd=PROJECT_ROOT, timeout=args.timeout).returncode
         print_cluster_view(master_ui, worker_ui)
@@ -198,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # interleave in order with spark-submit's output
     try:
         return run(args)
-    except ClusterDemoError as error:
+    except (ClusterDemoError, CassandraSetupError) as error:
         print(f"cluster demo failed: {error}", file=sys.stderr)
         return 2
 

@@ -202,3 +202,21 @@ def test_a_damaged_json_state_file_names_the_file_and_the_position(spark, tmp_pa
     with pytest.raises(io.StateFileError) as caught:
         io.read_json(spark, to_uri(tmp_path / "state.json"))
     assert "state.json is not valid JSON" in str(caught.value) and "line 1, column 15" in str(caught.value)
+
+
+def test_the_command_line_says_the_package_s_own_errors_in_one_message_and_keeps_tracebacks_for_bugs(
+        spark, tmp_path, capsys, monkeypatch):
+    from lakehouse_utils.__main__ import TRACEBACK_VARIABLE, is_own_error, main
+    from lakehouse_utils.bronze.batch import LandingFileMissingError
+
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+    argv = ["pipeline", "--landing", str(tmp_path / "nowhere"), "--lake", str(tmp_path / "lake"),
+            "--stage", "bronze_batch"]
+    assert main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: landing master file(s) not found: ") and "--landing (or LANDING_DIR)" in stderr
+    assert "Traceback" not in stderr and f"{TRACEBACK_VARIABLE}=1" in stderr
+    monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
+    with pytest.raises(LandingFileMissingError):
+        main(argv)
+    assert is_own_error(LandingFileMissingError("x")) and not is_own_error(KeyError("a bug"))

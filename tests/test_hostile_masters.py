@@ -58,7 +58,8 @@ def test_missing_file_is_named_and_no_table_is_touched(spark, tmp_path):
     (landing / "resources.csv").unlink()
     with pytest.raises(LandingFileMissingError) as caught:
         bronze_batch.run(spark, paths, "20250101T000000Z-000002")
-    assert str(caught.value) == f"landing master file(s) not found: {paths.landing_master('resources')}"
+    assert str(caught.value).startswith(f"landing master file(s) not found: {paths.landing_master('resources')}. ")
+    assert "--landing (or LANDING_DIR)" in str(caught.value)
     assert lake_files(tmp_path / "lake") == before
     assert len(before) >= 14  # 7 Bronze + 7 quarantine tables, at least one data file each
 

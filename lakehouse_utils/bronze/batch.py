@@ -85,7 +85,10 @@ def validate_landing(spark: SparkSession, paths: LakePaths, sources: list[str]) 
     uris = {source: paths.landing_master(source) for source in sources}
     missing = [uri for source, uri in uris.items() if not io.exists(spark, uri)]
     if missing:
-        raise LandingFileMissingError(f"landing master file(s) not found: {', '.join(missing)}")
+        raise LandingFileMissingError(
+            f"landing master file(s) not found: {', '.join(missing)}. Point --landing (or LANDING_DIR) at the "
+            "folder that holds the seven master CSV files and events/, or generate one: "
+            "python -m lakehouse_utils generate --out <folder>")
     landing, problems = {}, []
     for source, uri in uris.items():
         expected = master_schema(source).column_names

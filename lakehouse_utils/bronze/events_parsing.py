@@ -102,7 +102,7 @@ def clean_line(raw: Column) -> Column:
     at_an_edge = F.lit(False)
     for character in _INVISIBLE_EDGES:
         at_an_edge = at_an_edge | F.startswith(raw, F.lit(character)) | F.endswith(raw, F.lit(character))
-    return F.when(at_an_edge, F.rtrim(F.ltrim(raw, edges), edges)).otherwise(raw)
+    return F.when(at_an_edge, F.btrim(raw, edges)).otherwise(raw)
 
 
 def parse_event_time(text: Column) -> Column:
