@@ -190,6 +190,58 @@ def test_an_emptied_unpartitioned_mart_empties_its_table(spark, tmp_path, target
     assert cassandra_rows(session, "cost_anomalies_by_org_month") == []
 
 
+def test_a_second_lake_takes_an_unclaimed_load_over_and_the_first_is_then_refused_with_the_fix(
+        spark, tmp_path, target, session):
+    from lakehouse_utils.serving.claim import KeyspaceClaimedError, read_claim
+
+    table = "genai_usage_by_org_month"
+    settings = _settings(target.host, target.port)
+    genai = build_gold(spark)["genai_tokens_by_org_date"]
+    lake_a = LakePaths.from_roots(tmp_path / "lake_a", "/nonexistent-landing")
+    lake_b = LakePaths.from_roots(tmp_path / "lake_b", "/nonexistent-landing")
+    write_gold(spark, lake_a, {"genai_tokens_by_org_date": genai})
+    write_gold(spark, lake_b, {"genai_tokens_by_org_date": genai.where(F.col("org_id") == "org_b")})
+    assert serving.run(spark, lake_a, "run-a1", settings=settings, tables=[table],
+                       full_refresh=True).extra["keyspace_claim"] in ("claimed", "taken over")
+    # Lake B has never loaded this keyspace: its first load empties the table, so org_a's rows
+    # (lake A's, unknown to B's key mirror) cannot linger; the keyspace is B's from now on.
+    report_b = serving.run(spark, lake_b, "run-b1", settings=settings, tables=[table])
+    assert report_b.extra["keyspace_claim"] == "taken over"
+    assert cassandra_rows(session, table) == gold_rows(spark, lake_b, table)
+    assert read_claim(session).lake_root == lake_b.lake_root
+    # Lake A loaded it before: both lakes would now write into one keyspace. Refused, nothing written.
+    genai_v2 = genai.withColumn("total_tokens", F.col("total_tokens") + 1)
+    write_gold(spark, lake_a, {"genai_tokens_by_org_date": genai_v2})
+    with pytest.raises(KeyspaceClaimedError) as refused:
+        serving.run(spark, lake_a, "run-a2", settings=settings, tables=[table])
+    message = str(refused.value)
+    assert f"serves another lake ({lake_b.lake_root}" in message and f"this lake ({lake_a.lake_root})" in message
+    assert "CASSANDRA_KEYSPACE=<name>" in message and "--full-refresh" in message
+    assert cassandra_rows(session, table) == gold_rows(spark, lake_b, table)
+    # The fix the message names: a full refresh moves the keyspace back to lake A, equal to its Gold.
+    assert serving.run(spark, lake_a, "run-a3", settings=settings, tables=[table],
+                       full_refresh=True).extra["keyspace_claim"] == "taken over"
+    assert cassandra_rows(session, table) == gold_rows(spark, lake_a, table)
+
+
+def test_a_deleted_serving_checkpoint_reloads_the_table_from_empty(spark, tmp_path, target, session):
+    table = serving_table("revenue_by_org_year")
+    settings = _settings(target.host, target.port)
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    revenue = build_gold(spark)["revenue_by_org_month"]
+    write_gold(spark, paths, {"revenue_by_org_month": revenue})
+    serving.run(spark, paths, "run-1", settings=settings, tables=[table.name], full_refresh=True)
+    # Gold loses org_a while the serving checkpoint and key mirror are gone: nothing records that
+    # org_a's rows were loaded, so only a reload from an empty table can remove them.
+    write_gold(spark, paths, {"revenue_by_org_month": revenue.where(F.col("org_id") == "org_b")})
+    io.delete(spark, serving.checkpoint_uri(paths, table, target))
+    io.delete(spark, serving.mirror_uri(paths, table, target))
+    report = serving.run(spark, paths, "run-2", settings=settings, tables=[table.name])
+    assert report.extra["keyspace_claim"] == "kept"
+    assert cassandra_rows(session, table.name) == gold_rows(spark, paths, table.name)
+    assert {row[0] for row in cassandra_rows(session, table.name)} == {"org_b"}
+
+
 def test_null_primary_key_rows_are_quarantined_with_the_rule(spark, tmp_path, target):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     marts = build_gold(spark)

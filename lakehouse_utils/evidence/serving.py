@@ -119,6 +119,7 @@ def cassandra_inventory(session, keyspace: str, spark: SparkSession | None = Non
     (False too when the mart is missing) and None for `serving_metadata`, which has no mart.
     Without `spark`/`paths` the active session and the configured lake are used.
     """
+    from lakehouse_utils.serving.claim import LAKE_TABLE
     from lakehouse_utils.serving.model import SERVING_TABLES
 
     spark = spark or SparkSession.getActiveSession()
@@ -127,8 +128,10 @@ def cassandra_inventory(session, keyspace: str, spark: SparkSession | None = Non
 
         paths = LakePaths.from_settings(Settings.load())
     check_name(keyspace)
+    # serving_lake (which lake claims the keyspace) is bookkeeping, like the lake's _state: left out.
     names = sorted(row.table_name for row in session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)))
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))
+        if row.table_name != LAKE_TABLE)
     served = {table.name for table in SERVING_TABLES}
     rows = []
     for name in names:

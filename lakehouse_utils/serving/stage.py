@@ -24,6 +24,7 @@ from lakehouse_utils.config import Settings
 from lakehouse_utils.contracts import GOLD_MARTS, validate_schema
 from lakehouse_utils.paths import LakePaths, check_name, join
 from lakehouse_utils.report import StageReport, TableCounts
+from lakehouse_utils.serving.claim import Claim, check_claim, lake_id
 from lakehouse_utils.serving.connection import (
     CQL_DIR,
     DDL_TIMEOUT_S,
@@ -165,9 +166,11 @@ def _mart_stats(served: DataFrame, table: ServingTable) -> dict:
 
 
 def reset_table(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget) -> None:
-    """Full refresh: empty the Cassandra table and forget what was loaded (checkpoint and key mirror)."""
+    """Empty the Cassandra table (when it has a row) and forget what was loaded (checkpoint and key mirror)."""
+    name = check_name(table.name)
     with open_session(target) as session:
-        session.execute(f"TRUNCATE {check_name(table.name)}", timeout=DDL_TIMEOUT_S)
+        if session.execute(f"SELECT * FROM {name} LIMIT 1").one() is not None:
+            session.execute(f"TRUNCATE {name}", timeout=DDL_TIMEOUT_S)
     io.delete(spark, checkpoint_uri(paths, table, target))
     io.delete(spark, mirror_uri(paths, table, target))
     io.delete(spark, f"{mirror_uri(paths, table, target)}.partitions.json")
@@ -183,8 +186,18 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
     report = StageReport("serving", run_id, extra={"target": cassandra.endpoint, "keyspace": cassandra.keyspace,
                                                    "tables_applied": applied, "parallel_tables": parallel_tables})
 
+    # A table this lake has no checkpoint for starts empty: rows loaded by anything else (another
+    # lake, a deleted checkpoint) are unknown to this lake's key mirror and could never be deleted.
+    loaded_before = {table.name: io.exists(spark, checkpoint_uri(paths, table, cassandra)) for table in SERVING_TABLES}
+    mine = Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc))
+    with open_session(cassandra) as session:
+        claim = check_claim(session, cassandra, mine, any(loaded_before.values()), full_refresh)
+        if claim == "taken over":  # the defaults of the other lake's tables go with them
+            session.execute(f"TRUNCATE {METADATA_TABLE}", timeout=DDL_TIMEOUT_S)
+    report.extra["keyspace_claim"] = claim
+
     def load(table: ServingTable) -> TableCounts:
-        if full_refresh:
+        if full_refresh or claim == "taken over" or not loaded_before[table.name]:
             reset_table(spark, paths, table, cassandra)
         return load_table(spark, paths, table, cassandra, run_id, concurrency)
 
