@@ -161,6 +161,18 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
         assert differences(gold_measures(spark, paths, table), speed[table]) == [], table
         assert differences(speed[table], measures(target, table)) == [], f"the batch load changed {table}"
 
+    # Another lake claims the keyspace (its serving took it over): this lake's `live` is refused
+    # before it reads a file or writes Bronze.
+    from lakehouse_utils.serving.claim import Claim, KeyspaceClaimedError, write_claim
+
+    with open_session(target) as session:
+        write_claim(session, Claim("0" * 32, "file:///elsewhere/lake", "run-other", None))
+    commits = bronze_commit_count(tmp_path / "lake")
+    drop(landing, "events_after_the_claim.jsonl", consumed.read_text(encoding="utf-8"))
+    with pytest.raises(KeyspaceClaimedError, match=r"serves another lake \(file:///elsewhere/lake"):
+        live.run(spark, paths, "20300101T000000Z-live02", target, duration=5)
+    assert bronze_commit_count(tmp_path / "lake") == commits
+
 
 def all_consumed(spark, paths: LakePaths, landing: Path) -> bool:
     """Bronze holds every line of the landing files and every Bronze batch reached Cassandra."""

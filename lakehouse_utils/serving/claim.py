@@ -10,7 +10,8 @@ keyspace-to-Gold comparison would hold. So:
   emptied before it is loaded: rows loaded by anything else could never be deleted later,
   because this lake's key mirror does not know them.
 - The claim: a lake that loaded the keyspace before and finds another lake's claim is refused
-  with the fix (own keyspace, or `--full-refresh` to take the keyspace over).
+  with the fix (own keyspace, or `--full-refresh` to take the keyspace over). `live` refuses
+  any other lake's claim (it writes one table and empties none, so it cannot take over).
 """
 
 from __future__ import annotations
@@ -79,3 +80,20 @@ def check_claim(session, target: CassandraTarget, mine: Claim, loaded_before: bo
             "the tables and reloads them from this lake's Gold).")
     write_claim(session, mine)
     return "claimed" if current is None else "taken over"
+
+
+def check_live_claim(session, target: CassandraTarget, mine: Claim) -> str:
+    """The live layer writes one table and empties none, so it cannot take a keyspace over: it claims a
+    keyspace no lake claims, keeps its own lake's claim, and refuses another lake's."""
+    current = read_claim(session)
+    if current is None:
+        write_claim(session, mine)
+        return "claimed"
+    if current.lake_id == mine.lake_id:
+        return "kept"
+    raise KeyspaceClaimedError(
+        f"keyspace {target.keyspace} on {target.endpoint} serves another lake ({current.lake_root}, lake id "
+        f"{current.lake_id[:8]}, run {current.run_id}); `live` of this lake ({mine.lake_root}) would write its "
+        "rows beside that lake's, and neither would equal its Gold. Give this lake its own keyspace "
+        "(CASSANDRA_KEYSPACE=<name>), or move the keyspace to this lake first with "
+        "`python -m lakehouse_utils pipeline --stage serving --full-refresh`.")
