@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
+import json
 import os
 import shutil
 import sys
@@ -172,7 +173,25 @@ def commit(args: argparse.Namespace) -> int:
     os.environ["CASSANDRA_KEYSPACE"] = os.environ.get("CASSANDRA_KEYSPACE", "cloud_analytics")
     print(f"re-executing the committed notebooks on {landing} (fresh lake {lake}):")
     run_chain(ROOT / "notebooks", args.only or NOTEBOOKS)
+    release_keyspace(lake)
     return 0
+
+
+def release_keyspace(lake: Path) -> None:
+    """Hand the keyspace back: this lake is rebuilt by every `make notebooks`, so its claim (ADR 070.8)
+    would only make the next lake that serves there (the demo's data/lake) be refused; without a
+    claim, that lake reloads every table in full."""
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.serving.claim import release_claim
+    from lakehouse_utils.serving.connection import open_session, target_from_settings
+
+    identity = lake / "_state" / "lake" / "lake.json"
+    if not identity.is_file():
+        return  # serving did not run (--only without 05)
+    target = target_from_settings(Settings.load())
+    with open_session(target) as session:
+        if release_claim(session, json.loads(identity.read_text(encoding="utf-8"))["lake_id"]):
+            print(f"keyspace {target.keyspace} released: the next lake to serve into it reloads it in full")
 
 
 def main(argv: list[str] | None = None) -> int:

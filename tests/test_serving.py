@@ -242,6 +242,43 @@ def test_a_deleted_serving_checkpoint_reloads_the_table_from_empty(spark, tmp_pa
     assert {row[0] for row in cassandra_rows(session, table.name)} == {"org_b"}
 
 
+def test_a_keyspace_dropped_under_a_lake_or_released_is_reloaded_in_full(spark, tmp_path, target, monkeypatch):
+    from lakehouse_utils.serving.claim import read_claim, release_claim
+    from scripts.run_notebooks import release_keyspace
+
+    table = "revenue_by_org_year"
+    keyspace = f"{KEYSPACE}_dropped"
+    settings = Settings.load(cassandra_host=target.host, cassandra_port=str(target.port), cassandra_keyspace=keyspace)
+    dropped = CassandraTarget("local", keyspace, host=target.host, port=target.port)
+    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    write_gold(spark, paths, {"revenue_by_org_month": build_gold(spark)["revenue_by_org_month"]})
+    serving.run(spark, paths, "run-1", settings=settings, tables=[table])
+    try:
+        with open_session(dropped, use_keyspace=False) as session:
+            session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
+        # The checkpoint says every Gold file was loaded; without the claim row that would leave
+        # the re-created table empty for ever.
+        report = serving.run(spark, paths, "run-2", settings=settings, tables=[table])
+        assert report.extra["keyspace_claim"] == "claimed" and report.table(table).rows_out == 6
+        with open_session(dropped) as session:
+            assert cassandra_rows(session, table) == gold_rows(spark, paths, table)
+            assert not release_claim(session, "someone-else") and read_claim(session) is not None
+        # What `make notebooks` does with its throwaway lake: the keyspace is handed back.
+        for key, value in {"CASSANDRA_HOST": target.host, "CASSANDRA_PORT": str(target.port),
+                           "CASSANDRA_KEYSPACE": keyspace, "SERVING_TARGET": "local"}.items():
+            monkeypatch.setenv(key, value)
+        release_keyspace(tmp_path / "lake")
+        with open_session(dropped) as session:
+            assert read_claim(session) is None
+        report = serving.run(spark, paths, "run-3", settings=settings, tables=[table])
+        assert report.extra["keyspace_claim"] == "claimed" and report.table(table).rows_out == 6
+        assert serving.run(spark, paths, "run-4", settings=settings,
+                           tables=[table]).extra["keyspace_claim"] == "kept"
+    finally:
+        with open_session(dropped, use_keyspace=False) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+
+
 def test_null_primary_key_rows_are_quarantined_with_the_rule(spark, tmp_path, target):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     marts = build_gold(spark)

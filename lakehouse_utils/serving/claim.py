@@ -8,7 +8,9 @@ keyspace-to-Gold comparison would hold. So:
 - A lake gets an id on its first serving run (`<lake>/_state/lake/lake.json`, a UUID).
 - A table this lake has no checkpoint for (its first load, or the checkpoint was deleted) is
   emptied before it is loaded: rows loaded by anything else could never be deleted later,
-  because this lake's key mirror does not know them.
+  because this lake's key mirror does not know them. So is every table when the keyspace has
+  no claim at all (dropped and re-created under this lake's checkpoints, which would load
+  nothing more) or another lake's claim is taken over.
 - The claim: a lake that loaded the keyspace before and finds another lake's claim is refused
   with the fix (own keyspace, or `--full-refresh` to take the keyspace over). `live` refuses
   any other lake's claim (it writes one table and empties none, so it cannot take over).
@@ -97,3 +99,11 @@ def check_live_claim(session, target: CassandraTarget, mine: Claim) -> str:
         "rows beside that lake's, and neither would equal its Gold. Give this lake its own keyspace "
         "(CASSANDRA_KEYSPACE=<name>), or move the keyspace to this lake first with "
         "`python -m lakehouse_utils pipeline --stage serving --full-refresh`.")
+
+
+def release_claim(session, lake_id: str) -> bool:
+    """Remove the claim if it is `lake_id`'s (a throwaway lake about to be deleted); True when removed.
+
+    The next lake to load the keyspace then finds no claim and reloads every table in full."""
+    row = session.execute(f"DELETE FROM {LAKE_TABLE} WHERE claim = %s IF lake_id = %s", (CLAIM_KEY, lake_id)).one()
+    return bool(row[0]) if row is not None else False

@@ -192,12 +192,14 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
     mine = Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc))
     with open_session(cassandra) as session:
         claim = check_claim(session, cassandra, mine, any(loaded_before.values()), full_refresh)
-        if claim == "taken over":  # the defaults of the other lake's tables go with them
+        if claim != "kept":  # the defaults of the tables that go with the old content
             session.execute(f"TRUNCATE {METADATA_TABLE}", timeout=DDL_TIMEOUT_S)
     report.extra["keyspace_claim"] = claim
 
     def load(table: ServingTable) -> TableCounts:
-        if full_refresh or claim == "taken over" or not loaded_before[table.name]:
+        # "claimed": no lake's claim, so the keyspace was dropped and re-created (or predates claims)
+        # under this lake's checkpoints, which would then load nothing: every table reloads in full.
+        if full_refresh or claim != "kept" or not loaded_before[table.name]:
             reset_table(spark, paths, table, cassandra)
         return load_table(spark, paths, table, cassandra, run_id, concurrency)
 
