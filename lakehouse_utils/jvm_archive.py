@@ -65,18 +65,19 @@ def archive_path(java_home: str) -> Path:
     return cache_dir() / f"spark-classes-{archive_key(java_home)}.jsa"
 
 
+def archive_options(java_home: str) -> str:
+    """JVM options that map the archive, or "" when it was not built (any Spark JVM: driver, daemons, executors)."""
+    archive = archive_path(java_home)
+    # Quoted: Spark splits these options on blanks, and a checkout path may hold one.
+    return f'"-XX:SharedArchiveFile={archive}" {QUIET}' if archive.is_file() else ""
+
+
 def driver_java_options(java_home: str) -> str:
     """JVM options of a local driver: the archive when it exists, and the user's extra options."""
-    options = []
-    archive = archive_path(java_home)
     extra = os.environ.get(EXTRA_OPTIONS_VARIABLE, "").strip()
     # A JVM that writes an archive cannot also map one (the JVM refuses to start): `jvm-archive --force`.
-    if archive.is_file() and "-XX:ArchiveClassesAtExit" not in extra:
-        # Quoted: Spark splits these options on blanks, and a checkout path may hold one.
-        options += [f'"-XX:SharedArchiveFile={archive}"', QUIET]
-    if extra:
-        options.append(extra)
-    return " ".join(options)
+    options = [] if "-XX:ArchiveClassesAtExit" in extra else [archive_options(java_home)]
+    return " ".join(option for option in [*options, extra] if option)
 
 
 def _train(partial: Path) -> None:

@@ -33,6 +33,7 @@ import pyspark
 
 from lakehouse_utils.cassandra_server.node import CassandraSetupError
 from lakehouse_utils.config import PROJECT_ROOT, Settings
+from lakehouse_utils.jvm_archive import archive_options
 from lakehouse_utils.shipping import build_package_zip
 from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
 
@@ -57,7 +58,7 @@ def daemon_env(java_home: str) -> dict[str, str]:
     """Environment of master and worker: loopback only, small daemon heaps, and no PYTHONPATH at all."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}}
     env.update(JAVA_HOME=java_home, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m",
-               SPARK_DAEMON_JAVA_OPTS=class_archive_options(java_home))
+               SPARK_DAEMON_JAVA_OPTS=archive_options(java_home))
     return env
 
 
@@ -116,14 +117,6 @@ def check_worker_python_lacks_package(python: str, env: dict[str, str], cwd: Pat
     if result.returncode != 0:
         raise ClusterDemoError(f"the worker's Python {python} does not run: {result.stderr.strip()[:300]}")
     print(f"worker Python {python}: lakehouse_utils NOT importable there (shipping is required)")
-
-
-def class_archive_options(java_home: str) -> str:
-    """JVM options that map the class archive of `make jvm-archive` (ADR 090.7), when there is one."""
-    from lakehouse_utils.jvm_archive import QUIET, archive_path
-
-    archive = archive_path(java_home)
-    return f'"-XX:SharedArchiveFile={archive}" {QUIET}' if archive.is_file() else ""
 
 
 def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, jvm_options: str = "") -> list[str]:
@@ -201,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         wait_for("the worker to register", lambda: ui_json(master_ui).get("aliveworkers", 0) >= 1, daemons)
         print(f"master URL: {master_url}  (web UI http://127.0.0.1:{master_ui}), 1 worker "
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
-        command = submit_command(master_url, package_zip, landing, lake, class_archive_options(java_home))
+        command = submit_command(master_url, package_zip, landing, lake, archive_options(java_home))
         print(f"running: {shlex.join(command)}", flush=True)
         keyspace = os.environ.get("CASSANDRA_KEYSPACE") or args.keyspace
         driver_env = {**os.environ, "JAVA_HOME": java_home, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",

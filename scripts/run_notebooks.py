@@ -182,11 +182,12 @@ def release_keyspace(lake: Path) -> None:
     would only make the next lake that serves there (the demo's data/lake) be refused; without a
     claim, that lake reloads every table in full."""
     from lakehouse_utils.config import Settings
-    from lakehouse_utils.serving.claim import release_claim
+    from lakehouse_utils.paths import LakePaths, local_path
+    from lakehouse_utils.serving.claim import lake_id_uri, release_claim
     from lakehouse_utils.serving.connection import open_session, target_from_settings
 
-    identity = lake / "_state" / "lake" / "lake.json"
-    if not identity.is_file():
+    identity = local_path(lake_id_uri(LakePaths.from_roots(lake, lake)))
+    if identity is None or not identity.is_file():
         return  # serving did not run (--only without 05)
     target = target_from_settings(Settings.load())
     with open_session(target) as session:

@@ -151,7 +151,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
         interval: str = DEFAULT_INTERVAL, watermark_delay: str | None = None, max_files_per_trigger: int | None = None,
         stop: threading.Event | None = None, say=print) -> LiveRun:
     """Run the live query until `stop` is set or `duration` seconds passed; Bronze is compacted at the end."""
-    from lakehouse_utils.serving.claim import Claim, check_live_claim, lake_id
+    from lakehouse_utils.serving.claim import Claim, check_claim, lake_id
     from lakehouse_utils.serving.connection import open_session
     from lakehouse_utils.serving.stage import apply_schema
 
@@ -164,8 +164,9 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     ensure_masters(spark, paths, run_id, say)
     apply_schema(target)
     with open_session(target) as session:  # before any Bronze write: another lake's keyspace is refused
-        check_live_claim(session, target, Claim(lake_id(spark, paths), paths.lake_root, run_id,
-                                                datetime.now(timezone.utc)))
+        check_claim(session, target, Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc)),
+                    f"`live` of this lake ({paths.lake_root}) writes one table and empties none, so it cannot take "
+                    "a keyspace over")
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text), defer_compaction=True)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}

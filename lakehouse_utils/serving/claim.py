@@ -5,7 +5,7 @@ Each lake keeps its own record of what it loaded (the streaming checkpoints and 
 therefore overwrite each other's rows and delete the ones the other loaded, and neither
 keyspace-to-Gold comparison would hold. So:
 
-- A lake gets an id on its first serving run (`<lake>/_state/lake/lake.json`, a UUID).
+- A lake gets an id on its first serving or live run (`<lake>/_state/lake/lake.json`, a UUID).
 - A table this lake has no checkpoint for (its first load, or the checkpoint was deleted) is
   emptied before it is loaded: rows loaded by anything else could never be deleted later,
   because this lake's key mirror does not know them. So is every table when the keyspace has
@@ -44,9 +44,13 @@ class Claim:
     claimed_at: datetime | None
 
 
+def lake_id_uri(paths: LakePaths) -> str:
+    return join(paths.state("lake"), "lake.json")
+
+
 def lake_id(spark: SparkSession, paths: LakePaths) -> str:
-    """This lake's id, created on first use (`<lake>/_state/lake/lake.json`)."""
-    uri = join(paths.state("lake"), "lake.json")
+    """This lake's id, created on first use (`lake_id_uri`)."""
+    uri = lake_id_uri(paths)
     payload = io.read_json(spark, uri)
     if payload is None:
         payload = {"lake_id": uuid.uuid4().hex, "created_at": datetime.now(timezone.utc).isoformat()}
@@ -66,39 +70,23 @@ def write_claim(session, claim: Claim) -> None:
                     (CLAIM_KEY, claim.lake_id, claim.lake_root, claim.run_id, claim.claimed_at))
 
 
-def check_claim(session, target: CassandraTarget, mine: Claim, loaded_before: bool, full_refresh: bool) -> str:
-    """Claim the keyspace for this lake or refuse; returns what happened: kept, claimed or taken over."""
+def check_claim(session, target: CassandraTarget, mine: Claim, refused_because: str | None) -> str:
+    """Claim the keyspace for this lake, or refuse another lake's claim when `refused_because` says why
+    this lake may not take it over; returns what happened: kept, claimed or taken over."""
     current = read_claim(session)
     if current is not None and current.lake_id == mine.lake_id:
         return "kept"
-    if current is not None and loaded_before and not full_refresh:
+    if current is not None and refused_because:
         since = f", claimed {current.claimed_at:%Y-%m-%d %H:%M} UTC" if current.claimed_at else ""
         raise KeyspaceClaimedError(
             f"keyspace {target.keyspace} on {target.endpoint} serves another lake ({current.lake_root}, lake id "
-            f"{current.lake_id[:8]}{since}, run {current.run_id}), but this lake ({mine.lake_root}) loaded it "
-            "before: two lakes loading one keyspace overwrite and delete each other's rows, and neither would "
-            "equal its Gold. Give each lake its own keyspace (CASSANDRA_KEYSPACE=<name>), or move this keyspace "
-            "to this lake with `python -m lakehouse_utils pipeline --stage serving --full-refresh` (it empties "
-            "the tables and reloads them from this lake's Gold).")
+            f"{current.lake_id[:8]}{since}, run {current.run_id}), but {refused_because}: two lakes in one "
+            "keyspace overwrite and delete each other's rows, and neither would equal its Gold. Give each lake "
+            "its own keyspace (CASSANDRA_KEYSPACE=<name>), or move this keyspace to this lake with "
+            "`python -m lakehouse_utils pipeline --stage serving --full-refresh` (it empties the tables and "
+            "reloads them from this lake's Gold).")
     write_claim(session, mine)
     return "claimed" if current is None else "taken over"
-
-
-def check_live_claim(session, target: CassandraTarget, mine: Claim) -> str:
-    """The live layer writes one table and empties none, so it cannot take a keyspace over: it claims a
-    keyspace no lake claims, keeps its own lake's claim, and refuses another lake's."""
-    current = read_claim(session)
-    if current is None:
-        write_claim(session, mine)
-        return "claimed"
-    if current.lake_id == mine.lake_id:
-        return "kept"
-    raise KeyspaceClaimedError(
-        f"keyspace {target.keyspace} on {target.endpoint} serves another lake ({current.lake_root}, lake id "
-        f"{current.lake_id[:8]}, run {current.run_id}); `live` of this lake ({mine.lake_root}) would write its "
-        "rows beside that lake's, and neither would equal its Gold. Give this lake its own keyspace "
-        "(CASSANDRA_KEYSPACE=<name>), or move the keyspace to this lake first with "
-        "`python -m lakehouse_utils pipeline --stage serving --full-refresh`.")
 
 
 def release_claim(session, lake_id: str) -> bool:

@@ -191,7 +191,8 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
     loaded_before = {table.name: io.exists(spark, checkpoint_uri(paths, table, cassandra)) for table in SERVING_TABLES}
     mine = Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc))
     with open_session(cassandra) as session:
-        claim = check_claim(session, cassandra, mine, any(loaded_before.values()), full_refresh)
+        loaded = any(loaded_before.values()) and not full_refresh
+        claim = check_claim(session, cassandra, mine, f"this lake ({paths.lake_root}) loaded it before" if loaded else None)
         if claim != "kept":  # the defaults of the tables that go with the old content
             session.execute(f"TRUNCATE {METADATA_TABLE}", timeout=DDL_TIMEOUT_S)
     report.extra["keyspace_claim"] = claim
