@@ -96,6 +96,13 @@ def generated_chain(spark, generated_landing, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def course_chain(spark, course_landing, tmp_path_factory):
+    """(paths, reports by stage): the course dataset run once through bronze_batch..gold; read-only (copy it to
+    write). Shared by the course-data checks of every zone, which each ran the chain again before (ADR 153.2)."""
+    return _run_chain(spark, course_landing, tmp_path_factory.mktemp("course_chain") / "lake")
+
+
+@pytest.fixture(scope="session")
 def small_faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
     """Every fault, in 10 event files instead of 24+: for the tests that run one file per micro-batch."""
     from lakehouse_utils.generator.landing import generate

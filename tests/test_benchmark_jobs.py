@@ -25,13 +25,10 @@ def test_job_counter_counts_the_jobs_of_every_thread(spark):
     assert jobs.count == 3
 
 
-def test_pipeline_reports_spark_jobs_per_stage(spark, tmp_path, course_landing):
-    from lakehouse_utils.paths import LakePaths
-    from lakehouse_utils.pipeline import run_stage
-
-    paths = LakePaths.from_roots(tmp_path / "lake", course_landing)
-    report = run_stage(spark, paths, "bronze_batch", sources=["nps_surveys"])
-    assert report.extra["spark_jobs"] > 0
+def test_pipeline_reports_spark_jobs_per_stage(course_chain):
+    _, reports = course_chain  # run_stage, stage by stage
+    assert all(report.extra["spark_jobs"] > 0 for report in reports.values()), {
+        stage: report.extra.get("spark_jobs") for stage, report in reports.items()}
 
 
 def test_sections_merge_replaces_fresh_sections_and_keeps_the_others():

@@ -350,9 +350,9 @@ def test_clean_generated_landing_has_nothing_quarantined(spark, generated_landin
 
 # --- the course dataset ---------------------------------------------------------------------
 
-def test_course_data_lands_whole(spark, course_landing, tmp_path):
-    paths = LakePaths.from_roots(tmp_path / "lake", course_landing)
-    report = bronze_batch.run(spark, paths, "r1")
+def test_course_data_lands_whole(spark, course_chain):
+    paths, reports = course_chain
+    report = reports["bronze_batch"]
     expected = {"customers_orgs": 80, "users": 800, "resources": 400, "support_tickets": 1000,
                 "marketing_touches": 1500, "nps_surveys": 92, "billing_monthly": 240}
     assert {s: spark.read.parquet(paths.bronze(s)).count() for s in MASTER_SOURCES} == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse_utils.config import Settings
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.serving.connection import CQL_DIR, CassandraTarget, open_session, split_statements
 
 DEMO_FILE = CQL_DIR / "demo_queries.cql"
@@ -81,19 +82,20 @@ def test_a_query_on_values_that_do_not_exist_shows_zero_rows(small_served_keyspa
 
 
 @pytest.mark.slow
-def test_the_committed_values_return_rows_on_the_course_data(spark, course_landing, tmp_path_factory,
-                                                            cassandra_endpoint, tmp_path):
-    """The file exactly as committed (only the keyspace changed), after a full pipeline run on the course data."""
-    from lakehouse_utils.pipeline import STAGES, run_pipeline
+def test_the_committed_values_return_rows_on_the_course_data(spark, course_chain, cassandra_endpoint, tmp_path):
+    """The file exactly as committed (only the keyspace changed), after serving the course data's Gold
+    (a copy of the session's course chain, so that this run's serving state stays out of the shared lake)."""
+    from lakehouse_utils.serving import stage as serving
 
+    chain_paths, _ = course_chain
+    lake = tmp_path / "lake"
+    shutil.copytree(local_path(chain_paths.lake_root), lake)
     host, port = cassandra_endpoint
     keyspace = "demo_cql_course"
-    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=keyspace,
-                             lake_root=str(tmp_path_factory.mktemp("demo_cql_course") / "lake"),
-                             landing_dir=str(course_landing))
+    settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=keyspace)
     try:
-        run_pipeline(spark, LakePaths.from_settings(settings), list(STAGES), settings=settings, target="local",
-                     watermark_delay=settings.watermark_delay)
+        serving.run(spark, LakePaths.from_roots(lake, local_path(chain_paths.landing_root)), "run-demo-cql-course",
+                    settings=settings).assert_reconciles()
         out = _run_file(DEMO_FILE.read_text(encoding="utf-8"), keyspace, cassandra_endpoint, tmp_path)
         assert out.returncode == 0 and "Error" not in out.stderr, out.stderr[-2000:]
         counts = _row_counts(out.stdout)

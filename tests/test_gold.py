@@ -22,7 +22,6 @@ from lakehouse_utils.gold.marts import (
 from lakehouse_utils.gold.tickets import build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import write_mart
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.pipeline import run_stage
 
 D1 = date(2025, 7, 1)
 
@@ -400,15 +399,6 @@ PIPELINE_STAGES = ("bronze_batch", "bronze_stream", "silver", "gold")
 METRICS = ("requests", "cpu_hours", "storage_gb_hours")
 
 
-def run_pipeline_into(spark, lake: Path, landing: Path) -> LakePaths:
-    # No import-or-skip guard: the one that stood here named the modules of the old flat layout,
-    # so after the package moved into subpackages it skipped the course-data oracle silently.
-    paths = LakePaths.from_roots(lake, landing)
-    for stage in PIPELINE_STAGES:
-        run_stage(spark, paths, stage).assert_reconciles()
-    return paths
-
-
 def pandas_daily_usage(landing: Path):
     """org_daily_usage_by_service computed with pandas from the JSONL files and master CSVs."""
     import json
@@ -465,8 +455,11 @@ def test_generated_data_mart_equals_pandas_from_landing(spark, generated_landing
 
 
 @pytest.mark.slow
-def test_course_data_mart_rows_and_total_cost(spark, course_landing, tmp_path):
-    paths = run_pipeline_into(spark, tmp_path / "lake", course_landing)
+def test_course_data_mart_rows_and_total_cost(spark, course_landing, course_chain):
+    paths, reports = course_chain
+    assert list(reports) == list(PIPELINE_STAGES)
+    for report in reports.values():
+        report.assert_reconciles()
     totals = spark.read.parquet(paths.gold("org_daily_usage_by_service")).agg(
         F.count("*").alias("rows"), F.sum(F.col("daily_cost_usd").cast("decimal(38,10)")).alias("cost")).first()
     assert (totals["rows"], str(round(totals["cost"], 4))) == (11050, "148351.5759")

@@ -204,17 +204,6 @@ def test_new_master_snapshot_forces_a_full_recompute(spark, one_run_lake):
 
 # --- integration: the real Bronze stages on generated and course landing data -------------------
 
-def _silver_on(spark, landing, lake) -> tuple[LakePaths, object]:
-    from lakehouse_utils.bronze import batch as bronze_batch
-    from lakehouse_utils.bronze import stream as bronze_stream
-    from lakehouse_utils.pipeline import new_run_id
-
-    paths = LakePaths.from_roots(lake, landing)
-    bronze_batch.run(spark, paths, new_run_id())
-    bronze_stream.run(spark, paths, new_run_id())
-    return paths, silver.run(spark, paths, new_run_id())
-
-
 @pytest.fixture(scope="module")
 def faulty_silver(faulty_chain):
     """Silver of the shared faulty chain (conftest), read only."""
@@ -271,8 +260,9 @@ def test_generated_totals_equal_an_independent_pandas_computation(spark, generat
 
 
 @pytest.mark.slow
-def test_course_data_silver_and_quarantine_counts(spark, course_landing, tmp_path_factory):
-    paths, report = _silver_on(spark, course_landing, tmp_path_factory.mktemp("course_lake"))
+def test_course_data_silver_and_quarantine_counts(spark, course_chain):
+    paths, reports = course_chain
+    report = reports["silver"]
     events = report.table("usage_events")
     assert (events.rows_out, events.quarantined) == (42_989, 211)
     assert {k: v for k, v in events.details["rules"]["quarantine"].items() if v} == {"cost_not_below_floor": 211}
