@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from pyspark.sql import functions as F
 from silver_support import append_bronze_events, event, write_bronze_masters
@@ -15,7 +17,7 @@ from lakehouse_utils.evidence.serving import cassandra_inventory, spark_type
 from lakehouse_utils.fingerprint import fingerprint
 from lakehouse_utils.gold import stage as gold
 from lakehouse_utils.notebook import sample
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.report import ReconciliationError
 from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import CassandraTarget, open_session
@@ -140,8 +142,13 @@ def test_lake_inventory_fingerprints_every_table_without_lineage(spark, faulty_c
 
 
 @pytest.fixture(scope="module")
-def served(spark, faulty_chain, cassandra_endpoint):
-    paths, _, _ = faulty_chain
+def served(spark, faulty_chain, cassandra_endpoint, tmp_path_factory):
+    """The faulty chain's Gold served into a keyspace of this module, from a copy of the lake: serving writes
+    its checkpoints and the keyspace claim into the lake, and the session's chain is shared read-only."""
+    shared, _, _ = faulty_chain
+    lake = tmp_path_factory.mktemp("evidence_served") / "lake"
+    shutil.copytree(local_path(shared.lake_root), lake)
+    paths = LakePaths.from_roots(lake, local_path(shared.landing_root))
     host, port = cassandra_endpoint
     target = CassandraTarget("local", KEYSPACE, host=host, port=port)
     settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE)
