@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 
 import pytest
@@ -9,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse_utils import io
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.silver import stage as silver
 from lakehouse_utils.silver.daily import daily_features
 from lakehouse_utils.silver.events import (
@@ -188,9 +189,26 @@ def one_run_lake(spark, lake):
 @pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_run_without_new_batches_recomputes_nothing(spark, one_run_lake):
     paths = one_run_lake
+    lake = local_path(paths.lake_root)
+
+    def files() -> dict[str, int]:
+        return {str(f.relative_to(lake)): f.stat().st_mtime_ns for zone in ("silver", "quarantine")
+                for f in (lake / zone).rglob("*") if f.is_file()}
+
+    before = files()
     again = silver.run(spark, paths, "20250902T000000Z-000004", spike_factor=0.5)
     assert (again.table("usage_events").rows_in, again.table("usage_events").details["dates_recomputed"]) == (0, 0)
+    assert {t.details.get("write_mode") for t in again.tables} == {"unchanged"} and len(again.tables) == 9
+    assert again.extra["plan"]["reason"] == "0 new Bronze batch(es)"
+    assert files() == before, "a run with nothing new rewrote Silver files"
     assert io.read_json(spark, silver.state_uri(paths))["run_id"] == "20250902T000000Z-000004"
+    # Another setting, or a table gone, is not "nothing new": the run recomputes.
+    factor = silver.run(spark, paths, "20250902T000000Z-000005", spike_factor=0.25)
+    assert factor.table("usage_events").details["mode"] == "incremental"
+    assert factor.table("org_service_daily").rows_out > 0
+    shutil.rmtree(lake / "silver" / "org_service_daily")
+    rebuilt = silver.run(spark, paths, "20250902T000000Z-000006", spike_factor=0.25)
+    assert rebuilt.table("org_service_daily").rows_out == factor.table("org_service_daily").rows_out
 
 
 @pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
