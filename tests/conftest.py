@@ -71,6 +71,16 @@ def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
 CHAIN = ("bronze_batch", "bronze_stream", "silver", "gold")
 
 
+def copy_of_lake(paths, folder: Path):
+    """LakePaths of a copy of `paths`' lake under `folder` (same landing): for a test that writes to a shared chain."""
+    import shutil
+
+    from lakehouse_utils.paths import LakePaths, local_path
+
+    shutil.copytree(local_path(paths.lake_root), folder / "lake")
+    return LakePaths.from_roots(folder / "lake", local_path(paths.landing_root))
+
+
 def _run_chain(spark, landing: Path, lake: Path) -> tuple:
     from lakehouse_utils.paths import LakePaths
     from lakehouse_utils.pipeline import new_run_id, run_stage

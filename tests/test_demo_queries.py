@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_of_lake
 
 from lakehouse_utils.config import Settings
-from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.serving.connection import CQL_DIR, CassandraTarget, open_session, split_statements
 
 DEMO_FILE = CQL_DIR / "demo_queries.cql"
@@ -87,15 +86,12 @@ def test_the_committed_values_return_rows_on_the_course_data(spark, course_chain
     (a copy of the session's course chain, so that this run's serving state stays out of the shared lake)."""
     from lakehouse_utils.serving import stage as serving
 
-    chain_paths, _ = course_chain
-    lake = tmp_path / "lake"
-    shutil.copytree(local_path(chain_paths.lake_root), lake)
+    paths = copy_of_lake(course_chain[0], tmp_path)
     host, port = cassandra_endpoint
     keyspace = "demo_cql_course"
     settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=keyspace)
     try:
-        serving.run(spark, LakePaths.from_roots(lake, local_path(chain_paths.landing_root)), "run-demo-cql-course",
-                    settings=settings).assert_reconciles()
+        serving.run(spark, paths, "run-demo-cql-course", settings=settings).assert_reconciles()
         out = _run_file(DEMO_FILE.read_text(encoding="utf-8"), keyspace, cassandra_endpoint, tmp_path)
         assert out.returncode == 0 and "Error" not in out.stderr, out.stderr[-2000:]
         counts = _row_counts(out.stdout)

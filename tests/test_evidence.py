@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from conftest import copy_of_lake
 from pyspark.sql import functions as F
 from silver_support import append_bronze_events, event, write_bronze_masters
 from test_gold import write_silver
@@ -17,7 +16,7 @@ from lakehouse_utils.evidence.serving import cassandra_inventory, spark_type
 from lakehouse_utils.fingerprint import fingerprint
 from lakehouse_utils.gold import stage as gold
 from lakehouse_utils.notebook import sample
-from lakehouse_utils.paths import LakePaths, local_path
+from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import ReconciliationError
 from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import CassandraTarget, open_session
@@ -146,9 +145,7 @@ def served(spark, faulty_chain, cassandra_endpoint, tmp_path_factory):
     """The faulty chain's Gold served into a keyspace of this module, from a copy of the lake: serving writes
     its checkpoints and the keyspace claim into the lake, and the session's chain is shared read-only."""
     shared, _, _ = faulty_chain
-    lake = tmp_path_factory.mktemp("evidence_served") / "lake"
-    shutil.copytree(local_path(shared.lake_root), lake)
-    paths = LakePaths.from_roots(lake, local_path(shared.landing_root))
+    paths = copy_of_lake(shared, tmp_path_factory.mktemp("evidence_served"))
     host, port = cassandra_endpoint
     target = CassandraTarget("local", KEYSPACE, host=host, port=port)
     settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=KEYSPACE)

@@ -76,10 +76,9 @@ def changed_dates(bronze_df: DataFrame, new_batches: list[str]) -> list:
     return sorted((row["event_date"] for row in dated.collect()), key=lambda d: (d is None, d))
 
 
-def plan_run(spark: SparkSession, paths: LakePaths, bronze_df: DataFrame, state: dict | None,
+def plan_run(spark: SparkSession, paths: LakePaths, bronze_df: DataFrame, batches: list[str], state: dict | None,
              master_run_ids: dict, full_refresh: bool) -> Plan:
-    """Full or incremental, from the saved state, the master snapshots and the Bronze batches."""
-    batches = batch_keys(bronze_df)
+    """Full or incremental, from the saved state, the master snapshots and the Bronze batches (`batch_keys`)."""
     if full_refresh:
         return Plan(True, "full_refresh requested", batches)
     if state is None or not io.exists(spark, paths.silver("usage_events")):
@@ -194,7 +193,8 @@ def run_parameters(spike_factor: float, thresholds: AnomalyThresholds) -> dict:
     return json.loads(json.dumps({"spike_factor": spike_factor, "anomaly_thresholds": asdict(thresholds)}))
 
 
-def nothing_to_do(spark: SparkSession, paths: LakePaths, state: dict | None, parameters: dict) -> bool:
+def nothing_to_do(spark: SparkSession, paths: LakePaths, state: dict | None, parameters: dict,
+                  batches: list[str]) -> bool:
     """True when this run would rewrite every Silver table from the inputs and settings of the last run.
 
     Silver is a function of the Bronze master snapshots, the Bronze event batches and the spike and
@@ -208,8 +208,7 @@ def nothing_to_do(spark: SparkSession, paths: LakePaths, state: dict | None, par
     tables += [paths.quarantine(f"{t}_silver") for t in MASTER_ORDER] + [paths.quarantine("usage_events")]
     if not all(io.exists(spark, uri) for uri in tables):
         return False
-    bronze_df = read_bronze(spark, paths, "usage_events", producer="02_bronze_stream")
-    if batch_keys(bronze_df) != sorted(state.get("bronze_batches", [])):
+    if batches != sorted(state.get("bronze_batches", [])):
         return False
     snapshots = master_snapshots(spark, paths)
     if any(len(ids) > 1 for ids in snapshots.values()):
@@ -238,15 +237,16 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
     thresholds = anomaly_thresholds or AnomalyThresholds()
     parameters = run_parameters(spike_factor, thresholds)
     state = io.read_json(spark, state_uri(paths))
-    if not full_refresh and nothing_to_do(spark, paths, state, parameters):
+    bronze_df = read_bronze(spark, paths, "usage_events", producer="02_bronze_stream")
+    batches = batch_keys(bronze_df)
+    if not full_refresh and nothing_to_do(spark, paths, state, parameters, batches):
         io.write_json(spark, state_uri(paths), {**state, "run_id": run_id})
         return unchanged_report(run_id, state)
     report = StageReport(stage=STAGE, run_id=run_id)
     masters = build_masters(spark, paths, run_id)
     for counts in masters.counts:
         report.add(counts)
-    bronze_df = read_bronze(spark, paths, "usage_events", producer="02_bronze_stream")
-    plan = plan_run(spark, paths, bronze_df, state, masters.bronze_run_ids, full_refresh)
+    plan = plan_run(spark, paths, bronze_df, batches, state, masters.bronze_run_ids, full_refresh)
     events = process_events(spark, paths, bronze_df, masters.frames, plan, run_id, spike_factor)
     report.add(events.counts)
     report.add(build_daily(spark, paths, run_id, thresholds))
