@@ -8,12 +8,17 @@ any row changes it. Gold's incremental writer (`gold.write`) records it per part
 the evidence inventory computes it per table, and for a Cassandra table from a full
 read of it, with the same canonical form, so that a served table's fingerprint
 equals its Gold mart's.
+
+`code_version` fingerprints the code instead: a stage that skips work because its inputs are
+unchanged must not skip it once the code that turns them into output has changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from functools import reduce
+from functools import cache, reduce
+from importlib import resources
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -84,3 +89,24 @@ def fingerprint_many(frames: list[DataFrame], exclude: tuple[str, ...] = (), set
     per_frame = [_aggregate(df, exclude, sets).withColumn("__index", F.lit(i)) for i, df in enumerate(frames)]
     rows = {row["__index"]: row for row in reduce(DataFrame.unionByName, per_frame).collect()}
     return [Fingerprint(int(rows[i]["rows"]), _digest(rows[i]["hash"])) for i in range(len(frames))]
+
+
+@cache
+def code_version() -> str:
+    """16 hex digits over the package's Python sources and the pyspark version (read once per process).
+
+    Works for a checkout, an installed wheel and the zip shipped to a cluster (importlib.resources)."""
+    import pyspark
+
+    digest = hashlib.sha256(pyspark.__version__.encode())
+
+    def add(folder, prefix: str) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                add(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".py"):
+                digest.update(f"{prefix}{entry.name}\0".encode())
+                digest.update(entry.read_bytes())
+
+    add(resources.files("lakehouse_utils"), "")
+    return digest.hexdigest()[:16]

@@ -104,6 +104,16 @@ def read_text(spark: SparkSession, uri: str) -> str | None:
         stream.close()
 
 
+def file_digest(spark: SparkSession, uri: str) -> str:
+    """SHA-256 (hex) of a file's bytes, streamed by the JVM: the same on every Hadoop filesystem."""
+    fs, path = _fs_and_path(spark, uri)
+    stream = fs.open(path)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream))
+    finally:
+        stream.close()
+
+
 def read_first_line(spark: SparkSession, uri: str) -> str | None:
     """First line of a text file without reading the rest ('' when empty, None when missing)."""
     fs, path = _fs_and_path(spark, uri)
@@ -206,6 +216,21 @@ def partition_inventory(spark: SparkSession, uri: str) -> list[dict]:
         slot["files"] += 1
         slot["bytes"] += entry.size
     return [partitions[key] for key in sorted(partitions)]
+
+
+def table_files(spark: SparkSession, uri: str) -> list[list]:
+    """[relative path, bytes] of every data file of a table ([] when there is none).
+
+    Spark names every file it writes uniquely, so a rewrite, a deletion or an added file changes this
+    list: a stage compares it with the one it recorded to know its inputs and outputs are as it left them.
+    """
+    base = uri.rstrip("/")
+    return [[relative_to(base, entry.path), entry.size] for entry in list_files(spark, base)]
+
+
+def tables_files(spark: SparkSession, tables: dict[str, str]) -> dict[str, list[list]]:
+    """`table_files` of several tables (name -> URI), by name: names, not URIs, so a copied lake compares equal."""
+    return {name: table_files(spark, uri) for name, uri in tables.items()}
 
 
 @dataclass(frozen=True)

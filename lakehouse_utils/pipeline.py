@@ -65,7 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", default="all", help=f"one of {', '.join(STAGES)}, or all (default)")
     parser.add_argument("--max-files-per-trigger", type=int, help="bronze_stream: files per micro-batch (default: all)")
     parser.add_argument("--watermark-delay", help="bronze_stream: event-time watermark delay, e.g. '2 hours'")
-    parser.add_argument("--full-refresh", action="store_true", help="silver/gold: recompute everything")
+    parser.add_argument("--full-refresh", action="store_true", help="bronze_batch..serving: rewrite everything")
     parser.add_argument("--target", choices=["local", "astra"], help="serving: Cassandra target (default SERVING_TARGET)")
 
 

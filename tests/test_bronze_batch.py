@@ -7,6 +7,7 @@ against its manifest; the course data must land whole with nothing quarantined.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date
 from functools import reduce
 from pathlib import Path
@@ -83,6 +84,12 @@ def read_rows(spark, uri: str, drop: tuple[str, ...] = ()) -> tuple[list[str], l
     df = spark.read.parquet(uri)
     kept = [c for c in df.columns if c not in drop]
     return kept, df.select(kept).collect()
+
+
+def lake_files(lake: Path, zones: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Every file of the zones with its size and modification time (ns): a write would change one."""
+    return {str(p.relative_to(lake)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for zone in zones for p in (lake / zone).rglob("*") if p.is_file()}
 
 
 def assert_same_rows(actual: tuple[list[str], list], expected: tuple[list[str], list]) -> None:
@@ -260,20 +267,49 @@ def test_header_only_file_gives_an_empty_readable_table(spark, tmp_path):
 
 # --- snapshots: idempotency and change -----------------------------------------------------
 
-def test_rerun_gives_identical_content_and_counts(spark, tmp_path):
+def test_rerun_on_the_same_landing_rewrites_nothing_and_full_refresh_gives_identical_content(spark, tmp_path):
     landing = make_landing(tmp_path, support_tickets=TICKET_LINES)
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     technical = ("ingest_ts", "run_id", "quarantined_at")
     first = bronze_batch.run(spark, paths, "r1", sources=["support_tickets"])
     rows = [read_rows(spark, paths.bronze("support_tickets"), technical),
             read_rows(spark, paths.quarantine("support_tickets"), technical)]
-    files = io.partition_inventory(spark, paths.bronze("support_tickets"))
+    written = lake_files(tmp_path / "lake", ("bronze", "quarantine"))
     second = bronze_batch.run(spark, paths, "r2", sources=["support_tickets"])
-    assert first.as_rows() == second.as_rows()
+    counts = second.table("support_tickets")
+    assert (counts.rows_in, counts.rows_out, counts.details["write_mode"], counts.details["bronze_run_id"]) == \
+        (0, 0, "unchanged", "r1")
+    assert lake_files(tmp_path / "lake", ("bronze", "quarantine")) == written, "a re-run rewrote Bronze files"
+    assert first.table("support_tickets").details["write_mode"] == "replaced"
+    # full_refresh rewrites the snapshot, with the same content and counts
+    third = bronze_batch.run(spark, paths, "r3", sources=["support_tickets"], full_refresh=True)
+    assert first.as_rows() == third.as_rows()
     assert_same_rows(read_rows(spark, paths.bronze("support_tickets"), technical), rows[0])
     assert_same_rows(read_rows(spark, paths.quarantine("support_tickets"), technical), rows[1])
-    assert [(p["partition"], p["files"]) for p in io.partition_inventory(spark, paths.bronze("support_tickets"))] == \
-        [(p["partition"], p["files"]) for p in files]
+    assert {row["run_id"] for row in spark.read.parquet(paths.bronze("support_tickets")).collect()} == {"r3"}
+
+
+def test_a_snapshot_is_rewritten_when_its_table_its_landing_location_or_the_code_changed(spark, tmp_path):
+    landing = make_landing(tmp_path, support_tickets=TICKET_LINES)
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    bronze_batch.run(spark, paths, "r1", sources=["support_tickets", "users"])
+
+    def mode(run_id: str, paths=paths) -> dict:
+        report = bronze_batch.run(spark, paths, run_id, sources=["support_tickets", "users"])
+        return {t.table: t.details["write_mode"] for t in report.tables}
+
+    quarantine = tmp_path / "lake" / "quarantine" / "support_tickets"
+    shutil.rmtree(quarantine)  # a table deleted by hand: its snapshot is rewritten, the other kept
+    assert mode("r2") == {"support_tickets": "replaced", "users": "unchanged"}
+    assert quarantine.is_dir()
+    state = io.read_json(spark, bronze_batch.state_uri(paths))
+    state["masters"]["users"]["code_version"] = "0" * 16  # as if written by another version of the package
+    io.write_json(spark, bronze_batch.state_uri(paths), state)
+    assert mode("r3") == {"support_tickets": "unchanged", "users": "replaced"}
+    moved = tmp_path / "moved"
+    shutil.copytree(landing, moved)  # same bytes elsewhere: source_file would differ
+    assert mode("r4", LakePaths.from_roots(tmp_path / "lake", moved)) == {"support_tickets": "replaced",
+                                                                         "users": "replaced"}
 
 
 def test_changed_landing_is_reflected_without_stale_partitions(spark, tmp_path):

@@ -334,11 +334,20 @@ def test_run_reports_reconciled_counts_per_mart(built_lake):
 
 
 @pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
-def test_run_twice_rewrites_nothing(spark, silver_lake):
+def test_run_twice_rewrites_nothing_and_a_mart_changed_by_hand_is_rewritten(spark, silver_lake):
     gold.run(spark, silver_lake, "first")
     before = snapshot(spark, silver_lake)
+    files = {mart: data_files(Path(silver_lake.gold(mart).removeprefix("file://"))) for mart in gold.MARTS}
     report = gold.run(spark, silver_lake, "second")
     assert {c.details["write_mode"] for c in report.tables} == {"unchanged"}
+    assert {mart: data_files(Path(silver_lake.gold(mart).removeprefix("file://"))) for mart in gold.MARTS} == files
+    assert_same_marts(snapshot(spark, silver_lake), before)
+    # A mart folder deleted by hand: Silver is unchanged, but the marts are no longer as the last run left them.
+    revenue = Path(silver_lake.gold("revenue_by_org_month").removeprefix("file://"))
+    for data_file in revenue.rglob("*.parquet"):
+        data_file.unlink()
+    again = gold.run(spark, silver_lake, "third")
+    assert again.table("revenue_by_org_month").details["write_mode"] != "unchanged"
     assert_same_marts(snapshot(spark, silver_lake), before)
 
 

@@ -3,7 +3,8 @@
 Every mart is recomputed from Silver on each run (cheap at this size and always
 exact); `gold.write.write_marts` then rewrites only the partitions whose content
 changed (a mart without partitions counts as one), so a late event upstream
-rewrites only the days it touches. Input columns and types are checked against
+rewrites only the days it touches. A run that finds the Silver inputs, the marts
+and the code as the last run left them (their files listed) computes nothing. Input columns and types are checked against
 `contracts.SILVER_TABLES` before anything is computed.
 Grains and columns: docs/data_dictionary.md. Decisions: docs/decisions/060-gold-marts.md.
 """
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 
 from lakehouse_utils import io
 from lakehouse_utils.contracts import SILVER_TABLES, SchemaMismatchError, project, validate_schema
+from lakehouse_utils.fingerprint import code_version
 from lakehouse_utils.gold.evidence import gold_inventory, reconcile
 from lakehouse_utils.gold.marts import (
     ANOMALY_METHODS,
@@ -33,7 +35,7 @@ from lakehouse_utils.gold.marts import (
 )
 from lakehouse_utils.gold.tickets import TICKET_COLUMNS, build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import MartWrite, WriteResult, write_marts
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.quality import repeated_keys
 from lakehouse_utils.report import StageReport, TableCounts
 
@@ -49,6 +51,7 @@ BILLING_COLUMNS = (
     "subtotal_usd", "credits_usd", "taxes_usd", "net_usd",
 )
 DAILY_KEY = ("org_id", "usage_date", "service")
+SILVER_INPUTS = ("org_service_daily", "customers_orgs", "support_tickets", "billing_monthly")
 
 __all__ = ["MARTS", "MART_PARTITIONS", "GoldInputError", "GoldSchemaError", "gold_inventory", "reconcile", "run"]
 
@@ -162,6 +165,20 @@ def mart_counts(name: str, result: WriteResult, profile: DailyProfile) -> TableC
     return TableCounts(name, result.rows, result.rows, details=details)
 
 
+def lake_files(spark: SparkSession, paths: LakePaths) -> dict[str, list[list]]:
+    """The data files of the Silver tables Gold reads and of every mart it writes."""
+    tables = {f"silver/{t}": paths.silver(t) for t in SILVER_INPUTS} | {f"gold/{m}": paths.gold(m) for m in MARTS}
+    return io.tables_files(spark, tables)
+
+
+def unchanged_report(run_id: str) -> StageReport:
+    """Silver, the marts and the code are as the last run left them: nothing read, nothing written."""
+    report = StageReport("gold", run_id, extra={"full_refresh": False})
+    for name in MARTS:
+        report.add(TableCounts(name, 0, 0, details={"write_mode": "unchanged"}))
+    return report
+
+
 def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool = False, **_) -> StageReport:
     """Build every mart from Silver and write what changed (everything when `full_refresh`).
 
@@ -176,6 +193,10 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
     The mart rows themselves are in details["mart_rows"]. Raises ReconciliationError when
     a mart does not add up.
     """
+    inputs_state = join(paths.state("gold"), "inputs.json")
+    recorded = io.read_json(spark, inputs_state)
+    if not full_refresh and recorded == {"code_version": code_version(), "files": lake_files(spark, paths)}:
+        return unchanged_report(run_id)
     report = StageReport("gold", run_id, extra={"full_refresh": full_refresh})
     daily = read_silver(spark, paths, "org_service_daily", DAILY_COLUMNS).persist()
     try:
@@ -193,4 +214,6 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
     finally:
         daily.unpersist()
     report.assert_reconciles()
+    # Listed once every mart is written: a run that failed part-way records nothing and is not skipped.
+    io.write_json(spark, inputs_state, {"code_version": code_version(), "files": lake_files(spark, paths)})
     return report

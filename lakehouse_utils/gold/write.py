@@ -64,8 +64,8 @@ def fingerprints(df: DataFrame, partition_col: str | None, measure: str | None =
 def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_col: str | None) -> dict | None:
     """Fingerprints recorded by the last write, checked against the partitions on disk.
 
-    None (meaning: rebuild the whole table) when there is no record or the schema or the
-    partitioning changed. A partition on disk without a record gets fingerprint None, so
+    None (meaning: rebuild the whole table) when there is no record, the schema or the
+    partitioning changed, or an unpartitioned table has no data file. A partition on disk without a record gets fingerprint None, so
     it is rewritten or deleted; a recorded partition missing on disk is forgotten.
     """
     state = io.read_json(spark, join(uri, FINGERPRINT_FILE))
@@ -73,7 +73,8 @@ def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_c
         return None
     recorded = {key: tuple(value) for key, value in state["partitions"].items()}
     if partition_col is None:
-        return recorded
+        # its data files deleted by hand, the record alone would keep an empty table as it is
+        return recorded if io.list_files(spark, uri) else None
     prefix = f"{partition_col}="
     folders = [p["partition"] for p in io.partition_inventory(spark, uri)]
     return {folder[len(prefix):]: recorded.get(folder[len(prefix):]) for folder in folders if folder.startswith(prefix)}

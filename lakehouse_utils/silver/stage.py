@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
+from lakehouse_utils.fingerprint import code_version
 from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.quality import quarantine_frame
 from lakehouse_utils.report import StageReport, TableCounts
@@ -175,45 +176,30 @@ def batch_keys(bronze_df: DataFrame) -> list[str]:
     return sorted(row["key"] for row in keys)
 
 
-def master_snapshots(spark: SparkSession, paths: LakePaths) -> dict[str, list[str]]:
-    """The run ids found in every Bronze master, from one job that reads the `run_id` column only."""
-    frames = [read_bronze(spark, paths, table).select(F.lit(table).alias("table"), "run_id").distinct()
-              for table in MASTER_ORDER]
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    found: dict[str, list[str]] = {table: [] for table in MASTER_ORDER}
-    for row in union.collect():
-        found[row["table"]].append(row["run_id"])
-    return found
-
-
 def run_parameters(spike_factor: float, thresholds: AnomalyThresholds) -> dict:
-    """The settings a Silver run's output depends on, as they read back from the state file."""
-    return json.loads(json.dumps({"spike_factor": spike_factor, "anomaly_thresholds": asdict(thresholds)}))
+    """The settings and code a Silver run's output depends on, as they read back from the state file."""
+    return json.loads(json.dumps({"spike_factor": spike_factor, "anomaly_thresholds": asdict(thresholds),
+                                  "code_version": code_version()}))
 
 
-def nothing_to_do(spark: SparkSession, paths: LakePaths, state: dict | None, parameters: dict,
-                  batches: list[str]) -> bool:
-    """True when this run would rewrite every Silver table from the inputs and settings of the last run.
+def lake_files(spark: SparkSession, paths: LakePaths) -> dict[str, list[list]]:
+    """The data files of every table Silver reads (Bronze) and writes (Silver and its quarantine)."""
+    tables = {f"bronze/{t}": paths.bronze(t) for t in (*MASTER_ORDER, "usage_events")}
+    tables |= {f"silver/{t}": paths.silver(t) for t in (*MASTER_ORDER, *DERIVED_TABLES)}
+    tables |= {f"quarantine/{t}_silver": paths.quarantine(f"{t}_silver") for t in MASTER_ORDER}
+    tables["quarantine/usage_events"] = paths.quarantine("usage_events")
+    return io.tables_files(spark, tables)
 
-    Silver is a function of the Bronze master snapshots, the Bronze event batches and the spike and
-    anomaly settings: when all of them are those the state recorded and every table is still there,
-    a re-run (a notebook run twice, `make demo` again) costs two small jobs instead of ~60. Anything
-    else, including a master holding two snapshots, takes the normal path and its checks.
+
+def nothing_to_do(state: dict | None, parameters: dict, files: dict[str, list[list]]) -> bool:
+    """True when this run would rewrite every Silver table from the inputs, settings and code of the last run.
+
+    Silver is a function of the Bronze tables, the spike and anomaly settings and the code: when the
+    settings and code are those the state recorded and every Bronze, Silver and quarantine file is one the
+    last run listed when it finished, a re-run (a notebook run twice, `make demo` again) lists files instead
+    of running ~60 Spark jobs. Anything else takes the normal path and its checks.
     """
-    if not state or state.get("parameters") != parameters:
-        return False
-    tables = [paths.silver(t) for t in (*MASTER_ORDER, *DERIVED_TABLES)]
-    tables += [paths.quarantine(f"{t}_silver") for t in MASTER_ORDER] + [paths.quarantine("usage_events")]
-    if not all(io.exists(spark, uri) for uri in tables):
-        return False
-    if batches != sorted(state.get("bronze_batches", [])):
-        return False
-    snapshots = master_snapshots(spark, paths)
-    if any(len(ids) > 1 for ids in snapshots.values()):
-        return False
-    return {table: (ids[0] if ids else None) for table, ids in snapshots.items()} == state.get("master_run_ids")
+    return bool(state) and state.get("parameters") == parameters and state.get("files") == files
 
 
 def unchanged_report(run_id: str, state: dict) -> StageReport:
@@ -237,24 +223,24 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
     thresholds = anomaly_thresholds or AnomalyThresholds()
     parameters = run_parameters(spike_factor, thresholds)
     state = io.read_json(spark, state_uri(paths))
-    bronze_df = read_bronze(spark, paths, "usage_events", producer="02_bronze_stream")
-    batches = batch_keys(bronze_df)
-    if not full_refresh and nothing_to_do(spark, paths, state, parameters, batches):
+    if not full_refresh and nothing_to_do(state, parameters, lake_files(spark, paths)):
         io.write_json(spark, state_uri(paths), {**state, "run_id": run_id})
         return unchanged_report(run_id, state)
+    bronze_df = read_bronze(spark, paths, "usage_events", producer="02_bronze_stream")
     report = StageReport(stage=STAGE, run_id=run_id)
     masters = build_masters(spark, paths, run_id)
     for counts in masters.counts:
         report.add(counts)
-    plan = plan_run(spark, paths, bronze_df, batches, state, masters.bronze_run_ids, full_refresh)
+    plan = plan_run(spark, paths, bronze_df, batch_keys(bronze_df), state, masters.bronze_run_ids, full_refresh)
     events = process_events(spark, paths, bronze_df, masters.frames, plan, run_id, spike_factor)
     report.add(events.counts)
     report.add(build_daily(spark, paths, run_id, thresholds))
     report.extra = {"plan": {"full": plan.full, "reason": plan.reason, "dates": [str(d) for d in plan.dates]},
                     "spike": events.spike}
     report.assert_reconciles()
+    # The files are listed last, once everything is written: a run that failed part-way records nothing.
     io.write_json(spark, state_uri(paths), {
         "bronze_batches": plan.batches, "master_run_ids": masters.bronze_run_ids, "spike": events.spike,
-        "parameters": parameters, "run_id": run_id,
+        "parameters": parameters, "files": lake_files(spark, paths), "run_id": run_id,
     })
     return report
