@@ -1,5 +1,6 @@
-"""`make cluster-demo` on generated data: a standalone master and worker, the package shipped to an executor
-whose Python lacks it, every stage incl. serving; its Gold must equal a local-mode run's Gold."""
+"""`make cluster-demo` on the shared faulty landing (duplicates, malformed lines, late files): a standalone master
+and worker, the package shipped to an executor whose Python lacks it, every stage incl. serving; its Gold must
+equal the local-mode Gold of the same landing (the session's `faulty_chain`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.pipeline import run_pipeline
+from lakehouse_utils.paths import local_path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KEYSPACE = "cluster_test_gold"
-GOLD_STAGES = ["bronze_batch", "bronze_stream", "silver", "gold"]
 
 
 def _marts(lake: Path) -> list[str]:
@@ -24,13 +23,12 @@ def _marts(lake: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassandra_endpoint):
+def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassandra_endpoint, faulty_chain):
     from test_packaging import drop_keyspace
 
-    from lakehouse_utils.generator.landing import generate
-
-    landing = tmp_path / "landing"
-    generate(landing, seed=7, scale=0.05)
+    # The shared faulty chain (conftest) is the local-mode reference: same landing, run once per session.
+    local_paths = faulty_chain[0]
+    landing = local_path(local_paths.landing_root)
     host, port = cassandra_endpoint
     env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
     # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
@@ -55,8 +53,7 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
     for name in ("master", "worker"):  # both daemons are gone
         assert f"stopped {name}" in output
 
-    local_lake = tmp_path / "local_lake"
-    run_pipeline(spark, LakePaths.from_roots(local_lake, landing), GOLD_STAGES)
+    local_lake = local_path(local_paths.lake_root)
     cluster_lake = tmp_path / "cluster_lake"
     marts = _marts(local_lake)
     assert marts and _marts(cluster_lake) == marts
