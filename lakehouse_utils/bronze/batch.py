@@ -257,6 +257,7 @@ def run(
     counts = {source: unchanged_counts(spark, paths, landing[source], recorded[source]["run_id"])
               for source in unchanged}
     ingested = [source for source in selected if source not in unchanged]
+
     def ingest(source: str) -> TableCounts:
         return ingest_master(spark, paths, landing[source], run_id, ingest_ts)
 

@@ -4,8 +4,9 @@ Every mart is recomputed from Silver on each run (cheap at this size and always
 exact); `gold.write.write_marts` then rewrites only the partitions whose content
 changed (a mart without partitions counts as one), so a late event upstream
 rewrites only the days it touches. A run that finds the Silver inputs, the marts
-and the code as the last run left them (their files listed) computes nothing. Input columns and types are checked against
-`contracts.SILVER_TABLES` before anything is computed.
+and the code as the last run left them (their files listed) computes nothing.
+Input columns and types are checked against `contracts.SILVER_TABLES` before
+anything is computed.
 Grains and columns: docs/data_dictionary.md. Decisions: docs/decisions/060-gold-marts.md.
 """
 

@@ -65,8 +65,9 @@ def _stored_fingerprints(spark: SparkSession, uri: str, schema: str, partition_c
     """Fingerprints recorded by the last write, checked against the partitions on disk.
 
     None (meaning: rebuild the whole table) when there is no record, the schema or the
-    partitioning changed, or an unpartitioned table has no data file. A partition on disk without a record gets fingerprint None, so
-    it is rewritten or deleted; a recorded partition missing on disk is forgotten.
+    partitioning changed, or an unpartitioned table has no data file. A partition on disk
+    without a record gets fingerprint None, so it is rewritten or deleted; a recorded
+    partition missing on disk is forgotten.
     """
     state = io.read_json(spark, join(uri, FINGERPRINT_FILE))
     if state is None or state.get("schema") != schema or state.get("partition_col") != partition_col:
