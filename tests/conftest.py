@@ -71,6 +71,12 @@ def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
 CHAIN = ("bronze_batch", "bronze_stream", "silver", "gold")
 
 
+def file_stamps(root: Path, zones: tuple[str, ...] = ("",)) -> dict[str, tuple[int, int]]:
+    """Every file under `root` (or under its `zones`) with its size and modification time (ns): a write changes one."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for zone in zones for p in (root / zone).rglob("*") if p.is_file()}
+
+
 def copy_of_lake(paths, folder: Path):
     """LakePaths of a copy of `paths`' lake under `folder` (same landing): for a test that writes to a shared chain."""
     import shutil

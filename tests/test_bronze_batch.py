@@ -13,6 +13,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+from conftest import file_stamps
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
@@ -84,12 +85,6 @@ def read_rows(spark, uri: str, drop: tuple[str, ...] = ()) -> tuple[list[str], l
     df = spark.read.parquet(uri)
     kept = [c for c in df.columns if c not in drop]
     return kept, df.select(kept).collect()
-
-
-def lake_files(lake: Path, zones: tuple[str, ...]) -> dict[str, tuple[int, int]]:
-    """Every file of the zones with its size and modification time (ns): a write would change one."""
-    return {str(p.relative_to(lake)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for zone in zones for p in (lake / zone).rglob("*") if p.is_file()}
 
 
 def assert_same_rows(actual: tuple[list[str], list], expected: tuple[list[str], list]) -> None:
@@ -274,12 +269,12 @@ def test_rerun_on_the_same_landing_rewrites_nothing_and_full_refresh_gives_ident
     first = bronze_batch.run(spark, paths, "r1", sources=["support_tickets"])
     rows = [read_rows(spark, paths.bronze("support_tickets"), technical),
             read_rows(spark, paths.quarantine("support_tickets"), technical)]
-    written = lake_files(tmp_path / "lake", ("bronze", "quarantine"))
+    written = file_stamps(tmp_path / "lake", ("bronze", "quarantine"))
     second = bronze_batch.run(spark, paths, "r2", sources=["support_tickets"])
     counts = second.table("support_tickets")
     assert (counts.rows_in, counts.rows_out, counts.details["write_mode"], counts.details["bronze_run_id"]) == \
         (0, 0, "unchanged", "r1")
-    assert lake_files(tmp_path / "lake", ("bronze", "quarantine")) == written, "a re-run rewrote Bronze files"
+    assert file_stamps(tmp_path / "lake", ("bronze", "quarantine")) == written, "a re-run rewrote Bronze files"
     assert first.table("support_tickets").details["write_mode"] == "replaced"
     # full_refresh rewrites the snapshot, with the same content and counts
     third = bronze_batch.run(spark, paths, "r3", sources=["support_tickets"], full_refresh=True)

@@ -21,7 +21,7 @@ from lakehouse_utils.gold.marts import (
 )
 from lakehouse_utils.gold.tickets import build_tickets_by_date_severity, build_tickets_by_org_date
 from lakehouse_utils.gold.write import write_mart
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import LakePaths, local_path
 
 D1 = date(2025, 7, 1)
 
@@ -337,14 +337,14 @@ def test_run_reports_reconciled_counts_per_mart(built_lake):
 def test_run_twice_rewrites_nothing_and_a_mart_changed_by_hand_is_rewritten(spark, silver_lake):
     gold.run(spark, silver_lake, "first")
     before = snapshot(spark, silver_lake)
-    files = {mart: data_files(Path(silver_lake.gold(mart).removeprefix("file://"))) for mart in gold.MARTS}
+    marts = {mart: local_path(silver_lake.gold(mart)) for mart in gold.MARTS}
+    files = {mart: data_files(folder) for mart, folder in marts.items()}
     report = gold.run(spark, silver_lake, "second")
     assert {c.details["write_mode"] for c in report.tables} == {"unchanged"}
-    assert {mart: data_files(Path(silver_lake.gold(mart).removeprefix("file://"))) for mart in gold.MARTS} == files
+    assert {mart: data_files(folder) for mart, folder in marts.items()} == files
     assert_same_marts(snapshot(spark, silver_lake), before)
     # A mart folder deleted by hand: Silver is unchanged, but the marts are no longer as the last run left them.
-    revenue = Path(silver_lake.gold("revenue_by_org_month").removeprefix("file://"))
-    for data_file in revenue.rglob("*.parquet"):
+    for data_file in marts["revenue_by_org_month"].rglob("*.parquet"):
         data_file.unlink()
     again = gold.run(spark, silver_lake, "third")
     assert again.table("revenue_by_org_month").details["write_mode"] != "unchanged"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import file_stamps
 from test_hostile_events import write_masters
 
 from lakehouse_utils.bronze import batch as bronze_batch
@@ -44,15 +45,10 @@ def quarantine_rows(spark, paths: LakePaths, source: str) -> list[dict]:
     return sorted((r.asDict() for r in rows), key=lambda r: r["line_number"])
 
 
-def lake_files(lake: Path) -> dict[str, tuple[int, int]]:
-    """Every file under the lake with its size and modification time (ns): a write would change one."""
-    return {str(p.relative_to(lake)): (p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*") if p.is_file()}
-
-
 def test_missing_file_is_named_and_no_table_is_touched(spark, tmp_path):
     paths = landing_with(tmp_path, "users", (USERS_HEADER + "\n" + USER_1 + "\n").encode())
     bronze_batch.run(spark, paths, "20250101T000000Z-000001")
-    before = lake_files(tmp_path / "lake")
+    before = file_stamps(tmp_path / "lake")
     landing = tmp_path / "landing"
     (landing / "users.csv").write_text(USERS_HEADER + "\n" + USER_2 + "\n", encoding="utf-8")  # would change Bronze
     (landing / "resources.csv").unlink()
@@ -60,7 +56,7 @@ def test_missing_file_is_named_and_no_table_is_touched(spark, tmp_path):
         bronze_batch.run(spark, paths, "20250101T000000Z-000002")
     assert str(caught.value).startswith(f"landing master file(s) not found: {paths.landing_master('resources')}. ")
     assert "--landing (or LANDING_DIR)" in str(caught.value)
-    assert lake_files(tmp_path / "lake") == before
+    assert file_stamps(tmp_path / "lake") == before
     assert len(before) >= 14  # 7 Bronze + 7 quarantine tables, at least one data file each
 
 

@@ -6,6 +6,7 @@ import shutil
 from datetime import date
 
 import pytest
+from conftest import file_stamps
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -190,17 +191,12 @@ def one_run_lake(spark, lake):
 def test_a_run_without_new_batches_recomputes_nothing(spark, one_run_lake):
     paths = one_run_lake
     lake = local_path(paths.lake_root)
-
-    def files() -> dict[str, int]:
-        return {str(f.relative_to(lake)): f.stat().st_mtime_ns for zone in ("silver", "quarantine")
-                for f in (lake / zone).rglob("*") if f.is_file()}
-
-    before = files()
+    before = file_stamps(lake, ("silver", "quarantine"))
     again = silver.run(spark, paths, "20250902T000000Z-000004", spike_factor=0.5)
     assert (again.table("usage_events").rows_in, again.table("usage_events").details["dates_recomputed"]) == (0, 0)
     assert {t.details.get("write_mode") for t in again.tables} == {"unchanged"} and len(again.tables) == 9
     assert again.extra["plan"]["reason"] == "0 new Bronze batch(es)"
-    assert files() == before, "a run with nothing new rewrote Silver files"
+    assert file_stamps(lake, ("silver", "quarantine")) == before, "a run with nothing new rewrote Silver files"
     assert io.read_json(spark, silver.state_uri(paths))["run_id"] == "20250902T000000Z-000004"
     # Another setting, or a table gone, is not "nothing new": the run recomputes.
     factor = silver.run(spark, paths, "20250902T000000Z-000005", spike_factor=0.25)

@@ -77,9 +77,11 @@ def changed_dates(bronze_df: DataFrame, new_batches: list[str]) -> list:
     return sorted((row["event_date"] for row in dated.collect()), key=lambda d: (d is None, d))
 
 
-def plan_run(spark: SparkSession, paths: LakePaths, bronze_df: DataFrame, batches: list[str], state: dict | None,
+def plan_run(spark: SparkSession, paths: LakePaths, bronze_df: DataFrame, state: dict | None,
              master_run_ids: dict, full_refresh: bool) -> Plan:
-    """Full or incremental, from the saved state, the master snapshots and the Bronze batches (`batch_keys`)."""
+    """Full or incremental, from the saved state, the master snapshots and the Bronze batches."""
+    keys = bronze_df.select(batch_key(F.col("run_id"), F.col("batch_id")).alias("key")).distinct().collect()
+    batches = sorted(row["key"] for row in keys)
     if full_refresh:
         return Plan(True, "full_refresh requested", batches)
     if state is None or not io.exists(spark, paths.silver("usage_events")):
@@ -171,11 +173,6 @@ def process_events(spark, paths, bronze_df, masters, plan, run_id, spike_factor)
     return EventsResult(events, spike)
 
 
-def batch_keys(bronze_df: DataFrame) -> list[str]:
-    keys = bronze_df.select(batch_key(F.col("run_id"), F.col("batch_id")).alias("key")).distinct().collect()
-    return sorted(row["key"] for row in keys)
-
-
 def run_parameters(spike_factor: float, thresholds: AnomalyThresholds) -> dict:
     """The settings and code a Silver run's output depends on, as they read back from the state file."""
     return json.loads(json.dumps({"spike_factor": spike_factor, "anomaly_thresholds": asdict(thresholds),
@@ -231,7 +228,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, full_refresh: bool =
     masters = build_masters(spark, paths, run_id)
     for counts in masters.counts:
         report.add(counts)
-    plan = plan_run(spark, paths, bronze_df, batch_keys(bronze_df), state, masters.bronze_run_ids, full_refresh)
+    plan = plan_run(spark, paths, bronze_df, state, masters.bronze_run_ids, full_refresh)
     events = process_events(spark, paths, bronze_df, masters.frames, plan, run_id, spike_factor)
     report.add(events.counts)
     report.add(build_daily(spark, paths, run_id, thresholds))
