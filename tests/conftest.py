@@ -179,10 +179,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def second_node(tmp_path):
-    """A Cassandra node of its own (home, data, ports) under tmp, to stop and restart at will;
-    the jars are linked from the project's cache, so the shared node is never touched."""
+@pytest.fixture(scope="session")
+def scratch_cassandra(tmp_path_factory):
+    """A Cassandra node of its own (home, data, ports) under tmp, to stop, restart and wipe at will; the jars
+    are linked from the project's cache, so the shared node is never touched. One per session: each test
+    takes it running through `second_node` and may leave it stopped (a boot and a stop cost ~10 s each time)."""
     from lakehouse_utils.cassandra_server import manage as local_cassandra
     from lakehouse_utils.cassandra_server.node import NodeConfig, jars_present
     from lakehouse_utils.config import Settings
@@ -190,10 +191,17 @@ def second_node(tmp_path):
     shared = NodeConfig.from_settings(Settings.load())
     if not jars_present(shared.lib_dir):
         pytest.skip(f"no Cassandra jars in {shared.lib_dir}: run `python -m lakehouse_utils cassandra start` once")
-    home = tmp_path / "cassandra_home"
-    home.mkdir()
+    home = tmp_path_factory.mktemp("cassandra_home")
     (home / "lib").symlink_to(shared.lib_dir, target_is_directory=True)
     config = NodeConfig(home=home, native_port=free_port(), storage_port=free_port(), jmx_port=0)
-    local_cassandra.start(config, timeout=SCRATCH_BOOT_TIMEOUT_S)
     yield config
     local_cassandra.stop(config)
+
+
+@pytest.fixture
+def second_node(scratch_cassandra):
+    """The session's scratch node, running: a test before may have stopped it. Tests use keyspaces of their own."""
+    from lakehouse_utils.cassandra_server import manage as local_cassandra
+
+    local_cassandra.start(scratch_cassandra, timeout=SCRATCH_BOOT_TIMEOUT_S)
+    return scratch_cassandra

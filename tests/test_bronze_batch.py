@@ -262,6 +262,7 @@ def test_header_only_file_gives_an_empty_readable_table(spark, tmp_path):
 
 # --- snapshots: idempotency and change -----------------------------------------------------
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_rerun_on_the_same_landing_rewrites_nothing_and_full_refresh_gives_identical_content(spark, tmp_path):
     landing = make_landing(tmp_path, support_tickets=TICKET_LINES)
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
@@ -284,6 +285,7 @@ def test_rerun_on_the_same_landing_rewrites_nothing_and_full_refresh_gives_ident
     assert {row["run_id"] for row in spark.read.parquet(paths.bronze("support_tickets")).collect()} == {"r3"}
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_snapshot_is_rewritten_when_its_table_its_landing_location_or_the_code_changed(spark, tmp_path):
     landing = make_landing(tmp_path, support_tickets=TICKET_LINES)
     paths = LakePaths.from_roots(tmp_path / "lake", landing)

@@ -180,6 +180,7 @@ def test_run_counts_replays_and_quarantines_conflicts_first_arrival_wins(spark, 
     assert rejected == [("conflicting_duplicate", 5.0, e3), ("conflicting_duplicate", 9.0, e1)]
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_run_remembers_ids_across_runs_and_counts_a_replayed_conflict_once(spark, tmp_path):
     """The dedupe state outlives the run: a later run reads no Bronze, yet knows every id (ADR 045).
 
@@ -343,12 +344,26 @@ def assert_matches_manifest(counts, manifest: dict) -> None:
     assert counts.reconciles
 
 
+@pytest.fixture(scope="module")
+def faulty_seven_per_trigger(spark, faulty_landing, tmp_path_factory):
+    """(paths, counts): the faulty landing streamed 7 files per trigger into a lake of this module, read only.
+
+    Shared by the trigger-size and late-file checks, which each streamed it once before."""
+    landing, _ = faulty_landing
+    paths = LakePaths.from_roots(tmp_path_factory.mktemp("seven_per_trigger") / "lake", landing)
+    return paths, bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=7).table("usage_events")
+
+
 @pytest.mark.parametrize("max_files", [pytest.param(7, id="7-files", marks=pytest.mark.slow),
                                        pytest.param(None, id="all-files")])
-def test_generated_events_land_identically_for_any_trigger_size(spark, faulty_landing, tmp_path, max_files):
+def test_generated_events_land_identically_for_any_trigger_size(spark, faulty_landing, faulty_chain, request,
+                                                                max_files):
     landing, manifest = faulty_landing
-    paths = LakePaths.from_roots(tmp_path / "lake", landing)
-    counts = bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=max_files).table("usage_events")
+    if max_files is None:  # all files in one micro-batch: the session's faulty chain ran exactly that
+        paths, reports, _ = faulty_chain
+        counts = reports["bronze_stream"].table("usage_events")
+    else:
+        paths, counts = request.getfixturevalue("faulty_seven_per_trigger")
     assert bronze_ids(spark, paths) == expected_ids(landing)
     assert_matches_manifest(counts, manifest)
 
@@ -372,10 +387,9 @@ def test_generated_events_land_identically_in_reverse_arrival_order(spark, fault
     assert_matches_manifest(counts, manifest)
 
 
-def test_generated_late_file_is_flagged_late(spark, faulty_landing, tmp_path):
-    landing, manifest = faulty_landing
-    paths = LakePaths.from_roots(tmp_path / "lake", landing)
-    bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=7)
+def test_generated_late_file_is_flagged_late(spark, faulty_landing, faulty_seven_per_trigger):
+    _, manifest = faulty_landing
+    paths, _ = faulty_seven_per_trigger
     late_file = manifest["events"]["late_files"][0]
     late = bronze(spark, paths).where(F.col("source_file").endswith(late_file)).groupBy("is_late").count().collect()
     assert {row.is_late: row["count"] for row in late} == {True: manifest["events"]["late_events"]}

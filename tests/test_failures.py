@@ -169,13 +169,10 @@ run_pipeline(get_spark("killed-chain"), LakePaths.from_roots(sys.argv[1], sys.ar
 """
 
 
-def bronze_commits(lake: Path) -> int:
-    return len(list((lake / "_checkpoints" / "bronze_usage_events" / "bronze_commits").glob("*.json")))
-
-
 # stage killed -> (when to kill: the child is inside the stage, proof afterwards that it had not finished)
+# The stream killed between its micro-batches is test_bronze_stream's generated-data case (issue 16): it was
+# also a case here, on this landing's two micro-batches, and proved the same once more (ADR 153.2, session 16).
 KILL_POINTS = {
-    "bronze_stream": (lambda lake: bronze_commits(lake) >= 1, lambda lake: bronze_commits(lake) < 2),
     "silver": (lambda lake: (lake / "silver").exists(),
                lambda lake: not (lake / "_state" / "silver" / "incremental.json").exists()),
     "gold": (lambda lake: (lake / "gold").exists(),

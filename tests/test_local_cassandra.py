@@ -54,14 +54,6 @@ def local_node(cassandra_endpoint) -> NodeConfig:
     return NodeConfig.from_settings(settings)
 
 
-@pytest.fixture
-def scratch_node(local_node, tmp_path) -> NodeConfig:
-    """A second node in tmp_path on its own ports, sharing the jars of the main one."""
-    config = _scratch_config(tmp_path, home=local_node.home)
-    yield config
-    lc.stop(config)
-
-
 def test_node_answers_a_cql_round_trip(cassandra_endpoint):
     host, port = cassandra_endpoint
     keyspace = f"test_local_{uuid.uuid4().hex[:8]}"
@@ -199,27 +191,21 @@ def test_stop_never_signals_a_pid_that_is_not_the_node(tmp_path):
 
 
 @pytest.mark.slow
-def test_stop_start_cycle_keeps_data(scratch_node):
-    first = lc.start(scratch_node, timeout=BOOT_TIMEOUT_S)
-    _cql(scratch_node.native_port,
+def test_a_stop_start_cycle_keeps_data_and_a_clean_start_wipes_it(second_node):
+    first = lc.start(second_node, timeout=BOOT_TIMEOUT_S)  # running already (conftest): its pid
+    _cql(second_node.native_port,
          f"CREATE KEYSPACE kept WITH replication = {KEYSPACE_OPTIONS}",
          "CREATE TABLE kept.kv (k text PRIMARY KEY, v int)",
          "INSERT INTO kept.kv (k, v) VALUES ('answer', 42)")
-    assert lc.stop(scratch_node) is True
-    assert lc.status(scratch_node)["running"] is False
-    second = lc.start(scratch_node, timeout=BOOT_TIMEOUT_S)
-    rows = _cql(scratch_node.native_port, "SELECT v FROM kept.kv WHERE k = 'answer'")
+    assert lc.stop(second_node) is True
+    assert lc.status(second_node)["running"] is False
+    second = lc.start(second_node, timeout=BOOT_TIMEOUT_S)
+    rows = _cql(second_node.native_port, "SELECT v FROM kept.kv WHERE k = 'answer'")
     assert second["started"] and second["pid"] != first["pid"]
     assert [row.v for row in rows] == [42]
-
-
-@pytest.mark.slow
-def test_clean_start_wipes_data(scratch_node):
-    lc.start(scratch_node, timeout=BOOT_TIMEOUT_S)
-    _cql(scratch_node.native_port, f"CREATE KEYSPACE wiped WITH replication = {KEYSPACE_OPTIONS}")
-    lc.start(scratch_node, clean=True, timeout=BOOT_TIMEOUT_S)
-    rows = _cql(scratch_node.native_port, "SELECT keyspace_name FROM system_schema.keyspaces")
-    assert "wiped" not in {row.keyspace_name for row in rows}
+    lc.start(second_node, clean=True, timeout=BOOT_TIMEOUT_S)
+    rows = _cql(second_node.native_port, "SELECT keyspace_name FROM system_schema.keyspaces")
+    assert "kept" not in {row.keyspace_name for row in rows}
 
 
 def test_ensure_running_keeps_stdout_clean_for_machine_readable_callers(cassandra_endpoint, monkeypatch, capsys):

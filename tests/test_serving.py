@@ -178,6 +178,7 @@ def test_reload_after_gold_change_leaves_no_stale_rows(spark, tmp_path, target, 
     assert deleted == {"top_services_by_org_date": 1, "cost_anomalies_by_org_month": 1, "daily_usage_by_org_month": 5}
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_an_emptied_unpartitioned_mart_empties_its_table(spark, tmp_path, target, session):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     anomalies = build_gold(spark)["cost_anomaly_mart"]
@@ -190,6 +191,7 @@ def test_an_emptied_unpartitioned_mart_empties_its_table(spark, tmp_path, target
     assert cassandra_rows(session, "cost_anomalies_by_org_month") == []
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_second_lake_takes_an_unclaimed_load_over_and_the_first_is_then_refused_with_the_fix(
         spark, tmp_path, target, session):
     from lakehouse_utils.serving.claim import KeyspaceClaimedError, read_claim
@@ -224,6 +226,7 @@ def test_a_second_lake_takes_an_unclaimed_load_over_and_the_first_is_then_refuse
     assert cassandra_rows(session, table) == gold_rows(spark, lake_a, table)
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_deleted_serving_checkpoint_reloads_the_table_from_empty(spark, tmp_path, target, session):
     table = serving_table("revenue_by_org_year")
     settings = _settings(target.host, target.port)
@@ -242,6 +245,7 @@ def test_a_deleted_serving_checkpoint_reloads_the_table_from_empty(spark, tmp_pa
     assert {row[0] for row in cassandra_rows(session, table.name)} == {"org_b"}
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_a_keyspace_dropped_under_a_lake_or_released_is_reloaded_in_full(spark, tmp_path, target, monkeypatch):
     from lakehouse_utils.serving.claim import read_claim, release_claim
     from scripts.run_notebooks import release_keyspace
@@ -303,6 +307,7 @@ def test_unreachable_node_raises_a_clear_error(spark, loaded):
     assert "python -m lakehouse_utils cassandra status" in message and "CASSANDRA_HOST" in message
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_failed_batch_is_not_committed_and_the_rerun_resumes(spark, tmp_path, target, session):
     paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
     write_gold(spark, paths, build_gold(spark))

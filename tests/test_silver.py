@@ -164,6 +164,7 @@ def test_late_event_updates_its_already_processed_day(spark, two_batch_lake):
     assert (daily.event_count, daily.daily_cost_usd) == (4, 52.0)
 
 
+@pytest.mark.slow  # scenario: re-runs stages on its own lake (full suite only, ADR 153.2)
 def test_incremental_result_equals_full_recompute(spark, two_batch_lake):
     paths, _, second = two_batch_lake
     # the late 40.0 moved p99, so flags of untouched days changed too: they were recomputed
