@@ -192,7 +192,8 @@ def test_stop_never_signals_a_pid_that_is_not_the_node(tmp_path):
 
 @pytest.mark.slow
 def test_a_stop_start_cycle_keeps_data_and_a_clean_start_wipes_it(second_node):
-    first = lc.start(second_node, timeout=BOOT_TIMEOUT_S)  # running already (conftest): its pid
+    first = lc.status(second_node)  # running (conftest `second_node`)
+    assert first["running"] and first["pid"]
     _cql(second_node.native_port,
          f"CREATE KEYSPACE kept WITH replication = {KEYSPACE_OPTIONS}",
          "CREATE TABLE kept.kv (k text PRIMARY KEY, v int)",
