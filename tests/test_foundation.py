@@ -80,6 +80,20 @@ def describe_spark():
     def it_runs_in_utc(spark):
         assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
 
+    def it_keeps_a_compiled_class_after_more_than_spark_s_default_100_others(spark):
+        """A chain compiles ~700 classes; a re-run in the same JVM must find its own (ADR 090.17)."""
+        compiled = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+
+        def run(n: int) -> None:  # one distinct class per n (the literal is in its source); compiled, no job run
+            spark.range(3).selectExpr(f"id * {n} + 7919 AS x")._jdf.queryExecution().executedPlan().execute()
+
+        run(0)
+        for n in range(1, 106):  # LRU: 100 entries would evict the first
+            run(n)
+        before = compiled.getCount()
+        run(0)
+        assert compiled.getCount() == before, "the first query's class was evicted and compiled again"
+
     def it_explains_a_wrong_java_version(tmp_path, monkeypatch):
         fake_home = tmp_path / "jdk11"
         (fake_home / "bin").mkdir(parents=True)

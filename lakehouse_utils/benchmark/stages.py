@@ -198,6 +198,8 @@ def run_cli(args: argparse.Namespace) -> int:
     # A keyspace of its own, so a benchmark never overwrites the demo's tables.
     settings = Settings.load(cassandra_keyspace=os.environ.get("BENCHMARK_KEYSPACE", "cloud_analytics_bench"))
     output = Path(args.output)
+    # From an installed copy the default report folder (docs/ of the working folder) may not exist yet.
+    output.parent.mkdir(parents=True, exist_ok=True)
     spark, fresh, ok = None, {}, True
     for name in names:
         if spark is None and (name == "stages" or sections.wants(name, "spark")):
