@@ -166,15 +166,6 @@ def _max_files_per_partition(spark, paths: LakePaths, zone: str) -> int:
     return worst
 
 
-def write_report(rows: list[dict], output: Path) -> None:
-    """Replace the stages section of the report (other sections are kept)."""
-    from lakehouse_utils.benchmark import sections
-    from lakehouse_utils.benchmark.stages_report import stages_markdown
-
-    existing = output.read_text() if output.exists() else ""
-    output.write_text(sections.merge(existing, {"stages": stages_markdown(rows, output)}))
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from lakehouse_utils.benchmark import sections
 
