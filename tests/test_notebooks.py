@@ -50,6 +50,11 @@ def _text(output) -> str:
     return "\n".join(str(data.get(kind, "")) for kind in ("text/plain", "text/html", "text/markdown"))
 
 
+def _errors(notebook) -> list:
+    """The error outputs of every cell of an executed notebook."""
+    return [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
 def _outputs_of(notebook, marker: str) -> str:
     """Text outputs of the one code cell whose source contains `marker`."""
     cells = [cell for cell in _code_cells(notebook) if marker in cell.source]
@@ -139,8 +144,7 @@ def test_committed_notebook_carries_outputs_of_a_full_run(name):
     assert not unexecuted, f"{name}: cells without outputs (run `make notebooks`): {unexecuted}"
     counts = [cell.execution_count for cell in cells]
     assert counts == sorted(counts), f"{name}: cells were executed out of order"
-    errors = [o for cell in cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors, f"{name}: committed outputs contain an error"
+    assert not _errors(notebook), f"{name}: committed outputs contain an error"
     # Spark's own start-up banner belongs in a log, not in the evidence a grader reads.
     banner = [o for cell in cells for o in cell.get("outputs", []) if "default log4j profile" in json.dumps(o)]
     assert not banner, f"{name}: Spark's log4j banner leaked into the outputs (lakehouse_utils/spark-log4j2.properties)"
@@ -251,7 +255,7 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, tmp_path_factory, c
         for name in NOTEBOOKS[:5]:
             executed = execute(name, tmp_path / "executed", kernel=kernel)
             notebook = nbformat.read(executed, as_version=4)
-            errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            errors = _errors(notebook)
             assert not errors, f"{name}: {_text(errors[0])[-2000:]}"
             assert not _machine_paths(notebook), f"{name}: {_machine_paths(notebook)[:5]}"
         serving = nbformat.read(tmp_path / "executed" / "05_serving.ipynb", as_version=4)
@@ -269,12 +273,13 @@ def test_the_chain_runs_headless_on_generated_data(tmp_path, tmp_path_factory, c
         # (Cheaper than a second full `evidence` inventory, which fingerprints every table again.)
         zones = ("bronze", "silver", "gold", "quarantine")
         stamps = file_stamps(tmp_path / "lake", zones)
-        for name in ("02_bronze_stream", "05_serving"):
-            executed = nbformat.read(execute(name, tmp_path / "rerun", kernel=kernel), as_version=4)
-            errors = [o for cell in executed.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        reruns = {name: nbformat.read(execute(name, tmp_path / "rerun", kernel=kernel), as_version=4)
+                  for name in ("02_bronze_stream", "05_serving")}
+        for name, executed in reruns.items():
+            errors = _errors(executed)
             assert not errors, f"{name} re-run: {_text(errors[0])[-2000:]}"
         assert file_stamps(tmp_path / "lake", zones) == stamps, "re-running 02 and 05 rewrote lake files"
-        rerun = _outputs_of(executed, "idempotency(cassandra_before, cassandra_after)")
+        rerun = _outputs_of(reruns["05_serving"], "idempotency(cassandra_before, cassandra_after)")
         assert "Cassandra = Gold by fingerprint for 7/7 tables" in rerun and "CHANGED" not in rerun, rerun
     finally:
         kernel.__exit__(None, None, None)
