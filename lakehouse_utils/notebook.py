@@ -118,7 +118,7 @@ def batches_frame(events) -> pd.DataFrame:
 
 def sample(spark, uri: str, n: int = 5, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
     """The first `n` rows of a Parquet table by its columns, as pandas (only `n` rows reach the driver)."""
-    df = spark.read.parquet(uri)
+    df = io.read_parquet(spark, uri)
     if where:
         df = df.where(where)
     if columns:

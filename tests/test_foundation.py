@@ -181,17 +181,49 @@ def test_listing_a_local_lake_without_the_jvm_returns_what_hadoop_lists(spark, t
     assert all(e.path.startswith(f"file:{root}/") and e.size > 0 for e in listed)
 
 
+def _jobs_of(spark, group: str, action) -> tuple[list[int], object]:
+    """Spark jobs that `action()` started (tagged with a job group of its own), and its result."""
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        result = action()
+        return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group)), result
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+
+
 def test_reading_a_table_of_many_partitions_lists_it_without_a_spark_job(spark, tmp_path):
     table = str(tmp_path / "many_partitions")
     spark.range(40).selectExpr("id", "id AS part").write.partitionBy("part").parquet(table)  # 40 folders > 32
-    tracker, group = spark.sparkContext.statusTracker(), "list-many-partitions"
-    spark.sparkContext.setJobGroup(group, "reading a partitioned table must not start a listing job")
-    try:
-        frame = spark.read.schema("id long, part long").parquet(table)
-        jobs = list(tracker.getJobIdsForGroup(group))
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    jobs, frame = _jobs_of(spark, "list-many-partitions", lambda: spark.read.schema("id long, part long").parquet(table))
     assert jobs == [] and frame.count() == 40
+
+
+def test_reading_a_parquet_table_gives_spark_s_own_schema_without_its_inference_job(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.errors import AnalysisException
+
+    from lakehouse_utils import io
+
+    typed = spark.sql(
+        "SELECT id, CAST(id AS DECIMAL(12, 4)) AS amount, TIMESTAMP'2025-08-01 10:00:00' AS ts, "
+        "array('a', CAST(NULL AS STRING)) AS tags, map('k', id) AS m, named_struct('x', id, 'y', 'z') AS s, "
+        "DATE'2025-08-01' + CAST(id % 3 AS INT) AS event_date FROM range(9)")
+    tables = {"partitioned": (typed, ["event_date"]), "flat": (typed, []),
+              "empty": (typed.where("id < 0"), []), "not_null": (spark.range(3), [])}
+    for name, (frame, partition_by) in tables.items():
+        frame.write.partitionBy(*partition_by).parquet(str(tmp_path / name))
+    pq.write_table(pa.table({"n": [1, 2], "t": ["a", None]}), tmp_path / "by_pyarrow.parquet")  # no Spark schema
+    for name in [*tables, "by_pyarrow.parquet"]:
+        uri = to_uri(tmp_path / name)
+        inferring_jobs, inferred = _jobs_of(spark, f"infer-{name}", lambda u=uri: spark.read.parquet(u))
+        jobs, frame = _jobs_of(spark, f"footer-{name}", lambda u=uri: io.read_parquet(spark, u))
+        assert frame.schema == inferred.schema, name
+        assert inferring_jobs and (jobs == []) == (name != "by_pyarrow.parquet"), name  # another tool's file: Spark infers
+        assert sorted(frame.collect()) == sorted(inferred.collect()), name
+    (tmp_path / "no_files").mkdir()
+    with pytest.raises(AnalysisException, match="UNABLE_TO_INFER_SCHEMA"):  # Spark's own error, as before
+        io.read_parquet(spark, to_uri(tmp_path / "no_files"))
 
 
 def test_a_state_file_edited_by_hand_is_refused_with_the_checksum_to_delete(spark, tmp_path):

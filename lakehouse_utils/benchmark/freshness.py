@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from lakehouse_utils import io
 from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.live.demo import drop_file, prepare_landing
 from lakehouse_utils.paths import LakePaths
@@ -64,7 +65,7 @@ def valid_events_per_file(spark, paths: LakePaths) -> dict[str, int]:
     from lakehouse_utils.silver.events import check_events
 
     references = load_references(spark, paths)
-    valid, _, _ = check_events(spark.read.parquet(paths.bronze("usage_events")), references["customers_orgs"],
+    valid, _, _ = check_events(io.read_parquet(spark, paths.bronze("usage_events")), references["customers_orgs"],
                                references["resources"])
     counts = valid.groupBy(F.element_at(F.split("source_file", "/"), -1).alias("name")).count().collect()
     return {row["name"]: int(row["count"]) for row in counts}

@@ -58,7 +58,7 @@ def lake_inventory(spark: SparkSession, paths: LakePaths, zones: tuple[str, ...]
     """
     rows = [_listing(spark, paths, zone, table) for zone, table in lake_tables(spark, paths) if zone in zones]
     readable = [row for row in rows if row["files"]]
-    frames = [spark.read.parquet(join(paths.zone(row["zone"]), row["table"])) for row in readable]
+    frames = [io.read_parquet(spark, join(paths.zone(row["zone"]), row["table"])) for row in readable]
     if not fingerprints:
         for row, df in zip(readable, frames, strict=True):
             row["rows"] = df.count()

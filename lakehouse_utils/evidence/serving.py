@@ -96,7 +96,7 @@ def served_gold(spark: SparkSession, paths: LakePaths, table_name: str, schema: 
     uri = paths.gold(spec.mart)
     if not io.list_files(spark, uri):
         return None
-    served = spark.read.parquet(uri).select(*spec.select_columns())
+    served = io.read_parquet(spark, uri).select(*spec.select_columns())
     return served.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 

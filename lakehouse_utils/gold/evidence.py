@@ -23,7 +23,7 @@ def _decimal_sum(column: Column) -> Column:
 
 def _totals(spark: SparkSession, uri: str, sums: dict[str, Column]) -> dict[str, Decimal]:
     """Decimal totals of one table in one Spark job (zero when the table is empty)."""
-    row = spark.read.parquet(uri).agg(*[_decimal_sum(expr).alias(name) for name, expr in sums.items()]).first()
+    row = io.read_parquet(spark, uri).agg(*[_decimal_sum(expr).alias(name) for name, expr in sums.items()]).first()
     return {name: row[name] if row[name] is not None else Decimal(0) for name in sums}
 
 
@@ -79,7 +79,7 @@ def gold_inventory(spark: SparkSession, paths: LakePaths) -> list[dict]:
     for mart in MARTS:
         uri = paths.gold(mart)
         partitions = io.partition_inventory(spark, uri)
-        rows = spark.read.parquet(uri).count() if partitions else 0
+        rows = io.read_parquet(spark, uri).count() if partitions else 0
         inventory.append({
             "mart": mart, "rows": rows, "partitions": len(partitions),
             "files": sum(p["files"] for p in partitions), "bytes": sum(p["bytes"] for p in partitions),
@@ -91,7 +91,7 @@ def gold_inventory(spark: SparkSession, paths: LakePaths) -> list[dict]:
 
 def top_cost_org(spark: SparkSession, paths: LakePaths) -> str | None:
     """The org with the highest total cost (a sensible default for the notebook's plots)."""
-    daily = spark.read.parquet(paths.gold("org_daily_usage_by_service"))
+    daily = io.read_parquet(spark, paths.gold("org_daily_usage_by_service"))
     row = daily.groupBy("org_id").agg(F.sum("daily_cost_usd").alias("cost")).orderBy(F.desc("cost"), "org_id").first()
     return row["org_id"] if row else None
 
@@ -99,14 +99,14 @@ def top_cost_org(spark: SparkSession, paths: LakePaths) -> str | None:
 def daily_cost_by_service(spark: SparkSession, paths: LakePaths, org_id: str | None = None) -> list[dict]:
     """One org's daily cost per service (at most days x services rows), for a line plot."""
     org_id = org_id or top_cost_org(spark, paths)
-    daily = spark.read.parquet(paths.gold("org_daily_usage_by_service")).filter(F.col("org_id") == org_id)
+    daily = io.read_parquet(spark, paths.gold("org_daily_usage_by_service")).filter(F.col("org_id") == org_id)
     rows = daily.select("usage_date", "service", "daily_cost_usd").orderBy("usage_date", "service").collect()
     return [row.asDict() for row in rows]
 
 
 def revenue_by_currency_month(spark: SparkSession, paths: LakePaths) -> list[dict]:
     """Monthly revenue per invoice currency: net in the currency and in USD, and invoices."""
-    revenue = spark.read.parquet(paths.gold("revenue_by_org_month"))
+    revenue = io.read_parquet(spark, paths.gold("revenue_by_org_month"))
     totals = revenue.groupBy("month", "currency").agg(
         F.round(F.sum("net_amount"), 2).alias("net_amount"),
         F.round(F.sum("net_usd"), 2).alias("net_usd"),
@@ -119,4 +119,4 @@ def sample(spark: SparkSession, paths: LakePaths, mart: str, n: int = 5) -> list
     """The first `n` rows of a mart by its columns (a bounded, repeatable sample for display)."""
     if mart not in MARTS:
         raise ValueError(f"unknown mart {mart!r}; expected one of {', '.join(MARTS)}")
-    return [row.asDict() for row in first_rows(spark.read.parquet(paths.gold(mart)), n).collect()]
+    return [row.asDict() for row in first_rows(io.read_parquet(spark, paths.gold(mart)), n).collect()]

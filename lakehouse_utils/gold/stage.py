@@ -73,7 +73,7 @@ def read_silver(spark: SparkSession, paths: LakePaths, table: str, columns: tupl
             f"silver/{table} not found at {uri}: run the silver stage first "
             "(python -m lakehouse_utils pipeline --stage silver)"
         )
-    df = spark.read.parquet(uri)
+    df = io.read_parquet(spark, uri)
     validate_schema(df, project(SILVER_TABLES[table].schema, columns), table=f"silver/{table} at {uri}",
                     allow_extra=True, error=GoldSchemaError,
                     fix="rebuild Silver with the current code (pipeline --stage silver --full-refresh)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from lakehouse_utils import io
 from lakehouse_utils.live.metrics import live_columns
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.serving.model import serving_table
@@ -34,7 +35,7 @@ def gold_measures(spark: SparkSession, paths: LakePaths, table_name: str) -> Mea
     """The rows the serving stage would load from the table's Gold mart (live columns), keyed by primary key."""
     table = serving_table(table_name)
     names = live_columns(table)
-    frame = spark.read.parquet(paths.gold(table.mart)).select(*table.select_columns()).select(*names)
+    frame = io.read_parquet(spark, paths.gold(table.mart)).select(*table.select_columns()).select(*names)
     return dict(_split(table_name, row.asDict()) for row in frame.collect())
 
 

@@ -96,7 +96,7 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
                      paths.quarantine(f"serving_{table.name}"), columns, run_id, concurrency,
                      on_change=lambda: metadata.update(write_metadata(spark, paths, table, target, run_id)))
     if io.list_files(spark, gold_uri):
-        schema = validate_schema(spark.read.parquet(gold_uri), GOLD_MARTS[table.mart], allow_extra=True,
+        schema = validate_schema(io.read_parquet(spark, gold_uri), GOLD_MARTS[table.mart], allow_extra=True,
                                  table=f"gold/{table.mart} at {gold_uri}",
                                  fix="rebuild Gold with the current code (pipeline --stage gold --full-refresh)")
         _run_stream(spark, gold_uri, schema, checkpoint_uri(paths, table, target), sync, table)
@@ -141,7 +141,7 @@ def write_metadata(spark: SparkSession, paths: LakePaths, table: ServingTable, t
     """Date range, row count and leading org of the mart (one small aggregate) into serving_metadata."""
     gold_uri = paths.gold(table.mart)
     if io.list_files(spark, gold_uri):
-        stats = _mart_stats(spark.read.parquet(gold_uri).select(*table.select_columns()), table)
+        stats = _mart_stats(io.read_parquet(spark, gold_uri).select(*table.select_columns()), table)
     else:
         stats = {"row_count": 0, "min_date": None, "max_date": None, "top_org_id": None}
     with open_session(target) as session:

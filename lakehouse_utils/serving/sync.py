@@ -191,7 +191,7 @@ class TableSync:
         io.write_json(self.spark, self.index_uri, {"table": self.table.name, "partitions": partition_ids})
 
     def _read_mirror(self) -> DataFrame | None:
-        return self.spark.read.parquet(self.mirror_uri) if io.list_files(self.spark, self.mirror_uri) else None
+        return io.read_parquet(self.spark, self.mirror_uri) if io.list_files(self.spark, self.mirror_uri) else None
 
     def _delete(self, stale_keys: DataFrame) -> int:
         # Usually nothing is stale: one task, and it connects only when a row arrives.

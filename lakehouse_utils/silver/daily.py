@@ -59,7 +59,7 @@ def org_service_daily(events_df: DataFrame, thresholds: AnomalyThresholds, run_i
 
 def build_daily(spark: SparkSession, paths: LakePaths, run_id: str, thresholds: AnomalyThresholds) -> TableCounts:
     """Rebuild silver/org_service_daily from silver/usage_events; every event must land in one row."""
-    events_df = spark.read.parquet(paths.silver("usage_events"))
+    events_df = io.read_parquet(spark, paths.silver("usage_events"))
     written = io.replace_table(
         spark, org_service_daily(events_df, thresholds, run_id), paths.silver("org_service_daily"),
         partition_by=["usage_date"],

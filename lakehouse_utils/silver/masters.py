@@ -75,7 +75,7 @@ def read_bronze(spark: SparkSession, paths: LakePaths, table: str, producer: str
     if not io.exists(spark, uri):
         raise BronzeMissingError(f"bronze/{table} is missing at {uri}: run notebook {producer} (stage "
                                  f"{producer.split('_', 1)[1]}) first")
-    df = spark.read.parquet(uri)
+    df = io.read_parquet(spark, uri)
     expected = BRONZE_EVENTS_READ if table == "usage_events" else bronze_input_struct(table)
     validate_schema(df, expected, table=f"bronze/{table} at {uri}", allow_extra=True,
                     fix=f"rebuild it with the current code: run notebook {producer} again")
@@ -243,5 +243,5 @@ def build_masters(spark: SparkSession, paths: LakePaths, run_id: str, parallel: 
     for table in MASTER_ORDER:
         build.counts.append(_table_counts(table, counts[table], build.bronze_run_ids[table], written[table],
                                           quarantined[table]))
-        build.frames[table] = spark.read.parquet(paths.silver(table))
+        build.frames[table] = io.read_parquet(spark, paths.silver(table))
     return build

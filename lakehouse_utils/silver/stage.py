@@ -121,7 +121,7 @@ def _check_planned(spark, paths, bronze_df, masters, plan, factor):
     checked = check()
     if plan.full:
         return checked, spike_threshold(checked[0], factor)
-    existing_df = spark.read.parquet(paths.silver("usage_events")).filter(~in_dates(PARTITION, plan.dates))
+    existing_df = io.read_parquet(spark, paths.silver("usage_events")).filter(~in_dates(PARTITION, plan.dates))
     costs = checked[0].select("cost_usd_increment").union(existing_df.select("cost_usd_increment"))
     p99, threshold = spike_threshold(costs, factor)
     drift = drifted_dates(existing_df, threshold)
