@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from lakehouse_utils.benchmark.jobs import JobCounter
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError, lake_lock
 from lakehouse_utils.paths import LakePaths, join, local_path, relative_to, to_uri
@@ -181,21 +182,12 @@ def test_listing_a_local_lake_without_the_jvm_returns_what_hadoop_lists(spark, t
     assert all(e.path.startswith(f"file:{root}/") and e.size > 0 for e in listed)
 
 
-def _jobs_of(spark, group: str, action) -> tuple[list[int], object]:
-    """Spark jobs that `action()` started (tagged with a job group of its own), and its result."""
-    spark.sparkContext.setJobGroup(group, group)
-    try:
-        result = action()
-        return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group)), result
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-
-
 def test_reading_a_table_of_many_partitions_lists_it_without_a_spark_job(spark, tmp_path):
     table = str(tmp_path / "many_partitions")
     spark.range(40).selectExpr("id", "id AS part").write.partitionBy("part").parquet(table)  # 40 folders > 32
-    jobs, frame = _jobs_of(spark, "list-many-partitions", lambda: spark.read.schema("id long, part long").parquet(table))
-    assert jobs == [] and frame.count() == 40
+    with JobCounter(spark, "list-many-partitions") as jobs:
+        frame = spark.read.schema("id long, part long").parquet(table)
+    assert jobs.count == 0 and frame.count() == 40
 
 
 def test_reading_a_parquet_table_gives_spark_s_own_schema_without_its_inference_job(spark, tmp_path):
@@ -216,10 +208,13 @@ def test_reading_a_parquet_table_gives_spark_s_own_schema_without_its_inference_
     pq.write_table(pa.table({"n": [1, 2], "t": ["a", None]}), tmp_path / "by_pyarrow.parquet")  # no Spark schema
     for name in [*tables, "by_pyarrow.parquet"]:
         uri = to_uri(tmp_path / name)
-        inferring_jobs, inferred = _jobs_of(spark, f"infer-{name}", lambda u=uri: spark.read.parquet(u))
-        jobs, frame = _jobs_of(spark, f"footer-{name}", lambda u=uri: io.read_parquet(spark, u))
+        with JobCounter(spark, f"infer-{name}") as inferring_jobs:
+            inferred = spark.read.parquet(uri)
+        with JobCounter(spark, f"footer-{name}") as jobs:
+            frame = io.read_parquet(spark, uri)
         assert frame.schema == inferred.schema, name
-        assert inferring_jobs and (jobs == []) == (name != "by_pyarrow.parquet"), name  # another tool's file: Spark infers
+        # another tool's file: Spark infers
+        assert inferring_jobs.count and (jobs.count == 0) == (name != "by_pyarrow.parquet"), name
         assert sorted(frame.collect()) == sorted(inferred.collect()), name
     (tmp_path / "no_files").mkdir()
     with pytest.raises(AnalysisException, match="UNABLE_TO_INFER_SCHEMA"):  # Spark's own error, as before

@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-from lakehouse_utils import io
 from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.live.demo import drop_file, prepare_landing
 from lakehouse_utils.paths import LakePaths
@@ -61,6 +60,7 @@ def valid_events_per_file(spark, paths: LakePaths) -> dict[str, int]:
     """Valid events (the Silver rules) that each file added to Bronze, keyed by file name."""
     from pyspark.sql import functions as F
 
+    from lakehouse_utils import io
     from lakehouse_utils.live.metrics import load_references
     from lakehouse_utils.silver.events import check_events
 
