@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse_utils.benchmark.jobs import jobs_submitted
+from lakehouse_utils.benchmark.jobs import JobCounter, jobs_submitted
 from lakehouse_utils.quality import (
     EVENT_RULES,
     MASTER_RULES,
@@ -60,14 +60,9 @@ def test_null_predicate_result_counts_as_failure(spark):
 
 def test_apply_rules_without_counts_runs_no_job_and_splits_the_same_rows(spark):
     df = spark.createDataFrame([(1, 5.0), (2, None), (3, -1.0)], "id int, amount double")
-    tracker, group = spark.sparkContext.statusTracker(), "apply-rules-without-counts"
-    spark.sparkContext.setJobGroup(group, "apply_rules(count=False) must not count")
-    try:
+    with JobCounter(spark, "apply_rules(count=False) must not count") as jobs:
         valid, quarantine, counts = apply_rules(df, [POSITIVE], count=False)
-        jobs = tracker.getJobIdsForGroup(group)
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-    assert counts is None and list(jobs) == []
+    assert counts is None and jobs.count == 0
     assert sorted(r.id for r in valid.collect()) == [1]
     assert sorted(r.id for r in quarantine.collect()) == [2, 3]
     with pytest.raises(ValueError, match="needs count=True"):

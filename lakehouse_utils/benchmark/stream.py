@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehouse_utils.benchmark.jobs import JobCounter
 from lakehouse_utils.benchmark.stages import dataset
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.config import PROJECT_ROOT
@@ -52,24 +53,15 @@ class StreamFigures:
         return self.last_batches_seconds / self.first_batches_seconds if self.first_batches_seconds else 0.0
 
 
-def spark_jobs_started(spark) -> int | None:
-    """Jobs the driver has submitted so far (`DAGScheduler.numTotalJobs`); None if not reachable."""
-    try:
-        return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
-    except Exception:  # noqa: BLE001 - a private JVM field: the figure is then left out
-        return None
-
-
 def run_stream(spark, name: str, landing: Path, files_per_trigger: int | None, work_dir: Path) -> StreamFigures:
     """One `bronze_stream` run on a fresh lake; the figures of its micro-batches."""
     lake = work_dir / f"lake_{name}"
     shutil.rmtree(lake, ignore_errors=True)
     paths = LakePaths.from_roots(lake, landing)
-    jobs_before = spark_jobs_started(spark)
-    started = time.perf_counter()
-    report = bronze_stream.run(spark, paths, f"benchmark-{name}", max_files_per_trigger=files_per_trigger)
-    seconds = time.perf_counter() - started
-    jobs_after = spark_jobs_started(spark)
+    with JobCounter(spark, f"benchmark stream {name}") as jobs:
+        started = time.perf_counter()
+        report = bronze_stream.run(spark, paths, f"benchmark-{name}", max_files_per_trigger=files_per_trigger)
+        seconds = time.perf_counter() - started
     counts = report.table("usage_events")
     batch_seconds = [batch["seconds"] for batch in counts.details["batches"]]
     edge = min(EDGE_BATCHES, len(batch_seconds)) or 1
@@ -78,7 +70,7 @@ def run_stream(spark, name: str, landing: Path, files_per_trigger: int | None, w
     shutil.rmtree(lake, ignore_errors=True)
     return StreamFigures(
         name=name, files_per_trigger=files_per_trigger, events=counts.rows_in, batches=len(batch_seconds),
-        seconds=seconds, spark_jobs=None if jobs_before is None or jobs_after is None else jobs_after - jobs_before,
+        seconds=seconds, spark_jobs=jobs.count,
         first_batches_seconds=sum(batch_seconds[:edge]) / edge, last_batches_seconds=sum(batch_seconds[-edge:]) / edge,
         state_bytes=state_bytes,
     )
