@@ -50,8 +50,11 @@ def spark_jars_dir() -> Path:
 
 
 def archive_key(java_home: str) -> str:
-    """A digest of what the archive is valid for: the JDK build and every Spark jar (name, size, mtime)."""
-    digest = hashlib.sha256()
+    """A digest of what the archive is valid for: the JDK build, every Spark jar (name, size, mtime), and the
+    fork-free file system's jar (on the driver's class path, which the JVM checks against the archive's)."""
+    from lakehouse_utils.local_fs import source_key
+
+    digest = hashlib.sha256(source_key().encode())
     release = Path(java_home, "release")
     digest.update(release.read_bytes() if release.is_file() else java_home.encode())
     jars = spark_jars_dir()

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse_utils.config import Settings
 from lakehouse_utils.jvm_archive import driver_java_options
+from lakehouse_utils.local_fs import local_session_conf
 from lakehouse_utils.shipping import ship_package
 
 # Settings that are correctness decisions, not tuning: every stage relies on them.
@@ -172,9 +173,12 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
                 f"-Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()} "
                 f"{driver_java_options(java_home)}".strip())
     )
-    for key, value in (STATIC_CONF | SQL_CONF | (LOCAL_SQL_CONF if master.startswith("local") else {})).items():
+    local = master.startswith("local")
+    # A cluster's executors would not have the fork-free file system's jar: local sessions only.
+    local_only = (LOCAL_SQL_CONF | local_session_conf(java_home)) if local else {}
+    for key, value in (STATIC_CONF | SQL_CONF | local_only).items():
         builder = builder.config(key, value)
-    spark = _create_with_worker_python(builder, local=master.startswith("local"))
+    spark = _create_with_worker_python(builder, local=local)
     spark.sparkContext.setLogLevel("ERROR")
     ship_package(spark)
     return spark
