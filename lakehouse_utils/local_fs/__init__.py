@@ -77,9 +77,7 @@ def ensure_jar(java_home: str) -> Path | None:
                 info = zipfile.ZipInfo(compiled.relative_to(classes).as_posix(), date_time=_FIXED_TIME)
                 jar.writestr(info, compiled.read_bytes())
         os.replace(partial, target)
-    for stale in target.parent.glob("fork-free-local-fs-*"):
-        if stale != target and stale.suffix == ".jar":
-            stale.unlink(missing_ok=True)
+    # Jars of an older source stay (a few KB each): a JVM of another checkout sharing the cache may be starting with one.
     return target
 
 
