@@ -24,7 +24,7 @@ import lakehouse_utils
 
 PACKAGE_NAME = "lakehouse_utils"
 # 1980-01-01: zip's earliest timestamp; fixed times make the archive depend on content only.
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def package_dir() -> Path:
@@ -54,7 +54,7 @@ def build_package_zip(out_dir: str | Path | None = None) -> Path:
     partial = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in files:
-            info = zipfile.ZipInfo(f"{PACKAGE_NAME}/{path.relative_to(root).as_posix()}", date_time=_FIXED_TIME)
+            info = zipfile.ZipInfo(f"{PACKAGE_NAME}/{path.relative_to(root).as_posix()}", date_time=FIXED_ZIP_TIME)
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
     partial.replace(target)  # atomic: a concurrent reader never sees half an archive

@@ -22,13 +22,13 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from lakehouse_utils.shipping import FIXED_ZIP_TIME
+
 SOURCE = Path(__file__).with_name("ForkFreeLocalFileSystem.java")
 FILE_SYSTEM_CLASS = "lakehouse.fs.ForkFreeLocalFileSystem"
 # FileContext (streaming checkpoints, the state store) looks up its own implementation per scheme.
 ABSTRACT_FILE_SYSTEM_CLASS = FILE_SYSTEM_CLASS + "$Fs"
 COMPILE_TIMEOUT_S = 180
-# 1980-01-01: zip's earliest timestamp; the jar depends on the compiled classes only.
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _hadoop_jars() -> list[Path]:
@@ -74,7 +74,7 @@ def ensure_jar(java_home: str) -> Path | None:
         partial = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial")
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as jar:
             for compiled in sorted(Path(classes).rglob("*.class")):
-                info = zipfile.ZipInfo(compiled.relative_to(classes).as_posix(), date_time=_FIXED_TIME)
+                info = zipfile.ZipInfo(compiled.relative_to(classes).as_posix(), date_time=FIXED_ZIP_TIME)
                 jar.writestr(info, compiled.read_bytes())
         os.replace(partial, target)
     # Jars of an older source stay (a few KB each): a JVM of another checkout sharing the cache may be starting with one.
