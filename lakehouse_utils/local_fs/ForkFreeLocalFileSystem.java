@@ -4,9 +4,7 @@ import java.io.IOException;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
-import java.nio.file.attribute.PosixFilePermission;
-import java.util.EnumSet;
-import java.util.Set;
+import java.nio.file.attribute.PosixFilePermissions;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.ChecksumFs;
 import org.apache.hadoop.fs.DelegateToFileSystem;
@@ -36,27 +34,14 @@ public class ForkFreeLocalFileSystem extends LocalFileSystem {
 
   /** RawLocalFileSystem with its two process-starting calls done in the JVM. */
   public static class Raw extends RawLocalFileSystem {
-    // FsPermission's bits 0..8, lowest first: others x/w/r, group x/w/r, owner x/w/r.
-    private static final PosixFilePermission[] BITS = {
-      PosixFilePermission.OTHERS_EXECUTE, PosixFilePermission.OTHERS_WRITE, PosixFilePermission.OTHERS_READ,
-      PosixFilePermission.GROUP_EXECUTE, PosixFilePermission.GROUP_WRITE, PosixFilePermission.GROUP_READ,
-      PosixFilePermission.OWNER_EXECUTE, PosixFilePermission.OWNER_WRITE, PosixFilePermission.OWNER_READ,
-    };
-
     @Override
     public void setPermission(Path path, FsPermission permission) throws IOException {
-      int mode = permission.toShort();
-      if ((mode & ~0777) != 0) {  // the sticky bit: java.nio cannot set it, chmod can
+      if (permission.getStickyBit()) {  // java.nio cannot set it, chmod can
         super.setPermission(path, permission);
         return;
       }
-      Set<PosixFilePermission> granted = EnumSet.noneOf(PosixFilePermission.class);
-      for (int bit = 0; bit < BITS.length; bit++) {
-        if ((mode & (1 << bit)) != 0) {
-          granted.add(BITS[bit]);
-        }
-      }
-      Files.setPosixFilePermissions(pathToFile(path).toPath(), granted);
+      // Without the sticky bit, FsPermission prints the nine `rwxr-x---` symbols java.nio parses.
+      Files.setPosixFilePermissions(pathToFile(path).toPath(), PosixFilePermissions.fromString(permission.toString()));
     }
 
     @Override
