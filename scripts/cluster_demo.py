@@ -34,6 +34,7 @@ import pyspark
 from lakehouse_utils.cassandra_server.node import CassandraSetupError
 from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.jvm_archive import archive_options
+from lakehouse_utils.local_fs import same_machine_cluster_conf
 from lakehouse_utils.shipping import build_package_zip
 from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
 
@@ -59,6 +60,10 @@ def daemon_env(java_home: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}}
     env.update(JAVA_HOME=java_home, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m",
                SPARK_DAEMON_JAVA_OPTS=archive_options(java_home))
+    # Only so that the daemons' class path starts as the class archive's does (they write no tables).
+    daemon_class_path = same_machine_cluster_conf(java_home)[1]
+    if daemon_class_path:
+        env["SPARK_DAEMON_CLASSPATH"] = daemon_class_path
     return env
 
 
@@ -119,9 +124,12 @@ def check_worker_python_lacks_package(python: str, env: dict[str, str], cwd: Pat
     print(f"worker Python {python}: lakehouse_utils NOT importable there (shipping is required)")
 
 
-def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, jvm_options: str = "") -> list[str]:
+def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, jvm_options: str = "",
+                   conf: dict[str, str] | None = None) -> list[str]:
     """The spark-submit line the README documents (and the slow test runs, through this script)."""
     extra = ["--conf", f"spark.executor.extraJavaOptions={jvm_options}"] if jvm_options else []
+    for key, value in (conf or {}).items():
+        extra += ["--conf", f"{key}={value}"]
     return [
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", master_url, "--deploy-mode", "client",
         "--py-files", str(package_zip),
@@ -194,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
         wait_for("the worker to register", lambda: ui_json(master_ui).get("aliveworkers", 0) >= 1, daemons)
         print(f"master URL: {master_url}  (web UI http://127.0.0.1:{master_ui}), 1 worker "
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
-        command = submit_command(master_url, package_zip, landing, lake, archive_options(java_home))
+        # Every JVM of this cluster runs here, on the local disk: the fork-free local file system is safe to use.
+        command = submit_command(master_url, package_zip, landing, lake, archive_options(java_home),
+                                 same_machine_cluster_conf(java_home)[0])
         print(f"running: {shlex.join(command)}", flush=True)
         keyspace = os.environ.get("CASSANDRA_KEYSPACE") or args.keyspace
         driver_env = {**os.environ, "JAVA_HOME": java_home, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from lakehouse_utils.local_fs import FILE_SYSTEM_CLASS
 from lakehouse_utils.paths import local_path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
     assert "ran executor 0 of app-" in output  # the worker's own view: it launched the executor
     assert "[serving] run" in output and "[gold] run" in output
     assert "RECONCILIATION FAILED" not in output
+    # Every JVM of the demo runs here: the fork-free file system on the driver and the executor (ADR 090.20).
+    assert f"spark.hadoop.fs.file.impl={FILE_SYSTEM_CLASS}" in output and "spark.executor.extraClassPath=" in output
     assert f"serving into Cassandra at {host}:{port}" in output
     # Spark's notices about our deliberate choices stay out of a cluster run's console (log4j settings).
     assert "WARN WindowExec" not in output and "TRIM/LTRIM/RTRIM" not in output, output[-3000:]

@@ -105,3 +105,20 @@ def test_an_archive_that_does_not_fit_is_skipped_silently(built_archive, tmp_pat
     result, class_log = _start_driver(tmp_path, cache=cache)
     assert _source_of(class_log, "org.apache.spark.SparkContext").startswith("file:")
     assert "cds" not in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.slow  # starts a Spark daemon JVM of its own (full suite only, ADR 153.2)
+def test_the_cluster_demo_daemons_map_the_archive(built_archive, tmp_path):
+    """A JVM maps the archive only when its class path starts as the archive's does (the fork-free file
+    system's jar first, ADR 090.20): the demo cluster's daemons and executors must put it first as well."""
+    from scripts.cluster_demo import SPARK_HOME, daemon_env
+
+    env = daemon_env(ensure_java17())
+    class_log = tmp_path / "classes.log"
+    env["SPARK_DAEMON_JAVA_OPTS"] += f" -Xlog:class+load=info:file={class_log}"
+    result = subprocess.run([str(SPARK_HOME / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master", "--help"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Usage: Master" in result.stderr + result.stdout, result.stderr[-2000:]
+    assert _source_of(class_log, "org.apache.spark.SparkConf") == "shared objects file (top)"
+    from_archive = class_log.read_text().count("source: shared objects file (top)")
+    assert from_archive > 1_000, f"only {from_archive} classes came from the archive"

@@ -8,8 +8,8 @@ two things through java.nio and leaves the rest (checksums included) to Hadoop (
 
 The class is compiled once per machine with the JDK's `javac` against the pinned Hadoop jar and
 cached beside the class archive; a JDK without `javac`, or a failed compile, leaves Hadoop's own
-file system in place (same files, only slower). Only local sessions use it: a cluster's executors
-would not have the jar.
+file system in place (same files, only slower). Local sessions use it, and the demo's standalone
+cluster on this machine (`same_machine_cluster_conf`); a real cluster's executors would not have the jar.
 """
 
 from __future__ import annotations
@@ -91,3 +91,17 @@ def local_session_conf(java_home: str) -> dict[str, str]:
         "spark.hadoop.fs.file.impl": FILE_SYSTEM_CLASS,
         "spark.hadoop.fs.AbstractFileSystem.file.impl": ABSTRACT_FILE_SYSTEM_CLASS,
     }
+
+
+def same_machine_cluster_conf(java_home: str) -> tuple[dict[str, str], str]:
+    """(spark-submit settings, daemon class path) for a standalone cluster whose JVMs all run on this machine.
+
+    Every JVM gets the jar first on its class path, as the local driver that built the class archive had it:
+    the JVM maps the archive only when its class path starts with the archive's (ADR 090.20). Empty when the
+    jar cannot be built.
+    """
+    conf = local_session_conf(java_home)
+    if not conf:
+        return {}, ""
+    jar = conf["spark.driver.extraClassPath"]
+    return {**conf, "spark.executor.extraClassPath": jar}, jar
