@@ -125,7 +125,7 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     into `data/benchmark` of the working folder and the report into its `docs/`. One run proves the
     package works outside the checkout and that the benchmark cannot rot (ADR 153.2, session 17)."""
     from lakehouse_utils.benchmark.stages import STAGE_ORDER
-    from lakehouse_utils.jvm_archive import archive_options
+    from lakehouse_utils.jvm_archive import archive_path, cache_dir
     from lakehouse_utils.spark import ensure_java17
 
     venv = tmp_path / "venv"
@@ -143,10 +143,15 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
                    cwd=tmp_path, env=env)
     installed = _snapshot(venv_site / "lakehouse_utils")
     host, port = cassandra_endpoint
-    # The checkout's class archive, which an installed copy would look for in the user's cache: the same
-    # Spark jars, so the JVM maps it; only start-up time depends on it (ADR 090.7).
+    # A user cache of its own whose `jvm` folder is the checkout's: the installed copy finds the class archive
+    # and the fork-free file system's jar where it looks for them (same Spark jars, same jar source), and the
+    # JVM maps the archive only when the jar it was built with comes first on the class path (ADR 090.20).
+    user_cache = tmp_path / "user_cache" / "lakehouse_utils"
+    user_cache.mkdir(parents=True)
+    (user_cache / "jvm").symlink_to(cache_dir(), target_is_directory=True)
+    class_log = tmp_path / "classes.log"
     env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), BENCHMARK_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g",
-               SPARK_DRIVER_JAVA_OPTIONS=archive_options(ensure_java17()))
+               XDG_CACHE_HOME=str(user_cache.parent), SPARK_DRIVER_JAVA_OPTIONS=f"-Xlog:class+load=info:file={class_log}")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
@@ -176,6 +181,8 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     assert not (venv_site / "data").exists()
     assert {p.name for p in (venv_site / "lakehouse_utils").iterdir()} >= {"serving", "config.py"}
     assert _snapshot(venv_site / "lakehouse_utils") == installed, "the run wrote into the installed package"
+    if archive_path(ensure_java17()).is_file():  # `make test` builds it; a bare `pytest` may not have it
+        assert " org.apache.spark.SparkContext source: shared objects file" in class_log.read_text()
     drop_keyspace(host, port, KEYSPACE)
 
 
