@@ -71,6 +71,14 @@ def faulty_landing(tmp_path_factory) -> tuple[Path, dict]:
 CHAIN = ("bronze_batch", "bronze_stream", "silver", "gold")
 
 
+def short_lived_driver_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child whose Spark driver runs one small chain and is killed or exits (ADR 090.21): the C1
+    compiler only. C2 pays off in a JVM that runs for minutes; here it competes with the child's tasks and with
+    this session's JVM for the two cores. What the child computes does not depend on the compiler."""
+    options = f"{env.get('SPARK_DRIVER_JAVA_OPTIONS', '')} -XX:TieredStopAtLevel=1".strip()
+    return {**env, "SPARK_DRIVER_JAVA_OPTIONS": options}
+
+
 def file_stamps(root: Path, zones: tuple[str, ...] = ("",)) -> dict[str, tuple[int, int]]:
     """Every file under `root` (or under its `zones`) with its size and modification time (ns): a write changes one."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import short_lived_driver_env
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
@@ -410,7 +411,7 @@ def test_generated_events_survive_a_kill_and_restart(spark, small_faulty_landing
     landing, manifest = small_faulty_landing
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     commits = tmp_path / "lake" / "_checkpoints" / "bronze_usage_events" / COMMITS_DIR
-    env = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}
+    env = short_lived_driver_env({**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)})
     command = [sys.executable, "-c", KILLED_CHILD, str(tmp_path / "lake"), str(landing)]
     child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCRATCH_BOOT_TIMEOUT_S
+from conftest import SCRATCH_BOOT_TIMEOUT_S, short_lived_driver_env
 from test_hostile_events import CHAIN, FILES_PER_TRIGGER, write_masters
 
 from lakehouse_utils.__main__ import main as cli_main
@@ -36,7 +36,7 @@ from lakehouse_utils.serving.queries import _plain
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VOLATILE = {"run_id", "source_run_id", "ingest_ts", "quarantined_at"}
-CHILD_ENV = {**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)}
+CHILD_ENV = short_lived_driver_env({**os.environ, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(PROJECT_ROOT)})
 # Outputs of each stage (relative to the lake); a scenario that starts at a stage removes them and all later ones.
 STAGE_OUTPUTS = {
     "bronze_stream": ["bronze/usage_events", "quarantine/usage_events_raw", "_checkpoints/bronze_usage_events",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import short_lived_driver_env
 from test_gold import pandas_daily_usage
 
 from lakehouse_utils.bronze import stream as bronze_stream
@@ -200,8 +201,8 @@ def test_kill_9_mid_live_then_restart_loses_and_doubles_nothing(spark, tmp_path)
     landing, _ = small_landing(tmp_path, held_back=0)
     lake = tmp_path / "lake"
     target = fresh_target(keyspace=f"{KEYSPACE}_kill")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "CASSANDRA_KEYSPACE": target.keyspace,
-           "CASSANDRA_HOST": target.host}
+    env = short_lived_driver_env({**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "CASSANDRA_KEYSPACE": target.keyspace,
+                                  "CASSANDRA_HOST": target.host})
     child = subprocess.Popen([*KILLED_LIVE, "--landing", str(landing), "--lake", str(lake)], cwd=PROJECT_ROOT,
                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + WAIT_S

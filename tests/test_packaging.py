@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import short_lived_driver_env
 from packaging.requirements import Requirement
 
 from lakehouse_utils.shipping import build_package_zip
@@ -152,6 +153,7 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     class_log = tmp_path / "classes.log"
     env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), BENCHMARK_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g",
                XDG_CACHE_HOME=str(user_cache.parent), SPARK_DRIVER_JAVA_OPTIONS=f"-Xlog:class+load=info:file={class_log}")
+    env = short_lived_driver_env(env)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
