@@ -32,6 +32,9 @@ from lakehouse_utils.config import IS_CHECKOUT, PROJECT_ROOT, user_cache_dir
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 # Extra driver JVM options (profiling: JFR, class-load logs) when `get_spark` starts the JVM; not under spark-submit.
 EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
+# The C1 compiler only, for a JVM that runs no tasks or only one small chain: C2 pays off in a JVM that runs
+# tasks for minutes, and elsewhere only competes for the cores (ADR 090.19, 090.21).
+C1_ONLY = "-XX:TieredStopAtLevel=1"
 # `jvm-archive` waits this long for the training JVM to write its archive and exit.
 EXIT_TIMEOUT_S = 600.0
 # The whole build (training chain, then the archive written at exit); a partial file older than this is abandoned.

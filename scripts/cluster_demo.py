@@ -33,7 +33,7 @@ import pyspark
 
 from lakehouse_utils.cassandra_server.node import CassandraSetupError
 from lakehouse_utils.config import PROJECT_ROOT, Settings
-from lakehouse_utils.jvm_archive import archive_options
+from lakehouse_utils.jvm_archive import C1_ONLY, archive_options
 from lakehouse_utils.local_fs import same_machine_cluster_conf
 from lakehouse_utils.shipping import build_package_zip
 from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
@@ -46,7 +46,7 @@ SUBMIT_SCRIPT = PROJECT_ROOT / "scripts" / "spark_submit_pipeline.py"
 # The daemons and the driver run no tasks. Their CPU goes to planning and to the JIT, and C2 compiling them
 # competed with the executor for this machine's two cores: C1 alone took the demo from ~100 s to ~70 s
 # (ADR 090.21). The executor runs the tasks and keeps the JVM's default, as on a real cluster.
-NO_TASKS_JIT = "-XX:TieredStopAtLevel=1"
+NO_TASKS_JIT = C1_ONLY
 
 
 class ClusterDemoError(RuntimeError):
@@ -140,7 +140,7 @@ def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, 
         "--driver-memory", "1g", "--executor-memory", EXECUTOR_MEMORY,
         "--conf", "spark.executor.cores=1", "--conf", "spark.cores.max=1",
         *extra, "--driver-java-options",
-        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()} {jvm_options} {NO_TASKS_JIT}".replace("  ", " "),
+        " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}", jvm_options, NO_TASKS_JIT])),
         str(SUBMIT_SCRIPT), "--landing", landing, "--lake", lake,
     ]
 

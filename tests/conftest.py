@@ -75,8 +75,9 @@ def short_lived_driver_env(env: dict[str, str]) -> dict[str, str]:
     """`env` for a child whose Spark driver runs one small chain and is killed or exits (ADR 090.21): the C1
     compiler only. C2 pays off in a JVM that runs for minutes; here it competes with the child's tasks and with
     this session's JVM for the two cores. What the child computes does not depend on the compiler."""
-    options = f"{env.get('SPARK_DRIVER_JAVA_OPTIONS', '')} -XX:TieredStopAtLevel=1".strip()
-    return {**env, "SPARK_DRIVER_JAVA_OPTIONS": options}
+    from lakehouse_utils.jvm_archive import C1_ONLY, EXTRA_OPTIONS_VARIABLE
+
+    return {**env, EXTRA_OPTIONS_VARIABLE: f"{env.get(EXTRA_OPTIONS_VARIABLE, '')} {C1_ONLY}".strip()}
 
 
 def file_stamps(root: Path, zones: tuple[str, ...] = ("",)) -> dict[str, tuple[int, int]]:
