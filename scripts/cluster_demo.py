@@ -65,9 +65,9 @@ def daemon_env(java_home: str) -> dict[str, str]:
     env.update(JAVA_HOME=java_home, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m",
                SPARK_DAEMON_JAVA_OPTS=f"{archive_options(java_home)} {NO_TASKS_JIT}".strip())
     # Only so that the daemons' class path starts as the class archive's does (they write no tables).
-    daemon_class_path = same_machine_cluster_conf(java_home)[1]
-    if daemon_class_path:
-        env["SPARK_DAEMON_CLASSPATH"] = daemon_class_path
+    jar = same_machine_cluster_conf(java_home).get("spark.executor.extraClassPath")
+    if jar:
+        env["SPARK_DAEMON_CLASSPATH"] = jar
     return env
 
 
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
         # Every JVM of this cluster runs here, on the local disk: the fork-free local file system is safe to use.
         command = submit_command(master_url, package_zip, landing, lake, archive_options(java_home),
-                                 same_machine_cluster_conf(java_home)[0])
+                                 same_machine_cluster_conf(java_home))
         print(f"running: {shlex.join(command)}", flush=True)
         keyspace = os.environ.get("CASSANDRA_KEYSPACE") or args.keyspace
         driver_env = {**os.environ, "JAVA_HOME": java_home, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",

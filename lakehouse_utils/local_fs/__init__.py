@@ -93,15 +93,11 @@ def local_session_conf(java_home: str) -> dict[str, str]:
     }
 
 
-def same_machine_cluster_conf(java_home: str) -> tuple[dict[str, str], str]:
-    """(spark-submit settings, daemon class path) for a standalone cluster whose JVMs all run on this machine.
+def same_machine_cluster_conf(java_home: str) -> dict[str, str]:
+    """spark-submit settings for a standalone cluster whose JVMs all run on this machine; empty without the jar.
 
-    Every JVM gets the jar first on its class path, as the local driver that built the class archive had it:
-    the JVM maps the archive only when its class path starts with the archive's (ADR 090.20). Empty when the
-    jar cannot be built.
+    Driver and executor get the jar first on their class path, as the local driver that built the class archive
+    had it: a JVM maps the archive only when its class path starts with the archive's (ADR 090.21).
     """
     conf = local_session_conf(java_home)
-    if not conf:
-        return {}, ""
-    jar = conf["spark.driver.extraClassPath"]
-    return {**conf, "spark.executor.extraClassPath": jar}, jar
+    return {**conf, "spark.executor.extraClassPath": conf["spark.driver.extraClassPath"]} if conf else {}
