@@ -27,6 +27,7 @@ from lakehouse_utils.serving.connection import (
 )
 from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
 from lakehouse_utils.serving.queries import _plain
+from lakehouse_utils.serving.sync import with_cql_wire_dates
 from lakehouse_utils.serving.writer import partition_units
 
 # Overridable so that parallel checkouts on one Cassandra node do not share test tables.
@@ -373,6 +374,30 @@ def test_partition_units_group_rows_of_one_partition_and_bound_the_batch():
         [("a", 1, "x"), ("a", 1, "y")], [("a", 1, "z")], [("a", 2, "x")], [("b", 1, "x")]]
     wide = [("a", 1, "v" * 300)] * 3
     assert [len(u) for u in partition_units(iter(wide), key_width=2, max_rows=20, max_bytes=700)] == [2, 1]
+
+
+def test_dates_reach_the_driver_as_the_bytes_it_would_send_for_the_date(spark):
+    from cassandra.cqltypes import SimpleDateType
+
+    days = [date(1969, 12, 31), date(1970, 1, 1), date(2025, 7, 21), date(9999, 12, 31), None]
+    df = spark.createDataFrame([(i, d) for i, d in enumerate(days)], "i int, usage_date date")
+    wired = with_cql_wire_dates(df)
+    assert wired.columns == ["i", "usage_date"]
+    rows = sorted(wired.collect())
+    for day, (_, wire) in zip(days, rows, strict=True):
+        if day is None:
+            assert wire is None
+        else:
+            assert isinstance(wire, int)
+            assert SimpleDateType.serialize(wire, 4) == SimpleDateType.serialize(day, 4), day
+
+
+def test_a_batch_holds_as_many_rows_as_its_first_row_allows():
+    narrow, wide = ("a", 1, "x"), ("b", 1, "v" * 300)
+    # the cap comes from the first row of each unit (rows of one partition are alike): 4 narrow rows, 2 wide ones
+    units = list(partition_units(iter([narrow] * 5 + [wide] * 3), key_width=2, max_rows=4, max_bytes=700))
+    assert [len(u) for u in units] == [4, 1, 2, 1]
+    assert units[1] == [narrow] and units[2] == [wide, wide]
 
 
 def test_serving_columns_start_with_the_partition_key(spark):

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakehouse_utils import io
 from lakehouse_utils.serving.connection import (
@@ -45,6 +46,9 @@ from lakehouse_utils.serving.writer import write_partition
 PARTITION_ID = "_gold_partition"
 WHOLE_TABLE = "__all__"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# The wire form of a CQL date counts days from 1970-01-01 shifted by 2**31 (the driver's
+# `SimpleDateType.EPOCH_OFFSET_DAYS`).
+CQL_DATE_EPOCH_DAYS = 2**31
 # One write task per this many rows (each task opens its own Cluster, ~0.2 s).
 ROWS_PER_WRITE_TASK = 20_000
 _EXECUTOR_ERROR = re.compile(r"(CassandraUnavailableError|CassandraWriteError|KeyspaceMissingError): ([^\n]*)")
@@ -82,6 +86,17 @@ def gold_partition_ids(spark: SparkSession, gold_uri: str, columns: list[str]) -
         return [WHOLE_TABLE] if files else []
     ids = {"/".join(unquote(s) for s in entry.path.split("/")[-1 - len(columns):-1]) for entry in files}
     return sorted(ids)
+
+
+def with_cql_wire_dates(df: DataFrame) -> DataFrame:
+    """`df` with every date column as the number the Cassandra driver sends for a CQL `date`.
+
+    A Python `date` costs the writers twice per value: pyspark builds it from Spark's day number, then
+    the driver turns it back into days through `calendar.timegm` (a fifth of a writer's CPU). An int
+    the driver sends as it is, as the wire form: days since 1970-01-01 plus 2**31. Same bytes.
+    """
+    return df.select(*[(F.unix_date(F.col(field.name)) + F.lit(CQL_DATE_EPOCH_DAYS)).alias(field.name)
+                       if isinstance(field.dataType, T.DateType) else F.col(field.name) for field in df.schema.fields])
 
 
 def partition_id(columns: list[str]) -> Column:
@@ -202,7 +217,7 @@ class TableSync:
         key = list(self.table.partition_key)
         tasks = 1 if rows is None else max(1, min(self.spark.sparkContext.defaultParallelism,
                                                   -(-rows // ROWS_PER_WRITE_TASK)))
-        ordered = df.repartition(tasks, *key).sortWithinPartitions(*key)
+        ordered = with_cql_wire_dates(df).repartition(tasks, *key).sortWithinPartitions(*key)
         target, table, concurrency, width = self.target, self.table.name, self.concurrency, len(key)
         started = time.perf_counter()
         try:

@@ -57,18 +57,23 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
 
 def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
                     max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple]]:
-    """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size."""
+    """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size.
+
+    A unit's row cap comes from the size of its first row: the rows of one partition have the same
+    columns, and sizing every row (`repr`) cost a tenth of the writer's CPU.
+    """
     unit: list[tuple] = []
-    unit_bytes = 0
+    key: tuple = ()
+    cap = 0
     for row in rows:
         values = tuple(row)
-        size = len(repr(values))  # a cheap over-estimate of the serialized size
-        if unit and (values[:key_width] != unit[0][:key_width] or len(unit) >= max_rows
-                     or unit_bytes + size > max_bytes):
+        if unit and (len(unit) >= cap or values[:key_width] != key):
             yield unit
-            unit, unit_bytes = [], 0
+            unit = []
+        if not unit:
+            key = values[:key_width]
+            cap = max(1, min(max_rows, max_bytes // len(repr(values))))  # repr: a cheap over-estimate of the size
         unit.append(values)
-        unit_bytes += size
     if unit:
         yield unit
 
