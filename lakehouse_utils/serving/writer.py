@@ -60,7 +60,7 @@ def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
     """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size.
 
     A unit's row cap comes from the size of its first row: the rows of one partition have the same
-    columns, and sizing every row (`repr`) cost a tenth of the writer's CPU.
+    columns, and sizing every row (`repr`) cost ~7 % of the writer's CPU.
     """
     unit: list[tuple] = []
     key: tuple = ()
