@@ -18,6 +18,7 @@ from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import (
     CassandraTarget,
     CassandraUnavailableError,
+    CassandraWriteError,
     Secret,
     connection_class,
     keyspace_exists,
@@ -28,7 +29,7 @@ from lakehouse_utils.serving.connection import (
 from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
 from lakehouse_utils.serving.queries import _plain
 from lakehouse_utils.serving.sync import with_cql_wire_dates
-from lakehouse_utils.serving.writer import partition_units
+from lakehouse_utils.serving.writer import CQL_DATE_EPOCH_DAYS, execute_with_retries, partition_units
 
 # Overridable so that parallel checkouts on one Cassandra node do not share test tables.
 KEYSPACE = os.environ.get("TEST_SERVING_KEYSPACE", "cloud_analytics_test_serving")
@@ -390,6 +391,22 @@ def test_dates_reach_the_driver_as_the_bytes_it_would_send_for_the_date(spark):
         else:
             assert isinstance(wire, int)
             assert SimpleDateType.serialize(wire, 4) == SimpleDateType.serialize(day, 4), day
+
+
+def test_a_row_that_keeps_failing_is_quoted_with_its_dates_as_dates(session):
+    session.execute("CREATE TABLE IF NOT EXISTS wire_date_probe (k text, d date, v text, PRIMARY KEY ((k), d))")
+    prepared = session.prepare("INSERT INTO wire_date_probe (k, d, v) VALUES (?, ?, ?)")
+    wire = date(2025, 7, 21).toordinal() - date(1970, 1, 1).toordinal() + CQL_DATE_EPOCH_DAYS
+    # a real node takes the wire number for the date...
+    assert execute_with_retries(session, prepared, [[("ok", wire, "x")]], 4, "wire_date_probe", date_positions=(1,)) == 1
+    assert session.execute("SELECT d FROM wire_date_probe WHERE k = 'ok'").one().d.date() == date(2025, 7, 21)
+    # ...and a batch over the node's 50 KiB limit for batches of several partitions fails every attempt:
+    # the error quotes the row with its date, not the number
+    too_large = [(f"big{day}", wire + day, "v" * 30_000) for day in range(2)]
+    with pytest.raises(CassandraWriteError) as failure:
+        execute_with_retries(session, prepared, [too_large], 4, "wire_date_probe", max_attempts=1, date_positions=(1,))
+    assert "datetime.date(2025, 7, 21)" in str(failure.value)
+    assert str(wire) not in str(failure.value)
 
 
 def test_a_batch_holds_as_many_rows_as_its_first_row_allows():

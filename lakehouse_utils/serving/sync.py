@@ -41,14 +41,11 @@ from lakehouse_utils.serving.connection import (
     open_session,
 )
 from lakehouse_utils.serving.model import ServingTable
-from lakehouse_utils.serving.writer import write_partition
+from lakehouse_utils.serving.writer import CQL_DATE_EPOCH_DAYS, write_partition
 
 PARTITION_ID = "_gold_partition"
 WHOLE_TABLE = "__all__"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-# The wire form of a CQL date counts days from 1970-01-01 shifted by 2**31 (the driver's
-# `SimpleDateType.EPOCH_OFFSET_DAYS`).
-CQL_DATE_EPOCH_DAYS = 2**31
 # One write task per this many rows (each task opens its own Cluster, ~0.2 s).
 ROWS_PER_WRITE_TASK = 20_000
 _EXECUTOR_ERROR = re.compile(r"(CassandraUnavailableError|CassandraWriteError|KeyspaceMissingError): ([^\n]*)")
@@ -219,10 +216,11 @@ class TableSync:
                                                   -(-rows // ROWS_PER_WRITE_TASK)))
         ordered = with_cql_wire_dates(df).repartition(tasks, *key).sortWithinPartitions(*key)
         target, table, concurrency, width = self.target, self.table.name, self.concurrency, len(key)
+        dates = tuple(i for i, field in enumerate(df.schema.fields) if isinstance(field.dataType, T.DateType))
         started = time.perf_counter()
         try:
             written = ordered.rdd.mapPartitions(
-                lambda partition: write_partition(partition, target, cql, table, concurrency, width)
+                lambda partition: write_partition(partition, target, cql, table, concurrency, width, dates)
             ).sum()
         except CassandraError:
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
+from datetime import date
 
 from lakehouse_utils.serving.connection import CassandraTarget, CassandraWriteError, open_session
 
@@ -19,6 +20,10 @@ from lakehouse_utils.serving.connection import CassandraTarget, CassandraWriteEr
 # BATCH_BYTES of values, under Cassandra's default 5 KiB batch-size warning.
 BATCH_ROWS = 20
 BATCH_BYTES = 4000
+# The writers receive a CQL date as its wire form: days from 1970-01-01 shifted by 2**31 (the driver's
+# `SimpleDateType.EPOCH_OFFSET_DAYS`; see `serving.sync.with_cql_wire_dates`).
+CQL_DATE_EPOCH_DAYS = 2**31
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _statement(prepared, unit: list[tuple]):
@@ -33,8 +38,17 @@ def _statement(prepared, unit: list[tuple]):
     return batch, None
 
 
+def describe_row(row: tuple, date_positions: tuple[int, ...] = ()) -> str:
+    """A row as an error message quotes it, its dates (sent as wire numbers) shown as dates."""
+    shown = list(row)
+    for position in date_positions:
+        if isinstance(shown[position], int):
+            shown[position] = date.fromordinal(shown[position] - CQL_DATE_EPOCH_DAYS + _EPOCH_ORDINAL)
+    return str(tuple(shown))[:300]
+
+
 def execute_with_retries(session, prepared, units: list[list[tuple]], concurrency: int, table: str,
-                         max_attempts: int = 5, base_delay_s: float = 0.2) -> int:
+                         max_attempts: int = 5, base_delay_s: float = 0.2, date_positions: tuple[int, ...] = ()) -> int:
     """Execute every unit (rows of one partition); retry only the failed units, with exponential backoff."""
     from cassandra.concurrent import execute_concurrent
 
@@ -49,7 +63,7 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
             unit, error = failed[0]
             raise CassandraWriteError(
                 f"{sum(len(u) for u, _ in failed)} rows of table {table} still failed after {max_attempts} attempts; "
-                f"first failing row {str(tuple(unit[0]))[:300]}: {type(error).__name__}: {str(error)[:300]}")
+                f"first failing row {describe_row(unit[0], date_positions)}: {type(error).__name__}: {str(error)[:300]}")
         time.sleep(base_delay_s * 2 ** (attempt - 1))
         pending = [unit for unit, _ in failed]
     return 0
@@ -79,11 +93,12 @@ def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
 
 
 def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: str, concurrency: int,
-                    key_width: int, chunk_rows: int = 5000) -> Iterator[int]:
+                    key_width: int, date_positions: tuple[int, ...] = (), chunk_rows: int = 5000) -> Iterator[int]:
     """Executor side: one Cluster per Spark partition (none when it is empty).
 
     Rows arrive sorted by partition key; the rows of one partition travel as UNLOGGED
     batches (`partition_units`). Units are sent in chunks of ~`chunk_rows` rows to bound memory.
+    `date_positions`: the columns that hold wire dates (for error messages).
     """
     rows = iter(rows)
     first = next(rows, None)
@@ -99,8 +114,9 @@ def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: st
             chunk.append(unit)
             chunk_size += len(unit)
             if chunk_size >= chunk_rows:
-                written += execute_with_retries(session, prepared, chunk, concurrency, table)
+                written += execute_with_retries(session, prepared, chunk, concurrency, table,
+                                                date_positions=date_positions)
                 chunk, chunk_size = [], 0
         if chunk:
-            written += execute_with_retries(session, prepared, chunk, concurrency, table)
+            written += execute_with_retries(session, prepared, chunk, concurrency, table, date_positions=date_positions)
     yield written
