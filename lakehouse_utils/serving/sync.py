@@ -85,6 +85,11 @@ def gold_partition_ids(spark: SparkSession, gold_uri: str, columns: list[str]) -
     return sorted(ids)
 
 
+def date_positions(df: DataFrame) -> tuple[int, ...]:
+    """Positions of the date columns of `df`."""
+    return tuple(i for i, field in enumerate(df.schema.fields) if isinstance(field.dataType, T.DateType))
+
+
 def with_cql_wire_dates(df: DataFrame) -> DataFrame:
     """`df` with every date column as the number the Cassandra driver sends for a CQL `date`.
 
@@ -92,8 +97,9 @@ def with_cql_wire_dates(df: DataFrame) -> DataFrame:
     the driver turns it back into days through `calendar.timegm` (~17 % of a writer's CPU). An int
     the driver sends as it is, as the wire form: days since 1970-01-01 plus 2**31. Same bytes.
     """
-    return df.select(*[(F.unix_date(F.col(field.name)) + F.lit(CQL_DATE_EPOCH_DAYS)).alias(field.name)
-                       if isinstance(field.dataType, T.DateType) else F.col(field.name) for field in df.schema.fields])
+    dates = date_positions(df)
+    return df.select(*[(F.unix_date(F.col(name)) + F.lit(CQL_DATE_EPOCH_DAYS)).alias(name) if i in dates
+                       else F.col(name) for i, name in enumerate(df.columns)])
 
 
 def partition_id(columns: list[str]) -> Column:
@@ -216,7 +222,7 @@ class TableSync:
                                                   -(-rows // ROWS_PER_WRITE_TASK)))
         ordered = with_cql_wire_dates(df).repartition(tasks, *key).sortWithinPartitions(*key)
         target, table, concurrency, width = self.target, self.table.name, self.concurrency, len(key)
-        dates = tuple(i for i, field in enumerate(df.schema.fields) if isinstance(field.dataType, T.DateType))
+        dates = date_positions(df)
         started = time.perf_counter()
         try:
             written = ordered.rdd.mapPartitions(
