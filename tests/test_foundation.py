@@ -95,6 +95,27 @@ def describe_spark():
         run(0)
         assert compiled.getCount() == before, "the first query's class was evicted and compiled again"
 
+    def it_builds_a_column_without_sending_its_python_call_site_to_the_jvm(spark, monkeypatch):
+        """Call-site capture is off (ADR 090.23): a column is 3 py4j commands, not 13 plus a walk of the stack."""
+        from pyspark.errors.utils import is_debugging_enabled
+        from pyspark.sql import functions as F
+
+        client = spark.sparkContext._gateway._gateway_client
+        sent: list[str] = []
+        send = client.send_command
+
+        def counted(command, *args, **kwargs):
+            sent.append(command)
+            return send(command, *args, **kwargs)
+
+        monkeypatch.setattr(client, "send_command", counted)
+        F.col("warm_up")  # pyspark reads the setting once per process, on its first column
+        sent.clear()
+        F.col("amount")
+        assert not is_debugging_enabled()
+        assert not any("PySparkCurrentOrigin" in command for command in sent), sent
+        assert len(sent) <= 3, sent
+
     def it_explains_a_wrong_java_version(tmp_path, monkeypatch):
         fake_home = tmp_path / "jdk11"
         (fake_home / "bin").mkdir(parents=True)
