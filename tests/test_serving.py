@@ -28,7 +28,7 @@ from lakehouse_utils.serving.connection import (
 )
 from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
 from lakehouse_utils.serving.queries import _plain
-from lakehouse_utils.serving.sync import with_cql_wire_dates
+from lakehouse_utils.serving.sync import TableSync, with_cql_wire_dates
 from lakehouse_utils.serving.writer import CQL_DATE_EPOCH_DAYS, execute_with_retries, partition_units
 
 # Overridable so that parallel checkouts on one Cassandra node do not share test tables.
@@ -421,3 +421,14 @@ def test_serving_columns_start_with_the_partition_key(spark):
     for spec in SERVING_TABLES:
         assert tuple(spec.column_names[: len(spec.partition_key)]) == spec.partition_key, spec.name
         assert set(spec.primary_key) <= set(spec.column_names), spec.name
+
+
+def test_a_statement_the_node_refuses_on_an_executor_is_one_line_without_a_stack_trace(spark, tmp_path, target):
+    spec = serving_table("revenue_by_org_year")
+    sync = TableSync(spark, spec, target, str(tmp_path / "mirror"), str(tmp_path / "quarantine"), [], "run-x", 4)
+    df = spark.createDataFrame([("org-1", 2025, date(2025, 7, 1))], "org_id string, billing_year int, month date")
+    with pytest.raises(CassandraWriteError) as failure:
+        sync._execute(df, "INSERT INTO no_such_table (org_id) VALUES (?)", rows=1)
+    message = str(failure.value)
+    assert "no_such_table does not exist" in message and "failed on an executor" in message
+    assert "Traceback" not in message and "\tat " not in message and len(message.splitlines()) == 1
