@@ -62,7 +62,7 @@ STATIC_CONF = {
     # class again: 740 compiles in a second course chain, 46 with 2,000 (ADR 090.17).
     "spark.sql.codegen.cache.maxEntries": "2000",
     # PySpark records the Python call site of every Column and DataFrame call (it walks the Python stack and
-    # makes ~9 more py4j round trips per call) so that a Spark runtime error can quote the line that built the
+    # makes 10 more py4j round trips per call) so that a Spark runtime error can quote the line that built the
     # failing expression. Building a plan is thousands of such calls: off, F.col costs 0.2 ms instead of 1.0 ms
     # and a small chain's driver ~1 s less (ADR 090.23). Our own checks name the file, row and rule themselves.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
