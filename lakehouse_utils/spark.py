@@ -54,6 +54,13 @@ LOCAL_SQL_CONF = {
     "spark.sql.maxConcurrentOutputFileWriters": "64",
 }
 
+# Local Python workers start from a daemon that imports pyspark from site-packages, not from the archives
+# Spark puts first on their path: each Python task then costs ~100 ms less on Python 3.10-3.11 (ADR 090.24).
+LOCAL_PYTHON_DAEMON_CONF = {
+    "spark.python.daemon.module": "lakehouse_spark_daemon",
+    "spark.executorEnv.PYTHONPATH": str(Path(__file__).with_name("spark_daemon")),
+}
+
 # Static settings: they take effect only when the session is created (a running session keeps its own).
 STATIC_CONF = {
     # Spark keeps the classes it generated and compiled (whole-stage code, projections) keyed by their
@@ -179,8 +186,8 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
                 f"{driver_java_options(java_home)}".strip())
     )
     local = master.startswith("local")
-    # A cluster's executors would not have the fork-free file system's jar: local sessions only.
-    local_only = (LOCAL_SQL_CONF | local_session_conf(java_home)) if local else {}
+    # A cluster's executors would have neither the fork-free file system's jar nor the daemon's folder: local only.
+    local_only = (LOCAL_SQL_CONF | LOCAL_PYTHON_DAEMON_CONF | local_session_conf(java_home)) if local else {}
     for key, value in (STATIC_CONF | SQL_CONF | local_only).items():
         builder = builder.config(key, value)
     spark = _create_with_worker_python(builder, local=local)

@@ -116,6 +116,21 @@ def describe_spark():
         assert not any("PySparkCurrentOrigin" in command for command in sent), sent
         assert len(sent) <= 3, sent
 
+    def it_runs_python_tasks_without_spark_s_archives_on_the_import_path(spark):
+        """Workers import pyspark from site-packages: no zip or jar of SPARK_HOME is re-read per task (ADR 090.24)."""
+
+        def imports(_):
+            import sys
+
+            import pyspark
+
+            archives = [e for e in [*sys.path, *sys.path_importer_cache] if ".zip" in e or ".jar" in e]
+            yield pyspark.__file__, [e for e in archives if "pyspark" in e]
+
+        [(origin, archives)] = spark.sparkContext.parallelize([0], 1).mapPartitions(imports).collect()
+        assert archives == [], archives
+        assert ".zip" not in origin and origin.endswith("site-packages/pyspark/__init__.py"), origin
+
     def it_explains_a_wrong_java_version(tmp_path, monkeypatch):
         fake_home = tmp_path / "jdk11"
         (fake_home / "bin").mkdir(parents=True)
