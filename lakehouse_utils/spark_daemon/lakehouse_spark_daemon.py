@@ -9,6 +9,7 @@ interpreter's site-packages, so they are imported from there; then pyspark's own
 A module of its own, outside the package: the workers need not be able to import `lakehouse_utils`.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -19,9 +20,13 @@ def _is_spark_archive(entry: str) -> bool:
     return entry.startswith(_SPARK_HOME) and (".zip" in entry or ".jar" in entry)
 
 
+_FULL_PATH = list(sys.path)
 sys.path[:] = [entry for entry in sys.path if not _is_spark_archive(entry)]
-for cached in [entry for entry in sys.path_importer_cache if _is_spark_archive(entry)]:
-    del sys.path_importer_cache[cached]
+if importlib.util.find_spec("pyspark") is None:  # a Spark without pip's pyspark: its archives are the only copy
+    sys.path[:] = _FULL_PATH
+else:
+    for cached in [entry for entry in sys.path_importer_cache if _is_spark_archive(entry)]:
+        del sys.path_importer_cache[cached]
 
 from pyspark import daemon  # noqa: E402 - only once the archives are off the path
 
