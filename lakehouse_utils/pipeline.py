@@ -25,14 +25,24 @@ STAGES: dict[str, str] = {
 }
 
 
+class UnknownStageError(ValueError):
+    """A stage name that is not one of STAGES (a typo on the command line)."""
+
+
+def _check_stages(stages: list[str]) -> None:
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise UnknownStageError(f"unknown stage {', '.join(map(repr, unknown))}; expected one of "
+                                f"{', '.join(STAGES)} or all")
+
+
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def run_stage(spark, paths: LakePaths, stage: str, run_id: str | None = None, **options) -> StageReport:
     """Run one stage and time it. Options a stage does not know are ignored."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)} or all")
+    _check_stages([stage])
     module = importlib.import_module(STAGES[stage])
     accepted = module.run.__code__.co_varnames[: module.run.__code__.co_argcount + module.run.__code__.co_kwonlyargcount]
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
@@ -59,6 +69,18 @@ def run_pipeline(spark, paths: LakePaths, stages: list[str] | None = None, **opt
     return reports
 
 
+def preflight(stages: list[str], settings: Settings, target: str | None = None) -> None:
+    """What a run needs that Spark does not give, checked before the JVM starts: the stage names, and a
+    Cassandra target that answers when serving is among the stages. A wrong name or an unreachable
+    AstraDB bundle then fails in a second, not after the JVM has started and the stages before serving ran."""
+    _check_stages(stages)
+    if "serving" in stages:
+        from lakehouse_utils.serving.connection import open_session, target_from_settings
+
+        with open_session(target_from_settings(settings, target), use_keyspace=False):
+            pass
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
@@ -75,8 +97,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
     paths = LakePaths.from_settings(settings)
-    spark = get_spark("pipeline", settings)
     stages = list(STAGES) if args.stage == "all" else [s.strip() for s in args.stage.split(",")]
+    preflight(stages, settings, args.target)
+    spark = get_spark("pipeline", settings)
     print(f"landing: {paths.landing_root}\nlake:    {paths.lake_root}")
     reports = run_pipeline(
         spark, paths, stages,

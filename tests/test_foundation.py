@@ -297,3 +297,14 @@ def test_the_command_line_says_the_package_s_own_errors_in_one_message_and_keeps
     with pytest.raises(LandingFileMissingError):
         main(argv)
     assert is_own_error(LandingFileMissingError("x")) and not is_own_error(KeyError("a bug"))
+
+
+def test_a_misspelt_stage_is_one_error_line_naming_the_stages(tmp_path, capsys, monkeypatch):
+    from lakehouse_utils.__main__ import TRACEBACK_VARIABLE, main
+
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+    assert main(["pipeline", "--lake", str(tmp_path / "lake"), "--stage", "bronze_batch,silvr"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: unknown stage 'silvr'; expected one of bronze_batch, bronze_stream, silver, gold, "
+                             "serving or all") and "Traceback" not in stderr
+    assert not (tmp_path / "lake").exists()  # refused before anything ran

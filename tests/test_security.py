@@ -92,8 +92,10 @@ def test_query_cli_never_prints_the_token(tmp_path, bundle_kind, message):
 def test_pipeline_serving_cli_leaves_the_token_nowhere(tmp_path):
     lake, landing = tmp_path / "lake", tmp_path / "landing"
     landing.mkdir()
+    # SPARK_HOME without Spark: the unreachable target must be found before the CLI starts a JVM
     done = cli(["pipeline", "--stage", "serving", "--target", "astra", "--lake", str(lake), "--landing", str(landing)],
-               tmp_path, timeout=900, ASTRA_DB_SECURE_BUNDLE_PATH=str(bogus_bundle(tmp_path, "closed-port")))
+               tmp_path, timeout=900, ASTRA_DB_SECURE_BUNDLE_PATH=str(bogus_bundle(tmp_path, "closed-port")),
+               SPARK_HOME=str(tmp_path / "no-spark-here"))
     assert done.returncode == 2 and done.stderr.count("error: cannot reach Cassandra at AstraDB bundle") == 1
     assert "Traceback" not in done.stderr  # the package's own error, said once, without Python's stack
     written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".zip"]
