@@ -33,15 +33,31 @@ def zone_files(lake: Path) -> dict[str, tuple[int, int]]:
     return files
 
 
-@pytest.fixture
-def streamed_lake(spark, tmp_path):
-    """A lake whose stream has ingested two files (one conflicting duplicate in quarantine)."""
-    landing = make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n",
-                                      "2.jsonl": f"{event('e1', cost=9.0)}\n{event('e3')}\n"})
-    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+@pytest.fixture(scope="module")
+def streamed_template(spark, tmp_path_factory) -> tuple[Path, Path]:
+    """(root, pristine copy): a lake whose stream has ingested two files (one conflicting duplicate in
+    quarantine), streamed once per module. The checkpoint records the lake's and the landing's paths,
+    so each test gets it back at the same place (`streamed_lake`) rather than a copy elsewhere."""
+    root = tmp_path_factory.mktemp("streamed")
+    landing = make_landing(root, {"1.jsonl": f"{event('e1')}\n{event('e2')}\n",
+                                  "2.jsonl": f"{event('e1', cost=9.0)}\n{event('e3')}\n"})
+    paths = LakePaths.from_roots(root / "lake", landing)
     bronze_stream.run(spark, paths, RUN_ID, max_files_per_trigger=1)
     assert bronze(spark, paths).count() == 3
-    return tmp_path, landing, paths
+    pristine = tmp_path_factory.mktemp("streamed_pristine") / "copy"
+    shutil.copytree(root, pristine, symlinks=True)  # copy2: modification times kept (arrival order)
+    return root, pristine
+
+
+@pytest.fixture
+def streamed_lake(streamed_template):
+    """The module's streamed lake and landing as streamed, whatever the test before did to them.
+
+    Every test here is refused before a query starts, so no Spark state outlives the files it restores."""
+    root, pristine = streamed_template
+    shutil.rmtree(root)
+    shutil.copytree(pristine, root, symlinks=True)
+    return root, root / "landing", LakePaths.from_roots(root / "lake", root / "landing")
 
 
 def assert_one_clear_paragraph(error: StreamOperationError, *phrases: str) -> None:
