@@ -53,6 +53,11 @@ class ClusterDemoError(RuntimeError):
     """The cluster could not be started or checked; the message says what to do."""
 
 
+# The master's UI answers, and the worker registers, within a few seconds of starting: a short poll does
+# not add a second of waiting to each.
+POLL_INTERVAL_S = 0.25
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -113,7 +118,7 @@ def wait_for(description: str, check, processes: list[tuple[str, subprocess.Pope
                 return state
         except OSError:
             pass  # the web UI is not up yet
-        time.sleep(1)
+        time.sleep(POLL_INTERVAL_S)
     raise ClusterDemoError(f"timed out after {timeout_s:.0f} s waiting for {description}")
 
 
