@@ -215,3 +215,58 @@ def second_node(scratch_cassandra):
 
     local_cassandra.start(scratch_cassandra, timeout=SCRATCH_BOOT_TIMEOUT_S)
     return scratch_cassandra
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The package's wheel, built once (`pip wheel`)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT_ROOT)],
+                   check=True, timeout=600, capture_output=True)
+    (built,) = out.glob("lakehouse_utils-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def cluster_demo_run(faulty_landing, cassandra_endpoint, tmp_path_factory):
+    """(check, work folder): the cluster demo on the faulty landing, running in the background (tests/background.py)."""
+    from background import BackgroundCheck
+    from test_cluster import run_cluster_demo
+
+    work = tmp_path_factory.mktemp("cluster")
+    check = BackgroundCheck("the cluster demo", lambda check: run_cluster_demo(check, faulty_landing[0], work))
+    yield check, work
+    check.stop()
+
+
+@pytest.fixture(scope="session")
+def installed_package_run(wheel, cassandra_endpoint, tmp_path_factory):
+    """The installed wheel's benchmark run from another folder, running in the background (tests/background.py)."""
+    from background import BackgroundCheck
+    from test_packaging import install_and_run_benchmark
+
+    work = tmp_path_factory.mktemp("installed")
+    check = BackgroundCheck("the installed copy's benchmark",
+                            lambda check: install_and_run_benchmark(check, wheel, work, *cassandra_endpoint))
+    yield check
+    check.stop()
+
+
+# test -> the session fixture that starts its child processes (tests/background.py)
+BACKGROUND_CHECKS = {
+    "test_cluster_demo_serves_the_same_gold_as_local_mode": "cluster_demo_run",
+    "test_installed_package_runs_every_stage_and_the_benchmark_from_another_folder": "installed_package_run",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_checks_started(request):
+    """Starts, at the session's first test, the selected checks that are mostly child processes: they then use
+    the CPU the rest of the suite leaves idle instead of running alone at their turn (tests/background.py)."""
+    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+    for test, fixture in BACKGROUND_CHECKS.items():
+        if test in selected:
+            request.getfixturevalue(fixture)
