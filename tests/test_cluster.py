@@ -25,26 +25,21 @@ def _marts(lake: Path) -> list[str]:
     return sorted(p.name for p in (lake / "gold").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
-def run_cluster_demo(check, landing: Path, work: Path) -> subprocess.CompletedProcess:
-    """`python -m scripts.cluster_demo` on `landing`, its lake and files under `work` (started by conftest's
-    `cluster_demo_run` at the session's first test, beside the other tests: tests/background.py)."""
-    env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
-    # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
-    # The demo must hand its local node to the driver, which imports the shipped zip (not a checkout).
-    env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(work / "cluster_lake"), CASSANDRA_KEYSPACE=KEYSPACE,
-               PYTHONPATH=str(PROJECT_ROOT), CLUSTER_DEMO_DIR=str(work / "demo"))
-    return check.run([sys.executable, "-m", "scripts.cluster_demo"], cwd=PROJECT_ROOT, env=env, timeout=2400)
-
-
 @pytest.mark.slow
-def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, cassandra_endpoint, faulty_chain, cluster_demo_run):
+def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassandra_endpoint, faulty_chain):
     from test_packaging import drop_keyspace
 
     # The shared faulty chain (conftest) is the local-mode reference: same landing, run once per session.
     local_paths = faulty_chain[0]
+    landing = local_path(local_paths.landing_root)
     host, port = cassandra_endpoint
-    check, work = cluster_demo_run
-    demo = check.result()
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
+    # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
+    # The demo must hand its local node to the driver, which imports the shipped zip (not a checkout).
+    env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(tmp_path / "cluster_lake"), CASSANDRA_KEYSPACE=KEYSPACE,
+               PYTHONPATH=str(PROJECT_ROOT), CLUSTER_DEMO_DIR=str(tmp_path / "demo"))
+    demo = subprocess.run([sys.executable, "-m", "scripts.cluster_demo"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=2400)
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output[-5000:]
     assert "lakehouse_utils NOT importable there" in output
@@ -68,7 +63,7 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, cassandra_endpoi
         assert f"stopped {name}" in output
 
     local_lake = local_path(local_paths.lake_root)
-    cluster_lake = work / "cluster_lake"
+    cluster_lake = tmp_path / "cluster_lake"
     marts = _marts(local_lake)
     assert marts and _marts(cluster_lake) == marts
     for mart in marts:

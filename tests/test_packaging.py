@@ -47,6 +47,15 @@ def _tracked_package_files() -> set[str]:
     return {name for name in listed.stdout.decode().split("\0") if name}
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT_ROOT)],
+                   check=True, timeout=600, capture_output=True)
+    (built,) = out.glob("lakehouse_utils-*.whl")
+    return built
+
+
 def test_wheel_holds_every_tracked_package_file(wheel):
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = {name for name in archive.namelist() if name.startswith("lakehouse_utils/")}
@@ -107,68 +116,57 @@ def test_defaults_of_the_checkout_stay_in_the_checkout_from_any_folder(tmp_path)
     assert cassandra_home == str(PROJECT_ROOT / ".cache" / "cassandra")
 
 
-def install_and_run_benchmark(check, wheel: Path, work: Path, host: str, port: int) -> dict:
+@pytest.mark.slow
+def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folder(wheel, tmp_path, cassandra_endpoint):
     """A venv of its own (no system site-packages); the wheel is installed into it with pip. To avoid
     downloading ~450 MB, the pinned dependencies come from this interpreter's site-packages through a
     .pth file (appended after the venv's own site-packages): the package itself is the installed copy.
 
     The installed copy runs `benchmark` at a tiny scale with its defaults: every stage, serving included,
-    into `data/benchmark` of the working folder and the report into its `docs/`. Started by conftest's
-    `installed_package_run` at the session's first test, beside the other tests (tests/background.py)."""
-    from lakehouse_utils.jvm_archive import cache_dir
+    into `data/benchmark` of the working folder and the report into its `docs/`. One run proves the
+    package works outside the checkout and that the benchmark cannot rot (ADR 153.2, session 17)."""
+    from lakehouse_utils.benchmark.stages import STAGE_ORDER
+    from lakehouse_utils.jvm_archive import archive_path, cache_dir
+    from lakehouse_utils.spark import ensure_java17
 
-    def run(*args, timeout: float = 300, **options) -> subprocess.CompletedProcess:
-        done = check.run([str(arg) for arg in args], timeout=timeout, **options)
-        assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        return done
-
-    venv = work / "venv"
-    run(sys.executable, "-m", "venv", venv)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    venv_site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+    venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
     (venv_site / "zz_pinned_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # PYSPARK_PYTHON too: a Spark session built earlier in this pytest process sets it to the checkout's venv,
+    # PYSPARK_PYTHON too: a Spark session built earlier in this pytest process set it to the checkout's venv,
     # whose Python workers cannot import the installed copy (found by CI: ModuleNotFoundError on an executor).
     leaked = {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}
     env = {k: v for k, v in os.environ.items() if k not in leaked}
     # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
-    run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel, cwd=work, env=env)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300,
+                   cwd=tmp_path, env=env)
     installed = _snapshot(venv_site / "lakehouse_utils")
+    host, port = cassandra_endpoint
     # A user cache of its own whose `jvm` folder is the checkout's: the installed copy finds the class archive
     # and the fork-free file system's jar where it looks for them (same Spark jars, same jar source), and the
     # JVM maps the archive only when the jar it was built with comes first on the class path (ADR 090.20).
-    user_cache = work / "user_cache" / "lakehouse_utils"
+    user_cache = tmp_path / "user_cache" / "lakehouse_utils"
     user_cache.mkdir(parents=True)
     (user_cache / "jvm").symlink_to(cache_dir(), target_is_directory=True)
-    class_log = work / "classes.log"
+    class_log = tmp_path / "classes.log"
     env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), BENCHMARK_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g",
                XDG_CACHE_HOME=str(user_cache.parent), SPARK_DRIVER_JAVA_OPTIONS=f"-Xlog:class+load=info:file={class_log}")
     env = short_lived_driver_env(env)
-    elsewhere = work / "elsewhere"
+    elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    outputs = {"pip check": run(python, "-m", "pip", "check", cwd=elsewhere, env=env).stdout,
-               "origin": run(python, "-c", "import lakehouse_utils; print(lakehouse_utils.__file__)", cwd=elsewhere,
-                             env=env).stdout,
-               # Exit status 0 also says every stage reconciled (the command fails otherwise).
-               "benchmark": run(python, "-m", "lakehouse_utils", "benchmark", "--sections", "stages", "--scales", "0.02",
-                                cwd=elsewhere, env=env, timeout=1500).stdout}
-    return {"venv_site": venv_site, "installed": installed, "elsewhere": elsewhere, "class_log": class_log, **outputs}
 
+    def run(*args: str) -> str:
+        done = subprocess.run([str(python), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1500)
+        assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
 
-@pytest.mark.slow
-def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folder(installed_package_run,
-                                                                                  cassandra_endpoint):
-    """The installed copy works outside the checkout, and the benchmark cannot rot (ADR 153.2, session 17)."""
-    from lakehouse_utils.benchmark.stages import STAGE_ORDER
-    from lakehouse_utils.jvm_archive import archive_path
-    from lakehouse_utils.spark import ensure_java17
-
-    done = installed_package_run.result()
-    venv_site, elsewhere = done["venv_site"], done["elsewhere"]
-    assert done["pip check"].strip().endswith("No broken requirements found.")
-    origin = done["origin"].strip()
+    assert run("-m", "pip", "check").strip().endswith("No broken requirements found.")
+    origin = run("-c", "import lakehouse_utils; print(lakehouse_utils.__file__)").strip()
     assert origin.startswith(str(venv_site)), f"imported {origin}, not the installed copy"
-    output = done["benchmark"]
+    # Exit status 0 also says every stage reconciled (the command fails otherwise).
+    output = run("-m", "lakehouse_utils", "benchmark", "--sections", "stages", "--scales", "0.02")
     timed = {m["stage"]: (int(m["rows_in"].replace(",", "")), int(m["rows_out"].replace(",", "")))
              for m in re.finditer(r"scale 0\.02 (?P<stage>\w+)\s+[\d.]+s\s+\d+ jobs\s+in\s+(?P<rows_in>[\d,]+)\s+"
                                   r"out\s+(?P<rows_out>[\d,]+)", output)}
@@ -184,10 +182,10 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     assert (elsewhere / "docs" / "performance.png").stat().st_size > 0
     assert not (venv_site / "data").exists()
     assert {p.name for p in (venv_site / "lakehouse_utils").iterdir()} >= {"serving", "config.py"}
-    assert _snapshot(venv_site / "lakehouse_utils") == done["installed"], "the run wrote into the installed package"
+    assert _snapshot(venv_site / "lakehouse_utils") == installed, "the run wrote into the installed package"
     if archive_path(ensure_java17()).is_file():  # `make test` builds it; a bare `pytest` may not have it
-        assert " org.apache.spark.SparkContext source: shared objects file" in done["class_log"].read_text()
-    drop_keyspace(*cassandra_endpoint, KEYSPACE)
+        assert " org.apache.spark.SparkContext source: shared objects file" in class_log.read_text()
+    drop_keyspace(host, port, KEYSPACE)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, float]]:
