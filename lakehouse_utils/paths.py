@@ -74,10 +74,15 @@ def local_path(uri: str) -> Path | None:
     return None
 
 
-def check_name(name: str) -> str:
-    """Table and zone names become path segments and CQL identifiers: allow-list them."""
+class InvalidNameError(ValueError):
+    """A table, zone or keyspace name outside the allow-list (it would become a path segment or CQL identifier)."""
+
+
+def check_name(name: str, kind: str = "table") -> str:
+    """Table, zone and keyspace names become path segments and CQL identifiers: allow-list them."""
     if not _SAFE_NAME.match(name):
-        raise ValueError(f"invalid table name {name!r}: expected lower-case letters, digits and _ (max 64)")
+        raise InvalidNameError(f"invalid {kind} name {name!r}: expected lower-case letters, digits and _, "
+                               "starting with a letter (at most 64 characters)")
     return name
 
 

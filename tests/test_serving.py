@@ -360,7 +360,7 @@ def test_connection_class_round_trips_on_this_python(target):
 
 
 def test_keyspace_names_are_allow_listed_before_reaching_cql():
-    with pytest.raises(ValueError, match="invalid table name"):
+    with pytest.raises(ValueError, match="invalid keyspace name"):
         CassandraTarget("local", "ks; DROP KEYSPACE system")
 
 

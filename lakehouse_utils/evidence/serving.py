@@ -127,7 +127,7 @@ def cassandra_inventory(session, keyspace: str, spark: SparkSession | None = Non
         from lakehouse_utils.config import Settings
 
         paths = LakePaths.from_settings(Settings.load())
-    check_name(keyspace)
+    check_name(keyspace, "keyspace")
     # serving_lake (which lake claims the keyspace) is bookkeeping, like the lake's _state: left out.
     names = sorted(row.table_name for row in session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))

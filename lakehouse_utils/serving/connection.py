@@ -86,7 +86,7 @@ class CassandraTarget:
     def __post_init__(self) -> None:
         if self.kind not in ("local", "astra"):
             raise ValueError(f"unknown serving target {self.kind!r}; expected 'local' or 'astra'")
-        check_name(self.keyspace)
+        check_name(self.keyspace, "keyspace")
 
     @property
     def endpoint(self) -> str:
@@ -116,7 +116,7 @@ class CassandraTarget:
 def target_from_settings(settings, target: str | None = None, keyspace: str | None = None) -> CassandraTarget:
     """Build the target from `Settings` (env, .env, Colab secrets); starts the local node if needed."""
     kind = (target or settings.serving_target or "local").lower()
-    keyspace = check_name(keyspace or settings.cassandra_keyspace)
+    keyspace = check_name(keyspace or settings.cassandra_keyspace, "keyspace")
     if kind == "astra":
         missing = [name for name, value in (("ASTRA_DB_SECURE_BUNDLE_PATH", settings.astra_bundle_path),
                                             ("ASTRA_DB_APPLICATION_TOKEN", settings.astra_token)) if not value]
@@ -202,7 +202,7 @@ def missing_keyspace_error(target: CassandraTarget) -> KeyspaceMissingError:
 
 def keyspace_exists(session, keyspace: str) -> bool:
     row = session.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s",
-                          (check_name(keyspace),)).one()
+                          (check_name(keyspace, "keyspace"),)).one()
     return row is not None
 
 

@@ -62,7 +62,7 @@ def apply_schema(target: CassandraTarget) -> list[str]:
     with open_session(target, use_keyspace=False) as session:
         if target.kind == "local":
             for statement in split_statements(keyspace_cql):
-                session.execute(_KEYSPACE_STATEMENT.sub(rf"\g<1>{check_name(target.keyspace)}", statement),
+                session.execute(_KEYSPACE_STATEMENT.sub(rf"\g<1>{check_name(target.keyspace, 'keyspace')}", statement),
                                 timeout=DDL_TIMEOUT_S)
         elif not keyspace_exists(session, target.keyspace):
             raise missing_keyspace_error(target)
