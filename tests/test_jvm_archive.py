@@ -42,6 +42,37 @@ def test_driver_options_name_the_archive_only_when_it_exists(tmp_path, monkeypat
     assert f'"-XX:SharedArchiveFile={archive}"' in options and options.endswith("-Dprobe=1")
 
 
+def test_a_small_local_landing_gets_c1_with_tiered_s_code_cache_and_a_large_or_remote_one_the_default(tmp_path):
+    from lakehouse_utils.spark import SMALL_LANDING_BYTES, landing_is_small
+
+    landing = tmp_path / "landing"
+    (landing / "usage_events_stream").mkdir(parents=True)
+    assert landing_is_small(str(landing)) and landing_is_small(str(tmp_path / "absent"))
+    with open(landing / "usage_events_stream" / "big.jsonl", "wb") as sparse:  # no disk blocks written
+        sparse.truncate(SMALL_LANDING_BYTES + 1)
+    assert not landing_is_small(str(landing)) and landing_is_small(str(landing), limit=SMALL_LANDING_BYTES + 1)
+    assert not landing_is_small(landing.as_uri().replace("file:", "s3a:"))
+    java_home = ensure_java17()
+    assert "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m" in jvm_archive.driver_java_options(java_home, True)
+    assert "TieredStopAtLevel" not in jvm_archive.driver_java_options(java_home, False)
+
+
+def test_the_session_driver_runs_the_jit_its_landing_calls_for(spark):
+    """Read from the running JVM: C1 alone must come with tiered compilation's 240 MB of code cache, or a chain
+    fills the 48 MB C1 gets by default in ~30 s and the JVM stops compiling (ADR 090.25)."""
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.spark import landing_is_small
+
+    jvm = spark.sparkContext._jvm
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    option = {name: bean.getVMOption(name).getValue() for name in ("TieredStopAtLevel", "ReservedCodeCacheSize")}
+    if landing_is_small(Settings.load().landing_dir):
+        assert option == {"TieredStopAtLevel": "1", "ReservedCodeCacheSize": str(240 * 1024 * 1024)}
+    else:
+        assert option["TieredStopAtLevel"] == "4"
+
+
 def test_a_finished_build_removes_other_archives_and_abandoned_partials_only(tmp_path):
     target = tmp_path / "spark-classes-new.jsa"
     other_version = tmp_path / "spark-classes-old.jsa"
@@ -70,7 +101,8 @@ def _start_driver(tmp_path: Path, cache: Path | None = None) -> tuple[subprocess
         from lakehouse_utils import jvm_archive
         {redirect}
         from lakehouse_utils.spark import get_spark
-        print("rows", get_spark("archive-probe").range(5).count())
+        # Tiered (C2) although the archive is built by a C1-only JVM: what it holds does not depend on the JIT.
+        print("rows", get_spark("archive-probe", small_data=False).range(5).count())
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_DRIVER_JAVA"))}
     env[jvm_archive.EXTRA_OPTIONS_VARIABLE] = f"-Xlog:class+load=info:file={class_log}"

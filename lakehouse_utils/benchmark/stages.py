@@ -194,7 +194,8 @@ def run_cli(args: argparse.Namespace) -> int:
     spark, fresh, ok = None, {}, True
     for name in names:
         if spark is None and (name == "stages" or sections.wants(name, "spark")):
-            spark = get_spark("benchmark", settings)
+            # One JVM for every scale up to 100x: C2's code pays off there (ADR 090.25).
+            spark = get_spark("benchmark", settings, small_data=False)
         if name == "stages":
             rows = stage_rows(spark, args, settings)
             fresh[name] = stages_markdown(rows, output)

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lakehouse_utils.spark import get_spark
 
-    figures = run_benchmark(get_spark("benchmark-stream"), cases=tuple(c for c in CASES if args.only in (None, c[0])))
+    cases = tuple(c for c in CASES if args.only in (None, c[0]))
+    figures = run_benchmark(get_spark("benchmark-stream", small_data=False), cases=cases)
     print()
     print(markdown_section(figures, args.note))
     return 0
