@@ -36,7 +36,7 @@ from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.jvm_archive import C1_ONLY, archive_options
 from lakehouse_utils.local_fs import same_machine_cluster_conf
 from lakehouse_utils.shipping import build_package_zip
-from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17
+from lakehouse_utils.spark import LOG4J2_CONFIG, ensure_java17, landing_is_small
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 # Logs, the worker's work dir, the zip and the default lake; a test gives each run its own.
@@ -45,7 +45,8 @@ WORKER_CORES, WORKER_MEMORY, EXECUTOR_MEMORY = 1, "1536m", "1g"
 SUBMIT_SCRIPT = PROJECT_ROOT / "scripts" / "spark_submit_pipeline.py"
 # The daemons and the driver run no tasks. Their CPU goes to planning and to the JIT, and C2 compiling them
 # competed with the executor for this machine's two cores: C1 alone took the demo from ~100 s to ~70 s
-# (ADR 090.21). The executor runs the tasks and keeps the JVM's default, as on a real cluster.
+# (ADR 090.21). The executor runs the tasks: C1 as well when the landing is small, by the rule a local driver
+# follows (`spark.landing_is_small`, ADR 090.25); the JVM's default otherwise.
 NO_TASKS_JIT = C1_ONLY
 
 
@@ -134,9 +135,10 @@ def check_worker_python_lacks_package(python: str, env: dict[str, str], cwd: Pat
 
 
 def submit_command(master_url: str, package_zip: Path, landing: str, lake: str, jvm_options: str = "",
-                   conf: dict[str, str] | None = None) -> list[str]:
+                   conf: dict[str, str] | None = None, executor_jit: str = "") -> list[str]:
     """The spark-submit line the README documents (and the slow test runs, through this script)."""
-    extra = ["--conf", f"spark.executor.extraJavaOptions={jvm_options}"] if jvm_options else []
+    executor_options = " ".join(filter(None, [jvm_options, executor_jit]))
+    extra = ["--conf", f"spark.executor.extraJavaOptions={executor_options}"] if executor_options else []
     for key, value in (conf or {}).items():
         extra += ["--conf", f"{key}={value}"]
     return [
@@ -214,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
         # Every JVM of this cluster runs here, on the local disk: the fork-free local file system is safe to use.
         command = submit_command(master_url, package_zip, landing, lake, archive_options(java_home),
-                                 same_machine_cluster_conf(java_home))
+                                 same_machine_cluster_conf(java_home), C1_ONLY if landing_is_small(landing) else "")
         print(f"running: {shlex.join(command)}", flush=True)
         keyspace = os.environ.get("CASSANDRA_KEYSPACE") or args.keyspace
         driver_env = {**os.environ, "JAVA_HOME": java_home, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",

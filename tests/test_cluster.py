@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from lakehouse_utils.jvm_archive import C1_ONLY
 from lakehouse_utils.local_fs import FILE_SYSTEM_CLASS
 from lakehouse_utils.paths import local_path
+from lakehouse_utils.spark import landing_is_small
 from scripts.cluster_demo import NO_TASKS_JIT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +54,12 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
     assert "RECONCILIATION FAILED" not in output
     # Every JVM of the demo runs here: the fork-free file system on the driver and the executor (ADR 090.20).
     assert f"spark.hadoop.fs.file.impl={FILE_SYSTEM_CLASS}" in output and "spark.executor.extraClassPath=" in output
-    # The driver runs no task: C1 only (the executor keeps the default JIT; ADR 090.21).
+    # The driver runs no task: C1 only (ADR 090.21); the executor too, as the landing is small (ADR 090.25).
     submitted = shlex.split(next(line for line in output.splitlines() if line.startswith("running: ")))
     assert NO_TASKS_JIT in submitted[submitted.index("--driver-java-options") + 1]
-    assert not any(NO_TASKS_JIT in arg for arg in submitted if arg.startswith("spark.executor.extraJavaOptions="))
+    assert landing_is_small(str(landing))
+    executor_options = next(arg for arg in submitted if arg.startswith("spark.executor.extraJavaOptions="))
+    assert C1_ONLY in executor_options
     assert f"serving into Cassandra at {host}:{port}" in output
     # Spark's notices about our deliberate choices stay out of a cluster run's console (log4j settings).
     assert "WARN WindowExec" not in output and "TRIM/LTRIM/RTRIM" not in output, output[-3000:]
