@@ -99,7 +99,9 @@ def run_cli(args: argparse.Namespace) -> int:
     paths = LakePaths.from_settings(settings)
     stages = list(STAGES) if args.stage == "all" else [s.strip() for s in args.stage.split(",")]
     preflight(stages, settings, args.target)
-    spark = get_spark("pipeline", settings)
+    # Files per trigger make a stream of many micro-batches running the same plans again: C2's code pays off
+    # there, on any landing (ADR 090.25); otherwise the landing's size decides.
+    spark = get_spark("pipeline", settings, small_data=False if args.max_files_per_trigger else None)
     print(f"landing: {paths.landing_root}\nlake:    {paths.lake_root}")
     reports = run_pipeline(
         spark, paths, stages,

@@ -150,7 +150,8 @@ def ensure_java17() -> str:
 
 
 # A local driver whose landing folder holds at most this much gets the C1 compiler only (ADR 090.25): the course
-# data (13 MB) runs ~18 % faster; at 10x (137 MB) C2's faster JSON parsing in the stream wins it back.
+# data (13 MB) runs ~18 % faster; at 10x (137 MB) C2's faster JSON parsing in the stream wins it back. Runs that
+# repeat the same plans for long (a stream of many micro-batches, the live layer) say small_data=False.
 SMALL_LANDING_BYTES = 64 * 1024 * 1024
 
 

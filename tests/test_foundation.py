@@ -308,3 +308,26 @@ def test_a_misspelt_stage_is_one_error_line_naming_the_stages(tmp_path, capsys, 
     assert stderr.startswith("error: unknown stage 'silvr'; expected one of bronze_batch, bronze_stream, silver, gold, "
                              "serving or all") and "Traceback" not in stderr
     assert not (tmp_path / "lake").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize(("extra", "expected"), [([], None), (["--max-files-per-trigger", "1"], False)])
+def test_the_pipeline_command_asks_for_c2_when_its_stream_runs_many_micro_batches(tmp_path, monkeypatch, extra,
+                                                                                  expected):
+    """The JIT of the command's driver (ADR 090.25): by the landing's size, except for a stream of many
+    micro-batches, where C2's code pays off (the course at one file per trigger: 117.5 s with C1, 87.0 s with C2)."""
+    from lakehouse_utils import spark as spark_module
+    from lakehouse_utils.__main__ import main
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def record(app_name, settings=None, small_data=None):
+        asked.append(small_data)
+        raise Stop
+
+    monkeypatch.setattr(spark_module, "get_spark", record)
+    with pytest.raises(Stop):
+        main(["pipeline", "--lake", str(tmp_path / "lake"), "--stage", "bronze_stream", *extra])
+    assert asked == [expected]

@@ -246,7 +246,8 @@ def run_cli(args: argparse.Namespace) -> int:
           f"{args.trigger_interval}, {'until Ctrl-C' if args.duration is None else f'for {args.duration:g} s'}",
           flush=True)
     with lake_lock(paths.lake_root, purpose=f"live {run_id}"):
-        spark = get_spark("live", settings)
+        # Runs until stopped, every trigger the same plans: C2's code pays off whatever the landing (ADR 090.25).
+        spark = get_spark("live", settings, small_data=False)
         live_run = run(spark, paths, run_id, target, args.duration, args.trigger_interval, settings.watermark_delay,
                        args.max_files_per_trigger, say=lambda text: print(text, flush=True))
     totals = live_run.totals()
