@@ -34,9 +34,8 @@ QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
 # The C1 compiler only, for a JVM that runs no tasks or a chain on small data: C2 pays off where a JVM runs the
 # same plans again and again or parses large inputs, and elsewhere only competes for the two cores (ADR 090.19,
-# 090.21, 090.25). Without tiered
-# compilation the JVM reserves 48 MB of code cache instead of 240 MB; a Spark chain fills 48 MB in ~30 s and the
-# JVM then stops compiling for good ("CodeCache is full. Compiler has been disabled"), so C1 gets tiered's size.
+# 090.21, 090.25). Without tiered compilation the JVM reserves 48 MB of code cache instead of 240 MB; a Spark
+# chain fills 48 MB in ~30 s and the JVM then stops compiling for good, so C1 gets tiered's size.
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # `jvm-archive` waits this long for the training JVM to write its archive and exit.
 EXIT_TIMEOUT_S = 600.0

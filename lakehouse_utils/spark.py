@@ -158,25 +158,18 @@ SMALL_LANDING_BYTES = 64 * 1024 * 1024
 def landing_is_small(landing_dir: str, limit: int = SMALL_LANDING_BYTES) -> bool:
     """True when the landing folder is on this machine (or absent) and its files total at most `limit` bytes.
 
-    Counting stops once past the limit, so a large landing costs a few directory reads, not a full walk.
+    Counting stops once past the limit, so a large landing costs a few `stat` calls, not a full walk.
     A remote landing (object storage) is taken as large: its size would cost requests to learn.
     """
     root = local_path(landing_dir)
     if root is None:
         return False
-    total, folders = 0, [root]
-    while folders:
-        try:
-            entries = list(os.scandir(folders.pop()))
-        except OSError:  # absent or unreadable: nothing a run could read there
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=True):
-                folders.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=True):
-                total += entry.stat().st_size
-                if total > limit:
-                    return False
+    total = 0
+    for path in root.rglob("*"):  # nothing when the folder is absent
+        if path.is_file():
+            total += path.stat().st_size
+            if total > limit:
+                return False
     return True
 
 
