@@ -14,7 +14,12 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import date
 
-from lakehouse_utils.serving.connection import CassandraTarget, CassandraWriteError, open_session
+from lakehouse_utils.serving.connection import (
+    CassandraTarget,
+    CassandraUnavailableError,
+    CassandraWriteError,
+    open_session,
+)
 
 # One UNLOGGED batch holds rows of a single partition: at most BATCH_ROWS rows and about
 # BATCH_BYTES of values, under Cassandra's default 5 KiB batch-size warning.
@@ -106,8 +111,13 @@ def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: st
         yield 0
         return
     written = 0
+    from cassandra.cluster import NoHostAvailable
+
     with open_session(target) as session:
-        prepared = session.prepare(cql)
+        try:
+            prepared = session.prepare(cql)
+        except NoHostAvailable as error:  # the node went away between connecting and preparing: unreachable too
+            raise CassandraUnavailableError(target.unreachable_message(f"NoHostAvailable: {error}"[:400])) from None
         chunk: list[list[tuple]] = []
         chunk_size = 0
         for unit in partition_units(itertools.chain([first], rows), key_width):
