@@ -23,11 +23,13 @@ help:
 	@echo "make cluster-demo - the whole pipeline on a local Spark standalone master + worker (package shipped with --py-files)"
 	@echo "make package    - build dist/lakehouse_utils-<version>-<hash>.zip, the --py-files archive for executors"
 
+# --no-compile: pip would byte-compile every module of every package (pyspark's thousands), 13 of a fresh
+# install's 31 s; Python compiles the few it imports on first use and keeps them in the venv.
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version.split()[0]'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-compile -r requirements-dev.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
