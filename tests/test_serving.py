@@ -409,6 +409,31 @@ def test_a_row_that_keeps_failing_is_quoted_with_its_dates_as_dates(session):
     assert str(wire) not in str(failure.value)
 
 
+def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_fix(target):
+    """The node went away after the session connected and prepared (found by CI: the message was the driver's
+    `NoHostAvailable` after five attempts). This session drops its connection pools, the client's view of a
+    node that is gone, while the node stays up for the rest of the suite."""
+    with open_session(target) as session:
+        session.execute("CREATE TABLE IF NOT EXISTS unreachable_probe (k text PRIMARY KEY, v text)")
+        prepared = session.prepare("INSERT INTO unreachable_probe (k, v) VALUES (?, ?)")
+        for host in list(session.cluster.metadata.all_hosts()):
+            session.remove_pool(host)
+        with pytest.raises(CassandraUnavailableError) as failure:
+            execute_with_retries(session, prepared, [[("k1", "v")], [("k2", "v")]], 4, "unreachable_probe",
+                                 max_attempts=2, base_delay_s=0.01, target=target)
+    message = str(failure.value)
+    assert f"cannot reach Cassandra at {target.host}:{target.port}" in message, message
+    assert "2 rows of table unreachable_probe found no node after 2 attempts" in message
+    assert "python -m lakehouse_utils cassandra status" in message
+    # Without a target to name, the rows are still reported as not written.
+    with open_session(target) as session:
+        prepared = session.prepare("INSERT INTO unreachable_probe (k, v) VALUES (?, ?)")
+        for host in list(session.cluster.metadata.all_hosts()):
+            session.remove_pool(host)
+        with pytest.raises(CassandraWriteError, match=r"1 rows of table unreachable_probe still failed after 1 attempts"):
+            execute_with_retries(session, prepared, [[("k3", "v")]], 4, "unreachable_probe", max_attempts=1)
+
+
 def test_a_batch_holds_as_many_rows_as_its_first_row_allows():
     narrow, wide = ("a", 1, "x"), ("b", 1, "v" * 300)
     # the cap comes from the first row of each unit (rows of one partition are alike): 4 narrow rows, 2 wide ones

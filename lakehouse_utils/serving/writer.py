@@ -53,8 +53,13 @@ def describe_row(row: tuple, date_positions: tuple[int, ...] = ()) -> str:
 
 
 def execute_with_retries(session, prepared, units: list[list[tuple]], concurrency: int, table: str,
-                         max_attempts: int = 5, base_delay_s: float = 0.2, date_positions: tuple[int, ...] = ()) -> int:
-    """Execute every unit (rows of one partition); retry only the failed units, with exponential backoff."""
+                         max_attempts: int = 5, base_delay_s: float = 0.2, date_positions: tuple[int, ...] = (),
+                         target: CassandraTarget | None = None) -> int:
+    """Execute every unit (rows of one partition); retry only the failed units, with exponential backoff.
+
+    When the last attempt found no node at all (every failure a `NoHostAvailable`) and `target` is given, the
+    error says the target cannot be reached and how to check it, as connecting would have."""
+    from cassandra.cluster import NoHostAvailable
     from cassandra.concurrent import execute_concurrent
 
     pending = units
@@ -66,6 +71,10 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
             return sum(len(unit) for unit in units)
         if attempt == max_attempts:
             unit, error = failed[0]
+            if target is not None and all(isinstance(result, NoHostAvailable) for _, result in failed):
+                raise CassandraUnavailableError(target.unreachable_message(
+                    f"{sum(len(u) for u, _ in failed)} rows of table {table} found no node after {max_attempts} "
+                    f"attempts: NoHostAvailable: {error}"[:400]))
             raise CassandraWriteError(
                 f"{sum(len(u) for u, _ in failed)} rows of table {table} still failed after {max_attempts} attempts; "
                 f"first failing row {describe_row(unit[0], date_positions)}: {type(error).__name__}: {str(error)[:300]}")
@@ -125,8 +134,9 @@ def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: st
             chunk_size += len(unit)
             if chunk_size >= chunk_rows:
                 written += execute_with_retries(session, prepared, chunk, concurrency, table,
-                                                date_positions=date_positions)
+                                                date_positions=date_positions, target=target)
                 chunk, chunk_size = [], 0
         if chunk:
-            written += execute_with_retries(session, prepared, chunk, concurrency, table, date_positions=date_positions)
+            written += execute_with_retries(session, prepared, chunk, concurrency, table, date_positions=date_positions,
+                                            target=target)
     yield written
