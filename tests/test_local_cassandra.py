@@ -191,6 +191,18 @@ def test_stop_never_signals_a_pid_that_is_not_the_node(tmp_path):
 
 
 @pytest.mark.slow
+def _shutdown_announce_wait_s(system_log) -> float:
+    """Seconds between the node's last "Announcing shutdown" log line and the next one (its sleep, if any)."""
+    from datetime import datetime
+
+    lines = system_log.read_text(encoding="utf-8", errors="replace").splitlines()
+    start = max(i for i, line in enumerate(lines) if "Announcing shutdown" in line)
+    stamps = [datetime.strptime(" ".join(line.split()[2:4]), "%Y-%m-%d %H:%M:%S,%f") for line in lines[start:start + 8]
+              if "Announcing shutdown" in line or "Waiting for messaging service to quiesce" in line]
+    assert len(stamps) == 2, lines[start:start + 8]
+    return (stamps[1] - stamps[0]).total_seconds()
+
+
 def test_a_stop_start_cycle_keeps_data_and_a_clean_start_wipes_it(second_node):
     first = lc.status(second_node)  # running (conftest `second_node`)
     assert first["running"] and first["pid"]
@@ -200,6 +212,8 @@ def test_a_stop_start_cycle_keeps_data_and_a_clean_start_wipes_it(second_node):
          "INSERT INTO kept.kv (k, v) VALUES ('answer', 42)")
     assert lc.stop(second_node) is True
     assert lc.status(second_node)["running"] is False
+    # A single node has nobody to announce its shutdown to: the stop does not wait for listeners (2 s by default).
+    assert _shutdown_announce_wait_s(second_node.system_log) < 1.0
     second = lc.start(second_node, timeout=BOOT_TIMEOUT_S)
     rows = _cql(second_node.native_port, "SELECT v FROM kept.kv WHERE k = 'answer'")
     assert second["started"] and second["pid"] != first["pid"]

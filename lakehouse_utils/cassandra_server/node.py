@@ -202,6 +202,8 @@ def launch_arguments(config: NodeConfig) -> list[str]:
         # Single seed node: no gossip settling (~8 s) and no ring delay to wait for.
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.ring_delay_ms=1000",
+        # A stop announces the shutdown to the other nodes, then sleeps 2 s for them to hear it; there are none.
+        "-Dcassandra.shutdown_announce_in_ms=0",
         "-Dcassandra.unsafesystem=true",
         f"-Djava.rmi.server.hostname={LOOPBACK}",
     ]
