@@ -102,8 +102,13 @@ def stop_daemon(process: subprocess.Popen, name: str) -> None:
 
 
 def ui_json(port: int) -> dict:
+    """A daemon's web UI state; {} while the UI answers but its JSON is not served yet (an empty body, found by CI)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/", timeout=5) as response:
-        return json.load(response)
+        body = response.read()
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {}
 
 
 def wait_for(description: str, check, processes: list[tuple[str, subprocess.Popen]], timeout_s: float = 90) -> dict:
