@@ -190,7 +190,6 @@ def test_stop_never_signals_a_pid_that_is_not_the_node(tmp_path):
         sleeper.wait()
 
 
-@pytest.mark.slow
 def _shutdown_announce_wait_s(system_log) -> float:
     """Seconds between the node's last "Announcing shutdown" log line and the next one (its sleep, if any)."""
     from datetime import datetime
@@ -203,6 +202,7 @@ def _shutdown_announce_wait_s(system_log) -> float:
     return (stamps[1] - stamps[0]).total_seconds()
 
 
+@pytest.mark.slow
 def test_a_stop_start_cycle_keeps_data_and_a_clean_start_wipes_it(second_node):
     first = lc.status(second_node)  # running (conftest `second_node`)
     assert first["running"] and first["pid"]
