@@ -226,6 +226,22 @@ def test_reading_a_table_of_many_partitions_lists_it_without_a_spark_job(spark, 
     assert jobs.count == 0 and frame.count() == 40
 
 
+def test_a_local_session_caches_rows_uncompressed(spark):
+    """A cache is read back two or three times and dropped: compressing it cost more CPU than it saved."""
+    from pyspark.sql import functions as F
+
+    rows, text = 100_000, "twenty characters!!!"
+    cached = spark.range(rows).select(F.lit(text).alias("text")).persist()
+    try:
+        cached.count()
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        in_memory = sum(infos[i].memSize() for i in range(len(infos)))
+    finally:
+        cached.unpersist(blocking=True)
+    # Compressed, one repeated value takes a few kilobytes (run-length and dictionary encodings).
+    assert in_memory >= rows * len(text), in_memory
+
+
 def test_reading_a_parquet_table_gives_spark_s_own_schema_without_its_inference_job(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
