@@ -434,6 +434,42 @@ def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_f
             execute_with_retries(session, prepared, [[("k3", "v")]], 4, "unreachable_probe", max_attempts=1)
 
 
+def test_the_live_layer_says_the_target_cannot_be_reached_when_its_node_goes_away_then_writes(target):
+    """The live layer keeps its session between micro-batches. When the node went away meanwhile, the batch's wait
+    message names the target and the fix (it quoted the driver's `NoHostAvailable`), whether the statement was
+    prepared by an earlier batch or not; the retry then writes the row. A session that drops its connection pools
+    is the client's view of a node that is gone (the node stays up for the rest of the suite)."""
+    import threading
+
+    from lakehouse_utils.live.metrics import GENAI_TABLE
+    from lakehouse_utils.live.upsert import LiveUpserter
+
+    def row(day: int) -> dict[str, list[tuple]]:
+        return {GENAI_TABLE: [("org_live_probe", "2025-07", date(2025, 7, day), day, 0.5, 1)]}
+
+    def drop_pools(session) -> None:
+        for host in list(session.cluster.metadata.all_hosts()):
+            session.remove_pool(host)
+
+    unreachable = f"Cassandra unavailable (cannot reach Cassandra at {target.host}:{target.port}"
+    for prepared_before in (True, False):
+        messages: list[str] = []
+        upserter = LiveUpserter(target, threading.Event(), say=messages.append)
+        try:
+            if prepared_before:
+                assert upserter.upsert(row(1), batch_id=6) == 1 and not messages
+            drop_pools(upserter._connect())
+            assert upserter.upsert(row(2 if prepared_before else 3), batch_id=7) == 1
+        finally:
+            upserter.close()
+        assert len(messages) == 1 and messages[0].startswith(unreachable), (prepared_before, messages)
+        assert "batch 7: nothing is committed until its upserts succeed" in messages[0]
+    with open_session(target) as session:
+        rows = session.execute(f"SELECT total_tokens FROM {GENAI_TABLE} WHERE org_id = 'org_live_probe' "
+                               "AND usage_month = '2025-07'")
+        assert sorted(r.total_tokens for r in rows) == [1, 2, 3]
+
+
 def test_a_batch_holds_as_many_rows_as_its_first_row_allows():
     narrow, wide = ("a", 1, "x"), ("b", 1, "v" * 300)
     # the cap comes from the first row of each unit (rows of one partition are alike): 4 narrow rows, 2 wide ones

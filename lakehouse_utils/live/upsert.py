@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from lakehouse_utils.live.metrics import upsert_cql
 from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
-from lakehouse_utils.serving.writer import execute_with_retries, partition_units
+from lakehouse_utils.serving.writer import execute_with_retries, partition_units, prepare
 
 # Key width of the partition key of both live tables: (org_id, usage_month).
 PARTITION_KEY_WIDTH = 2
@@ -58,10 +58,11 @@ class LiveUpserter:
             if not table_rows:
                 continue
             if table not in self._prepared:
-                self._prepared[table] = session.prepare(upsert_cql(table))
+                self._prepared[table] = prepare(session, upsert_cql(table), self.target)
             ordered = sorted(table_rows, key=lambda row: row[:PARTITION_KEY_WIDTH])
             units = list(partition_units(iter(ordered), PARTITION_KEY_WIDTH))
-            written += execute_with_retries(session, self._prepared[table], units, CONCURRENCY, table, max_attempts=2)
+            written += execute_with_retries(session, self._prepared[table], units, CONCURRENCY, table, max_attempts=2,
+                                            target=self.target)
         return written
 
     def upsert(self, rows: dict[str, list[tuple]], batch_id: int | None = None) -> int:

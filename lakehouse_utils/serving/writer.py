@@ -83,6 +83,16 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
     return 0
 
 
+def prepare(session, cql: str, target: CassandraTarget):
+    """`session.prepare(cql)`; a node that went away since the session connected is unreachable, as connecting says."""
+    from cassandra.cluster import NoHostAvailable
+
+    try:
+        return session.prepare(cql)
+    except NoHostAvailable as error:
+        raise CassandraUnavailableError(target.unreachable_message(f"NoHostAvailable: {error}"[:400])) from None
+
+
 def partition_units(rows: Iterator, key_width: int, max_rows: int = BATCH_ROWS,
                     max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple]]:
     """Consecutive rows with the same partition key (the first `key_width` values), bounded in rows and size.
@@ -120,13 +130,8 @@ def write_partition(rows: Iterable, target: CassandraTarget, cql: str, table: st
         yield 0
         return
     written = 0
-    from cassandra.cluster import NoHostAvailable
-
     with open_session(target) as session:
-        try:
-            prepared = session.prepare(cql)
-        except NoHostAvailable as error:  # the node went away between connecting and preparing: unreachable too
-            raise CassandraUnavailableError(target.unreachable_message(f"NoHostAvailable: {error}"[:400])) from None
+        prepared = prepare(session, cql, target)
         chunk: list[list[tuple]] = []
         chunk_size = 0
         for unit in partition_units(itertools.chain([first], rows), key_width):
