@@ -237,7 +237,10 @@ def test_cassandra_stopped_mid_live_waits_commits_nothing_and_catches_up(spark, 
     runner.wait(lambda: any("Cassandra unavailable" in m for m in runner.messages), "the retry message")
     spark_commits = tmp_path / "lake" / "_checkpoints" / bronze_stream.CHECKPOINT / "commits"
     assert not (spark_commits / "1").exists() and live_marker_count(tmp_path / "lake") == 1  # nothing committed
-    assert "nothing is committed until its upserts succeed" in next(m for m in runner.messages if "unavail" in m)
+    waits = [m for m in runner.messages if "Cassandra unavailable" in m]
+    assert "nothing is committed until its upserts succeed" in waits[0]
+    # The batch's session was open when the node went: the wait still names the target and the fix.
+    assert all(f"cannot reach Cassandra at {target.host}:{target.port}" in m for m in waits), waits
     lc.start(second_node, timeout=SCRATCH_BOOT_TIMEOUT_S)
     runner.wait_batches(2)
     runner.finish()
