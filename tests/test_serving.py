@@ -409,6 +409,12 @@ def test_a_row_that_keeps_failing_is_quoted_with_its_dates_as_dates(session):
     assert str(wire) not in str(failure.value)
 
 
+def drop_connection_pools(session) -> None:
+    """The client's view of a node that went away (the node itself stays up for the rest of the suite)."""
+    for host in list(session.cluster.metadata.all_hosts()):
+        session.remove_pool(host)
+
+
 def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_fix(target):
     """The node went away after the session connected and prepared (found by CI: the message was the driver's
     `NoHostAvailable` after five attempts). This session drops its connection pools, the client's view of a
@@ -416,8 +422,7 @@ def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_f
     with open_session(target) as session:
         session.execute("CREATE TABLE IF NOT EXISTS unreachable_probe (k text PRIMARY KEY, v text)")
         prepared = session.prepare("INSERT INTO unreachable_probe (k, v) VALUES (?, ?)")
-        for host in list(session.cluster.metadata.all_hosts()):
-            session.remove_pool(host)
+        drop_connection_pools(session)
         with pytest.raises(CassandraUnavailableError) as failure:
             execute_with_retries(session, prepared, [[("k1", "v")], [("k2", "v")]], 4, "unreachable_probe",
                                  max_attempts=2, base_delay_s=0.01, target=target)
@@ -428,8 +433,7 @@ def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_f
     # Without a target to name, the rows are still reported as not written.
     with open_session(target) as session:
         prepared = session.prepare("INSERT INTO unreachable_probe (k, v) VALUES (?, ?)")
-        for host in list(session.cluster.metadata.all_hosts()):
-            session.remove_pool(host)
+        drop_connection_pools(session)
         with pytest.raises(CassandraWriteError, match=r"1 rows of table unreachable_probe still failed after 1 attempts"):
             execute_with_retries(session, prepared, [[("k3", "v")]], 4, "unreachable_probe", max_attempts=1)
 
@@ -447,10 +451,6 @@ def test_the_live_layer_says_the_target_cannot_be_reached_when_its_node_goes_awa
     def row(day: int) -> dict[str, list[tuple]]:
         return {GENAI_TABLE: [("org_live_probe", "2025-07", date(2025, 7, day), day, 0.5, 1)]}
 
-    def drop_pools(session) -> None:
-        for host in list(session.cluster.metadata.all_hosts()):
-            session.remove_pool(host)
-
     unreachable = f"Cassandra unavailable (cannot reach Cassandra at {target.host}:{target.port}"
     for prepared_before in (True, False):
         messages: list[str] = []
@@ -458,11 +458,12 @@ def test_the_live_layer_says_the_target_cannot_be_reached_when_its_node_goes_awa
         try:
             if prepared_before:
                 assert upserter.upsert(row(1), batch_id=6) == 1 and not messages
-            drop_pools(upserter._connect())
+            drop_connection_pools(upserter._connect())
             assert upserter.upsert(row(2 if prepared_before else 3), batch_id=7) == 1
         finally:
             upserter.close()
-        assert len(messages) == 1 and messages[0].startswith(unreachable), (prepared_before, messages)
+        # One wait, usually; a slow node may cost another, which must say the same.
+        assert messages and all(m.startswith(unreachable) for m in messages), (prepared_before, messages)
         assert "batch 7: nothing is committed until its upserts succeed" in messages[0]
     with open_session(target) as session:
         rows = session.execute(f"SELECT total_tokens FROM {GENAI_TABLE} WHERE org_id = 'org_live_probe' "

@@ -111,10 +111,7 @@ class BronzeBatchWriter:
             return None
         started = time.perf_counter()
         # The union batch is cached: its state-store dedupe must run once per attempt, and the
-        # files are read and parsed once. The cache is read back 2-3 times and then dropped, so
-        # compressing it costs more CPU than it saves (measured: -35 % CPU to fill it).
-        # `spark` is the query's own clone of the session.
-        spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        # files are read and parsed once (uncompressed: `stream_dedupe.QUERY_CONF`).
         self._token = self._token or query_token(spark, checkpoint)
         remove_batch_files(spark, [self.targets.bronze, self.targets.quarantine], self._token, batch_id)
         max_before = _micros(previous_max_event_ts(spark, checkpoint, batch_id))

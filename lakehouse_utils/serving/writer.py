@@ -71,12 +71,13 @@ def execute_with_retries(session, prepared, units: list[list[tuple]], concurrenc
             return sum(len(unit) for unit in units)
         if attempt == max_attempts:
             unit, error = failed[0]
+            failed_rows = sum(len(u) for u, _ in failed)
             if target is not None and all(isinstance(result, NoHostAvailable) for _, result in failed):
                 raise CassandraUnavailableError(target.unreachable_message(
-                    f"{sum(len(u) for u, _ in failed)} rows of table {table} found no node after {max_attempts} "
-                    f"attempts: NoHostAvailable: {error}"[:400]))
+                    f"{failed_rows} rows of table {table} found no node after {max_attempts} attempts: "
+                    f"NoHostAvailable: {error}"[:400]))
             raise CassandraWriteError(
-                f"{sum(len(u) for u, _ in failed)} rows of table {table} still failed after {max_attempts} attempts; "
+                f"{failed_rows} rows of table {table} still failed after {max_attempts} attempts; "
                 f"first failing row {describe_row(unit[0], date_positions)}: {type(error).__name__}: {str(error)[:300]}")
         time.sleep(base_delay_s * 2 ** (attempt - 1))
         pending = [unit for unit, _ in failed]
