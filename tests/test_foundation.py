@@ -230,13 +230,17 @@ def test_a_local_session_caches_rows_uncompressed(spark):
     """A cache is read back two or three times and dropped: compressing it cost more CPU than it saved."""
     from pyspark.sql import functions as F
 
+    def stored_bytes() -> int:
+        # Memory and disk: under memory pressure the blocks go to disk, still as they were encoded.
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        return sum(infos[i].memSize() + infos[i].diskSize() for i in range(len(infos)))
+
     rows, text = 100_000, "twenty characters!!!"
+    before = stored_bytes()  # what other tests left cached must not count for this one
     cached = spark.range(rows).select(F.lit(text).alias("text")).persist()
     try:
         cached.count()
-        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
-        # Memory and disk: under memory pressure the blocks go to disk, still as they were encoded.
-        stored = sum(infos[i].memSize() + infos[i].diskSize() for i in range(len(infos)))
+        stored = stored_bytes() - before
     finally:
         cached.unpersist(blocking=True)
     # Compressed, one repeated value takes a few kilobytes (run-length and dictionary encodings).
