@@ -438,6 +438,20 @@ def test_a_write_that_finds_no_node_says_the_target_cannot_be_reached_with_the_f
             execute_with_retries(session, prepared, [[("k3", "v")]], 4, "unreachable_probe", max_attempts=1)
 
 
+def test_a_node_gone_between_connecting_and_using_the_keyspace_is_unreachable_not_a_driver_error(target):
+    """Found by CI: a node stopped mid-load answered an executor's `USE` with "Server is shutting down", and the
+    load failed with the driver's `NoHostAvailable` instead of saying the target cannot be reached."""
+    from lakehouse_utils.serving.connection import set_keyspace
+
+    with open_session(target, use_keyspace=False) as session:
+        drop_connection_pools(session)
+        with pytest.raises(CassandraUnavailableError) as failure:
+            set_keyspace(session, target)
+    message = str(failure.value)
+    assert f"cannot reach Cassandra at {target.host}:{target.port}" in message and "NoHostAvailable" in message
+    assert "python -m lakehouse_utils cassandra status" in message
+
+
 def test_the_live_layer_says_the_target_cannot_be_reached_when_its_node_goes_away_then_writes(target):
     """The live layer keeps its session between micro-batches. When the node went away meanwhile, the batch's wait
     message names the target and the fix (it quoted the driver's `NoHostAvailable`), whether the statement was

@@ -171,8 +171,6 @@ def _build_cluster(target: CassandraTarget):
 @contextmanager
 def open_session(target: CassandraTarget, use_keyspace: bool = True) -> Iterator:
     """A connected session (in the target's keyspace unless `use_keyspace` is False); always shut down."""
-    from cassandra import InvalidRequest
-
     cluster = None
     try:
         try:
@@ -181,14 +179,25 @@ def open_session(target: CassandraTarget, use_keyspace: bool = True) -> Iterator
         except Exception as error:  # noqa: BLE001 - NoHostAvailable, auth, SSL, bad bundle: all mean "unreachable"
             raise CassandraUnavailableError(target.unreachable_message(_short(error, target))) from None
         if use_keyspace:
-            try:
-                session.set_keyspace(target.keyspace)
-            except InvalidRequest:
-                raise missing_keyspace_error(target) from None
+            set_keyspace(session, target)
         yield session
     finally:
         if cluster is not None:
             cluster.shutdown()
+
+
+def set_keyspace(session, target: CassandraTarget) -> None:
+    """`USE` the target's keyspace: a missing one says how to create it; a node that went away since the session
+    connected (stopped, or answering "Server is shutting down") is unreachable, as connecting says."""
+    from cassandra import InvalidRequest
+    from cassandra.cluster import NoHostAvailable
+
+    try:
+        session.set_keyspace(target.keyspace)
+    except InvalidRequest:
+        raise missing_keyspace_error(target) from None
+    except NoHostAvailable as error:
+        raise CassandraUnavailableError(target.unreachable_message(_short(error, target))) from None
 
 
 def missing_keyspace_error(target: CassandraTarget) -> KeyspaceMissingError:
