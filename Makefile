@@ -35,8 +35,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
-# Spark's classes, parsed and verified once and mapped by every later Spark JVM (ADR 090.7); a no-op when built.
-# Not a step of `demo`: a first demo would pay ~90 s to save less; it uses the archive when there is one.
+# Spark's classes, parsed and verified once and mapped by every later Spark JVM (ADR 090.7, 090.29); a no-op when built.
+# Not a step of `demo`: a first demo would pay ~35 s to save less (two JVMs, ~7 s each); it uses the archive when there is one.
 jvm-archive: setup
 	$(PY) -m lakehouse_utils jvm-archive
 

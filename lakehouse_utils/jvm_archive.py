@@ -2,23 +2,26 @@
 
 A fresh Spark driver loads and verifies ~30,000 classes from ~290 jars before and during its first
 jobs: on a 2-core machine that is seconds of CPU per JVM (session start, then the first job of each
-kind). Java 17's dynamic CDS archive (`-XX:ArchiveClassesAtExit`, then `-XX:SharedArchiveFile`) maps
-those classes already parsed and verified. Measured in ADR 090.7.
+kind). Java 17's class-data sharing maps those classes already parsed and verified. Measured in ADR 090.7.
 
 The archive is built once per machine by `python -m lakehouse_utils jvm-archive` (`make jvm-archive`,
-a prerequisite of `make test`, `test-fast`, `notebooks` and `benchmark`): a small pipeline run in a
-JVM that writes the archive when it exits. It is named after what it
-depends on (the JDK, the Spark jars), so an upgrade of either simply finds no archive. The JVM also
-checks the archive against its class path and, when it does not match, starts without it; with CDS
-logging off, that fallback is silent. Used when `get_spark` starts the driver JVM itself; under
-spark-submit the driver's JVM options are the user's.
+a prerequisite of `make test`, `test-fast`, `notebooks` and `benchmark`): the JDK's own `-Xshare:dump`
+reads the classes named by `jvm_classes.txt.gz` (committed beside this module) from the driver's class
+path and writes them, with no Spark run (ADR 090.29). The list is what a small pipeline run loads;
+`jvm-archive --record-classes` records it again (after a Spark or JDK upgrade; a test compares its header
+with the pinned pyspark). The archive is named after what it depends on (the JDK, the Spark jars, the
+list), so an upgrade of either simply finds no archive. The JVM also checks the archive against its class
+path and, when it does not match, starts without it; with CDS logging off, that fallback is silent. Used
+when `get_spark` starts the driver JVM itself; under spark-submit the driver's JVM options are the user's.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,10 +40,13 @@ EXTRA_OPTIONS_VARIABLE = "SPARK_DRIVER_JAVA_OPTIONS"
 # 090.21, 090.25). Without tiered compilation the JVM reserves 48 MB of code cache instead of 240 MB; a Spark
 # chain fills 48 MB in ~30 s and the JVM then stops compiling for good, so C1 gets tiered's size.
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
-# `jvm-archive` waits this long for the training JVM to write its archive and exit.
+# `--record-classes` waits this long for the training JVM to write its class list and exit.
 EXIT_TIMEOUT_S = 600.0
-# The whole build (training chain, then the archive written at exit); a partial file older than this is abandoned.
+# The whole build (or the recording's chain); a partial file older than this is abandoned.
 BUILD_TIMEOUT_S = int(EXIT_TIMEOUT_S * 2)
+# The classes a small pipeline run loads (`-XX:DumpLoadedClassList`), with a header naming the pyspark it ran.
+CLASS_LIST = Path(__file__).with_name("jvm_classes.txt.gz")
+CLASS_LIST_HEADER = re.compile(r"^# lakehouse_utils class list: pyspark (?P<pyspark>\S+), java (?P<java>\S+)$")
 
 
 def cache_dir() -> Path:
@@ -55,11 +61,14 @@ def spark_jars_dir() -> Path:
 
 
 def archive_key(java_home: str) -> str:
-    """A digest of what the archive is valid for: the JDK build, every Spark jar (name, size, mtime), and the
-    fork-free file system's jar (on the driver's class path, which the JVM checks against the archive's)."""
+    """A digest of what the archive is valid for: the JDK build, every Spark jar (name, size, mtime), the
+    fork-free file system's jar (on the driver's class path, which the JVM checks against the archive's) and
+    the class list."""
     from lakehouse_utils.local_fs import source_key
 
     digest = hashlib.sha256(source_key().encode())
+    if CLASS_LIST.is_file():
+        digest.update(CLASS_LIST.read_bytes())
     release = Path(java_home, "release")
     digest.update(release.read_bytes() if release.is_file() else java_home.encode())
     jars = spark_jars_dir()
@@ -89,50 +98,120 @@ def driver_java_options(java_home: str, small_data: bool = False) -> str:
     return " ".join(option for option in [*options, C1_ONLY if small_data else "", extra] if option)
 
 
-def _train(partial: Path) -> None:
-    """Run in the training process: a Spark JVM that archives its classes at exit, after a small chain."""
+def _record(class_list: Path) -> None:
+    """Run in the recording process: a Spark JVM that lists every class it loads, through a small chain."""
     from lakehouse_utils.generator.landing import generate
     from lakehouse_utils.paths import LakePaths
     from lakehouse_utils.pipeline import run_pipeline
     from lakehouse_utils.spark import get_spark
 
-    # C1 only: what is archived is the classes a chain loads, not compiled code; C1 trains ~15 % sooner (ADR 090.25).
-    os.environ[EXTRA_OPTIONS_VARIABLE] = f"-XX:ArchiveClassesAtExit={partial} {QUIET} {C1_ONLY}"
-    with tempfile.TemporaryDirectory(prefix="jvm-archive-") as work:
+    # C1 only: what is recorded is the classes a chain loads, not compiled code; C1 runs it ~15 % sooner.
+    os.environ[EXTRA_OPTIONS_VARIABLE] = f"-XX:DumpLoadedClassList={class_list} {QUIET} {C1_ONLY}"
+    with tempfile.TemporaryDirectory(prefix="jvm-classes-") as work:
         landing = Path(work, "landing")
         generate(landing, seed=3, scale=0.02, files=4, duplicates=True, malformed=True, late_files=True,
                  bad_rows=True)
-        spark = get_spark("jvm-archive")
+        spark = get_spark("jvm-classes")
         run_pipeline(spark, LakePaths.from_roots(Path(work, "lake"), landing),
                      ["bronze_batch", "bronze_stream", "silver", "gold"])
         # The serving stage's path into Python workers, without needing a Cassandra node.
         spark.sparkContext.parallelize(range(4), 2).mapPartitions(lambda rows: [sum(rows)]).collect()
         jvm = spark.sparkContext._gateway.proc
         spark.stop()
-        # The JVM exits when its stdin closes; it writes the archive on the way out.
+        # The JVM exits when its stdin closes; the list is complete then.
         jvm.stdin.close()
         jvm.wait(timeout=EXIT_TIMEOUT_S)
+
+
+def record_class_list() -> Path:
+    """Run the small chain in a new JVM that lists the classes it loads; write them to `CLASS_LIST` (gzip)."""
+    import pyspark
+
+    from lakehouse_utils.spark import ensure_java17
+
+    java_version = _java_feature_version(ensure_java17())
+    env = {key: value for key, value in os.environ.items() if key != EXTRA_OPTIONS_VARIABLE}
+    with tempfile.TemporaryDirectory(prefix="jvm-classes-") as work:
+        listed = Path(work, "classes.txt")
+        result = subprocess.run([sys.executable, "-m", "lakehouse_utils.jvm_archive", "--record", str(listed)],
+                                env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        if result.returncode != 0 or not listed.is_file():
+            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(f"the class list was not recorded (exit {result.returncode}). Last output:\n{tail}")
+        names = [line for line in listed.read_text().splitlines() if line and not line.startswith("#")]
+    header = f"# lakehouse_utils class list: pyspark {pyspark.__version__}, java {java_version}"
+    # mtime=0: the same classes give the same bytes, so a re-recording with nothing new changes no file.
+    CLASS_LIST.write_bytes(gzip.compress("\n".join([header, *names, ""]).encode(), compresslevel=9, mtime=0))
+    return CLASS_LIST
+
+
+def class_list_header() -> dict[str, str] | None:
+    """pyspark and Java versions the committed class list was recorded with; None without a list."""
+    if not CLASS_LIST.is_file():
+        return None
+    with gzip.open(CLASS_LIST, "rt") as listed:
+        match = CLASS_LIST_HEADER.match(listed.readline().rstrip("\n"))
+    return match.groupdict() if match else None
+
+
+def _java_feature_version(java_home: str) -> str:
+    release = Path(java_home, "release")
+    text = release.read_text() if release.is_file() else ""
+    match = re.search(r'^JAVA_VERSION="(\d+)', text, re.MULTILINE)
+    return match.group(1) if match else "unknown"
+
+
+def driver_class_path(java_home: str) -> str:
+    """The class path Spark's launcher gives a local driver: the one the archive must be dumped with (a JVM maps
+    it only when its own class path starts the same way). Asked of the launcher itself, as spark-submit does."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    from lakehouse_utils.local_fs import ensure_jar
+
+    spark_home = _find_spark_home()
+    jar = ensure_jar(java_home)
+    scala = next((m.group(1) for p in spark_jars_dir().glob("spark-core_*.jar")
+                  if (m := re.match(r"spark-core_(\d+\.\d+)-", p.name))), "2.13")
+    extra = ["--conf", f"spark.driver.extraClassPath={jar}"] if jar else []
+    result = subprocess.run(
+        [str(Path(java_home, "bin", "java")), "-Xmx128m", "-cp", str(spark_jars_dir() / "*"),
+         "org.apache.spark.launcher.Main", "org.apache.spark.deploy.SparkSubmit", *extra, "pyspark-shell"],
+        env={**os.environ, "SPARK_HOME": spark_home, "SPARK_SCALA_VERSION": scala},
+        capture_output=True, timeout=120)
+    command = result.stdout.decode().split("\0")
+    if result.returncode != 0 or "-cp" not in command:
+        raise RuntimeError(f"Spark's launcher did not give a driver command: {result.stderr.decode()[-1000:]}")
+    return command[command.index("-cp") + 1]
 
 
 def build(force: bool = False) -> Path:
     """Build the archive for this JDK and these Spark jars unless it exists; return its path."""
     from lakehouse_utils.spark import ensure_java17
 
-    target = archive_path(ensure_java17())
+    java_home = ensure_java17()
+    target = archive_path(java_home)
     if target.is_file() and not force:
         return target
+    if not CLASS_LIST.is_file():
+        raise RuntimeError(f"no class list at {CLASS_LIST}: record one with `python -m lakehouse_utils jvm-archive "
+                           "--record-classes`")
     target.parent.mkdir(parents=True, exist_ok=True)
     # A unique name while it is written: two builds never write one file, and a reader never maps a half.
     partial = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial")
     started = time.perf_counter()
-    env = {key: value for key, value in os.environ.items() if key != EXTRA_OPTIONS_VARIABLE}
-    try:
-        result = subprocess.run([sys.executable, "-m", "lakehouse_utils.jvm_archive", "--train", str(partial)],
-                                env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"the JVM class archive was not written: its build took over {BUILD_TIMEOUT_S} s and "
-                           "was stopped; Spark runs without it, only slower to start") from None
+    with tempfile.TemporaryDirectory(prefix="jvm-archive-") as work:
+        listed = Path(work, "classes.txt")
+        listed.write_bytes(gzip.decompress(CLASS_LIST.read_bytes()))
+        # Classes the list names but this Spark lacks (a newer patch release) are skipped by the dump, silently.
+        command = [str(Path(java_home, "bin", "java")), "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
+                   f"-XX:SharedArchiveFile={partial}", *QUIET.split(), "-Xlog:gc+verify=off",
+                   "-cp", driver_class_path(java_home)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            partial.unlink(missing_ok=True)
+            raise RuntimeError(f"the JVM class archive was not written: its build took over {BUILD_TIMEOUT_S} s and "
+                               "was stopped; Spark runs without it, only slower to start") from None
     if result.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
@@ -156,11 +235,16 @@ def _remove_stale(target: Path) -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
+    parser.add_argument("--record-classes", action="store_true",
+                        help=f"run a small chain and record the classes it loads into {CLASS_LIST.name} "
+                             "(after a Spark or JDK upgrade), then rebuild the archive")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
-        path = build(force=args.force)
+        if args.record_classes:
+            print(f"class list recorded: {record_class_list()}")
+        path = build(force=args.force or args.record_classes)
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -169,7 +253,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--train":
-        _train(Path(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--record":
+        _record(Path(sys.argv[2]))
     else:
-        sys.exit("usage: python -m lakehouse_utils jvm-archive [--force]")
+        sys.exit("usage: python -m lakehouse_utils jvm-archive [--force] [--record-classes]")

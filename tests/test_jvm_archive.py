@@ -1,9 +1,12 @@
-"""The class-data-sharing archive of Spark's classes (ADR 090.7): named after what it is valid for,
-mapped by the driver JVM when present, skipped without a word when it does not fit."""
+"""The class-data-sharing archive of Spark's classes (ADR 090.7, 090.29): dumped from the committed class list
+with the driver's class path, named after what it is valid for, mapped by the driver JVM when present, skipped
+without a word when it does not fit."""
 
 from __future__ import annotations
 
 import os
+import re
+import struct
 import subprocess
 import sys
 import textwrap
@@ -16,6 +19,10 @@ from lakehouse_utils import jvm_archive
 from lakehouse_utils.spark import ensure_java17
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where `-Xlog:class+load` says a class came from when the static archive had it.
+FROM_ARCHIVE = "shared objects file"
+# The first four bytes of a static CDS archive (`-Xshare:dump`); a dynamic one (`-XX:ArchiveClassesAtExit`) has 0xf00baba8.
+STATIC_ARCHIVE_MAGIC = 0xF00BABA2
 
 
 def test_the_archive_name_changes_when_a_spark_jar_changes(tmp_path, monkeypatch):
@@ -28,6 +35,39 @@ def test_the_archive_name_changes_when_a_spark_jar_changes(tmp_path, monkeypatch
     assert jvm_archive.archive_key(java_home) == before
     (jars / "spark-core.jar").write_bytes(b"x" * 11)
     assert jvm_archive.archive_key(java_home) != before
+
+
+def test_the_archive_name_changes_when_the_class_list_changes(tmp_path, monkeypatch):
+    java_home = ensure_java17()
+    listed = tmp_path / "jvm_classes.txt.gz"
+    listed.write_bytes(jvm_archive.CLASS_LIST.read_bytes())
+    monkeypatch.setattr(jvm_archive, "CLASS_LIST", listed)
+    before = jvm_archive.archive_key(java_home)
+    listed.write_bytes(listed.read_bytes() + b"\0")
+    assert jvm_archive.archive_key(java_home) != before
+
+
+def test_the_committed_class_list_was_recorded_with_the_pinned_pyspark_and_this_java():
+    """A Spark upgrade leaves classes out of the archive (the dump skips names it cannot find) until the list is
+    recorded again with the new Spark."""
+    pinned = re.search(r"^pyspark==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    header = jvm_archive.class_list_header()
+    fix = "run `python -m lakehouse_utils jvm-archive --record-classes` and commit lakehouse_utils/jvm_classes.txt.gz"
+    assert header == {"pyspark": pinned, "java": "17"}, f"the class list was recorded with {header}: {fix}"
+    import gzip
+
+    names = gzip.decompress(jvm_archive.CLASS_LIST.read_bytes()).decode().splitlines()[1:]
+    assert len(names) > 10_000 and "org/apache/spark/SparkContext" in names and "org/apache/spark/sql/SparkSession" in names
+
+
+def test_the_dump_uses_the_class_path_spark_s_launcher_gives_a_local_driver():
+    from lakehouse_utils.local_fs import ensure_jar
+
+    java_home = ensure_java17()
+    entries = jvm_archive.driver_class_path(java_home).split(os.pathsep)
+    jar = ensure_jar(java_home)
+    # The fork-free file system's jar first, as `get_spark` puts it (ADR 090.20), then Spark's own jars.
+    assert entries[0] == str(jar) and entries[-1] == str(jvm_archive.spark_jars_dir() / "*")
 
 
 def test_driver_options_name_the_archive_only_when_it_exists(tmp_path, monkeypatch):
@@ -57,9 +97,9 @@ def test_a_small_local_landing_gets_c1_with_tiered_s_code_cache_and_a_large_or_r
     assert "TieredStopAtLevel" not in jvm_archive.driver_java_options(java_home, False)
 
 
-def test_the_test_session_s_driver_runs_c2_and_maps_the_archive_a_c1_jvm_wrote(spark):
-    """The session's JVM runs for minutes (C2, ADR 090.25); the archive was written by a C1-only JVM, and what it
-    holds does not depend on the JIT: the running JVM has the file mapped (read from /proc)."""
+def test_the_test_session_s_driver_runs_c2_and_maps_the_archive(spark):
+    """The session's JVM runs for minutes (C2, ADR 090.25); what the archive holds does not depend on the JIT:
+    the running JVM has the file mapped (read from /proc)."""
     jvm = spark.sparkContext._jvm
     bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
         jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
@@ -88,6 +128,12 @@ def test_a_finished_build_removes_other_archives_and_abandoned_partials_only(tmp
 def built_archive() -> Path:
     """The machine's archive (`make` builds it before the tests; built here when missing)."""
     return jvm_archive.build()
+
+
+def test_the_archive_is_a_static_dump_of_the_class_list(built_archive):
+    """`-Xshare:dump`, not a training run that archives its classes at exit (ADR 090.29)."""
+    with open(built_archive, "rb") as archive:
+        assert struct.unpack("<I", archive.read(4))[0] == STATIC_ARCHIVE_MAGIC
 
 
 def _start_driver(tmp_path: Path, cache: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
@@ -126,9 +172,9 @@ def test_a_driver_loads_spark_classes_from_the_archive(built_archive, tmp_path):
     # C1 alone with tiered compilation's 240 MB of code cache: with the 48 MB C1 gets by default, a chain fills it
     # in ~30 s and the JVM stops compiling (ADR 090.25).
     assert f"jit 1 {240 * 1024 * 1024}" in result.stdout
-    assert _source_of(class_log, "org.apache.spark.SparkContext") == "shared objects file (top)"
-    assert _source_of(class_log, "org.apache.spark.sql.SparkSession") == "shared objects file (top)"
-    from_archive = class_log.read_text().count("source: shared objects file (top)")
+    assert _source_of(class_log, "org.apache.spark.SparkContext") == FROM_ARCHIVE
+    assert _source_of(class_log, "org.apache.spark.sql.SparkSession") == FROM_ARCHIVE
+    from_archive = class_log.read_text().count(f"source: {FROM_ARCHIVE}")
     assert from_archive > 5_000, f"only {from_archive} classes came from the archive"
     assert "cds" not in (result.stdout + result.stderr).lower()
 
@@ -156,6 +202,6 @@ def test_the_cluster_demo_daemons_map_the_archive(built_archive, tmp_path):
     result = subprocess.run([str(SPARK_HOME / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master", "--help"],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Usage: Master" in result.stderr + result.stdout, result.stderr[-2000:]
-    assert _source_of(class_log, "org.apache.spark.SparkConf") == "shared objects file (top)"
-    from_archive = class_log.read_text().count("source: shared objects file (top)")
+    assert _source_of(class_log, "org.apache.spark.SparkConf") == FROM_ARCHIVE
+    from_archive = class_log.read_text().count(f"source: {FROM_ARCHIVE}")
     assert from_archive > 1_000, f"only {from_archive} classes came from the archive"
