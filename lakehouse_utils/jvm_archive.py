@@ -138,18 +138,24 @@ def record_class_list() -> Path:
         if result.returncode != 0 or not listed.is_file():
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
             raise RuntimeError(f"the class list was not recorded (exit {result.returncode}). Last output:\n{tail}")
-        names = [line for line in listed.read_text().splitlines() if line and not line.startswith("#")]
-    header = f"# lakehouse_utils class list: pyspark {pyspark.__version__}, java {java_version}"
-    # mtime=0: the same classes give the same bytes, so a re-recording with nothing new changes no file.
-    CLASS_LIST.write_bytes(gzip.compress("\n".join([header, *names, ""]).encode(), compresslevel=9, mtime=0))
+        write_class_list(CLASS_LIST, listed.read_text(), pyspark.__version__, java_version)
     return CLASS_LIST
 
 
-def class_list_header() -> dict[str, str] | None:
-    """pyspark and Java versions the committed class list was recorded with; None without a list."""
-    if not CLASS_LIST.is_file():
+def write_class_list(target: Path, dumped: str, pyspark_version: str, java_version: str) -> None:
+    """The JVM's class list (`dumped`, its comment lines dropped) under our header, gzipped."""
+    names = [line for line in dumped.splitlines() if line and not line.startswith("#")]
+    header = f"# lakehouse_utils class list: pyspark {pyspark_version}, java {java_version}"
+    # mtime=0: the same classes give the same bytes, so a re-recording with nothing new changes no file.
+    target.write_bytes(gzip.compress("\n".join([header, *names, ""]).encode(), compresslevel=9, mtime=0))
+
+
+def class_list_header(class_list: Path | None = None) -> dict[str, str] | None:
+    """pyspark and Java versions a class list (the committed one by default) was recorded with; None without one."""
+    class_list = class_list or CLASS_LIST
+    if not class_list.is_file():
         return None
-    with gzip.open(CLASS_LIST, "rt") as listed:
+    with gzip.open(class_list, "rt") as listed:
         match = CLASS_LIST_HEADER.match(listed.readline().rstrip("\n"))
     return match.groupdict() if match else None
 

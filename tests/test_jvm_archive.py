@@ -4,6 +4,7 @@ without a word when it does not fit."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import struct
@@ -54,10 +55,20 @@ def test_the_committed_class_list_was_recorded_with_the_pinned_pyspark_and_this_
     header = jvm_archive.class_list_header()
     fix = "run `python -m lakehouse_utils jvm-archive --record-classes` and commit lakehouse_utils/jvm_classes.txt.gz"
     assert header == {"pyspark": pinned, "java": "17"}, f"the class list was recorded with {header}: {fix}"
-    import gzip
-
     names = gzip.decompress(jvm_archive.CLASS_LIST.read_bytes()).decode().splitlines()[1:]
     assert len(names) > 10_000 and "org/apache/spark/SparkContext" in names and "org/apache/spark/sql/SparkSession" in names
+
+
+def test_a_recorded_list_keeps_the_class_names_under_its_header_and_the_same_classes_give_the_same_bytes(tmp_path):
+    dumped = "# NOTE: Do not modify this file.\n#\njava/lang/Object\n@lambda-proxy java/lang/Runnable run\n"
+    first, second = tmp_path / "first.txt.gz", tmp_path / "second.txt.gz"
+    jvm_archive.write_class_list(first, dumped, "4.1.4", "17")
+    jvm_archive.write_class_list(second, dumped, "4.1.4", "17")
+    assert gzip.decompress(first.read_bytes()).decode().splitlines()[1:] == [
+        "java/lang/Object", "@lambda-proxy java/lang/Runnable run"]
+    assert jvm_archive.class_list_header(first) == {"pyspark": "4.1.4", "java": "17"}
+    assert first.read_bytes() == second.read_bytes()
+    assert jvm_archive.class_list_header(tmp_path / "absent.txt.gz") is None
 
 
 def test_the_dump_uses_the_class_path_spark_s_launcher_gives_a_local_driver():
