@@ -146,7 +146,8 @@ def write_class_list(target: Path, dumped: str, pyspark_version: str, java_versi
     """The JVM's class list (`dumped`, its comment lines dropped) under our header, gzipped."""
     names = [line for line in dumped.splitlines() if line and not line.startswith("#")]
     header = f"# lakehouse_utils class list: pyspark {pyspark_version}, java {java_version}"
-    # mtime=0: the same classes give the same bytes, so a re-recording with nothing new changes no file.
+    # mtime=0: the file's bytes depend on the list alone (a recording lists the classes in the order its threads
+    # happened to load them, so two recordings of the same Spark may still differ in order and lambda forms).
     target.write_bytes(gzip.compress("\n".join([header, *names, ""]).encode(), compresslevel=9, mtime=0))
 
 

@@ -59,7 +59,7 @@ def test_the_committed_class_list_was_recorded_with_the_pinned_pyspark_and_this_
     assert len(names) > 10_000 and "org/apache/spark/SparkContext" in names and "org/apache/spark/sql/SparkSession" in names
 
 
-def test_a_recorded_list_keeps_the_class_names_under_its_header_and_the_same_classes_give_the_same_bytes(tmp_path):
+def test_a_recorded_list_keeps_the_class_names_under_its_header_and_its_bytes_depend_on_the_list_alone(tmp_path):
     dumped = "# NOTE: Do not modify this file.\n#\njava/lang/Object\n@lambda-proxy java/lang/Runnable run\n"
     first, second = tmp_path / "first.txt.gz", tmp_path / "second.txt.gz"
     jvm_archive.write_class_list(first, dumped, "4.1.4", "17")
