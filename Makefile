@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LANDING_DIR ?=
 export PYTHONPATH := $(CURDIR)
+# Compiled modules are kept, as Python does by default. PYTHONDONTWRITEBYTECODE (many container images set it)
+# would make every Python process of a run compile pandas, pyspark, pyarrow, the Cassandra driver and Jupyter's
+# modules from source again: the pytest process, each child pipeline, each Spark session's Python workers, the
+# notebooks' kernel (ADR 153, session 28).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test test-prerequisites test-fast lint setup jvm-archive cassandra cassandra-stop cqlsh landing notebooks notebooks-sync benchmark diagram clean-lake help cluster-demo package
 

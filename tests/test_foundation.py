@@ -352,3 +352,18 @@ def test_the_pipeline_command_asks_for_c2_when_its_stream_runs_many_micro_batche
     with pytest.raises(Stop):
         main(["pipeline", "--lake", str(tmp_path / "lake"), "--stage", "bronze_stream", *extra])
     assert asked == [expected]
+
+
+def test_a_make_run_keeps_the_compiled_modules_of_the_venv():
+    """Under `make` (CI's `make test`) Python writes its bytecode caches even where the environment says not to:
+    otherwise every Python process of the run compiles pandas, pyspark and the Cassandra driver from source again
+    (~1.3 s each for those four, ~3 s for the notebooks' kernel; ADR 153, session 28)."""
+    if "MAKELEVEL" not in os.environ:
+        pytest.skip("checks what `make` gives its recipes: run through `make test` or `make test-fast`")
+    import importlib.util
+    from pathlib import Path
+
+    import pandas
+
+    assert not os.environ.get("PYTHONDONTWRITEBYTECODE"), "the Makefile must unexport PYTHONDONTWRITEBYTECODE"
+    assert Path(importlib.util.cache_from_source(pandas.__file__)).is_file()
