@@ -127,9 +127,9 @@ def record_class_list() -> Path:
     """Run the small chain in a new JVM that lists the classes it loads; write them to `CLASS_LIST` (gzip)."""
     import pyspark
 
-    from lakehouse_utils.spark import ensure_java17
+    from lakehouse_utils.spark import ensure_java17, java_major_version
 
-    java_version = _java_feature_version(ensure_java17())
+    java_version = str(java_major_version(str(Path(ensure_java17(), "bin", "java"))))
     env = {key: value for key, value in os.environ.items() if key != EXTRA_OPTIONS_VARIABLE}
     with tempfile.TemporaryDirectory(prefix="jvm-classes-") as work:
         listed = Path(work, "classes.txt")
@@ -161,29 +161,20 @@ def class_list_header(class_list: Path | None = None) -> dict[str, str] | None:
     return match.groupdict() if match else None
 
 
-def _java_feature_version(java_home: str) -> str:
-    release = Path(java_home, "release")
-    text = release.read_text() if release.is_file() else ""
-    match = re.search(r'^JAVA_VERSION="(\d+)', text, re.MULTILINE)
-    return match.group(1) if match else "unknown"
-
-
 def driver_class_path(java_home: str) -> str:
     """The class path Spark's launcher gives a local driver: the one the archive must be dumped with (a JVM maps
     it only when its own class path starts the same way). Asked of the launcher itself, as spark-submit does."""
-    from pyspark.find_spark_home import _find_spark_home
-
     from lakehouse_utils.local_fs import ensure_jar
 
-    spark_home = _find_spark_home()
+    jars = spark_jars_dir()
     jar = ensure_jar(java_home)
-    scala = next((m.group(1) for p in spark_jars_dir().glob("spark-core_*.jar")
+    scala = next((m.group(1) for p in jars.glob("spark-core_*.jar")
                   if (m := re.match(r"spark-core_(\d+\.\d+)-", p.name))), "2.13")
     extra = ["--conf", f"spark.driver.extraClassPath={jar}"] if jar else []
     result = subprocess.run(
-        [str(Path(java_home, "bin", "java")), "-Xmx128m", "-cp", str(spark_jars_dir() / "*"),
+        [str(Path(java_home, "bin", "java")), "-Xmx128m", "-cp", str(jars / "*"),
          "org.apache.spark.launcher.Main", "org.apache.spark.deploy.SparkSubmit", *extra, "pyspark-shell"],
-        env={**os.environ, "SPARK_HOME": spark_home, "SPARK_SCALA_VERSION": scala},
+        env={**os.environ, "SPARK_HOME": str(jars.parent), "SPARK_SCALA_VERSION": scala},
         capture_output=True, timeout=120)
     command = result.stdout.decode().split("\0")
     if result.returncode != 0 or "-cp" not in command:

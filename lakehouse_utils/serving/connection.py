@@ -177,7 +177,7 @@ def open_session(target: CassandraTarget, use_keyspace: bool = True) -> Iterator
             cluster = _build_cluster(target)
             session = cluster.connect()
         except Exception as error:  # noqa: BLE001 - NoHostAvailable, auth, SSL, bad bundle: all mean "unreachable"
-            raise CassandraUnavailableError(target.unreachable_message(_short(error, target))) from None
+            raise _unreachable(error, target) from None
         if use_keyspace:
             set_keyspace(session, target)
         yield session
@@ -197,7 +197,11 @@ def set_keyspace(session, target: CassandraTarget) -> None:
     except InvalidRequest:
         raise missing_keyspace_error(target) from None
     except NoHostAvailable as error:
-        raise CassandraUnavailableError(target.unreachable_message(_short(error, target))) from None
+        raise _unreachable(error, target) from None
+
+
+def _unreachable(error: Exception, target: CassandraTarget) -> CassandraUnavailableError:
+    return CassandraUnavailableError(target.unreachable_message(_short(error, target)))
 
 
 def missing_keyspace_error(target: CassandraTarget) -> KeyspaceMissingError:
