@@ -211,12 +211,14 @@ def run(args: argparse.Namespace) -> int:
         daemons.append(("master", start_daemon("master", [
             "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
             "--webui-port", str(master_ui)], env, logs, work)))
-        wait_for("the master's web UI", lambda: ui_json(master_ui).get("status") == "ALIVE", daemons)
+        wait_for("the master's web UI", lambda: ui_json(master_ui).get("status") == "ALIVE", daemons,
+                 args.start_timeout)
         daemons.append(("worker", start_daemon("worker", [
             "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(WORKER_CORES),
             "--memory", WORKER_MEMORY, "--webui-port", str(worker_ui), "--work-dir", str(work), master_url],
             env, logs, work)))
-        wait_for("the worker to register", lambda: ui_json(master_ui).get("aliveworkers", 0) >= 1, daemons)
+        wait_for("the worker to register", lambda: ui_json(master_ui).get("aliveworkers", 0) >= 1, daemons,
+                 args.start_timeout)
         print(f"master URL: {master_url}  (web UI http://127.0.0.1:{master_ui}), 1 worker "
               f"({WORKER_CORES} core, {WORKER_MEMORY})")
         # Every JVM of this cluster runs here, on the local disk: the fork-free local file system is safe to use.
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keyspace", default="cluster_demo", help="Cassandra keyspace when CASSANDRA_KEYSPACE is unset")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for spark-submit")
+    parser.add_argument("--start-timeout", type=float, default=90,
+                        help="seconds allowed for the master's web UI, then for the worker to register")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # interleave in order with spark-submit's output
     try:

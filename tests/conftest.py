@@ -13,8 +13,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCRATCH_BOOT_TIMEOUT_S = 600.0
 # pyspark.testing imports pyspark.pandas, which warns once per session unless this is set before it.
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
-# CI refuses every skip but the course data's (TESTS_REFUSE_SKIPS=1 in .ci/run).
-pytest_plugins = ("skip_policy",)
+# CI refuses every skip but the course data's (TESTS_REFUSE_SKIPS=1 in .ci/run); the slowest subprocess tests
+# run beside the suite at low priority (background_jobs).
+pytest_plugins = ("skip_policy", "background_jobs")
 COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 
 

@@ -58,23 +58,33 @@ def test_a_web_ui_that_answers_before_its_json_is_ready_reads_as_not_ready():
         server.server_close()
 
 
+def run_cluster_demo(landing: Path, root: Path) -> tuple[int, str, Path]:
+    """`scripts.cluster_demo` on `landing`, at low priority beside the rest of the suite (`background_jobs`):
+    (exit status, what it printed, its lake)."""
+    from background_jobs import low_priority
+
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
+    # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
+    # The demo must hand its local node to the driver, which imports the shipped zip (not a checkout).
+    env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(root / "cluster_lake"), CASSANDRA_KEYSPACE=KEYSPACE,
+               PYTHONPATH=str(PROJECT_ROOT), CLUSTER_DEMO_DIR=str(root / "demo"))
+    # The daemons start while the suite keeps the cores busy: minutes, not the default 90 s, to come up.
+    demo = subprocess.run(low_priority([sys.executable, "-m", "scripts.cluster_demo", "--start-timeout", "900"]),
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=2400)
+    return demo.returncode, demo.stdout + demo.stderr, root / "cluster_lake"
+
+
 @pytest.mark.slow
-def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassandra_endpoint, faulty_chain):
+@pytest.mark.background("cluster_demo_job")
+def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, cluster_demo_job, cassandra_endpoint, faulty_chain):
     from test_packaging import drop_keyspace
 
     # The shared faulty chain (conftest) is the local-mode reference: same landing, run once per session.
     local_paths = faulty_chain[0]
     landing = local_path(local_paths.landing_root)
     host, port = cassandra_endpoint
-    env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
-    # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
-    # The demo must hand its local node to the driver, which imports the shipped zip (not a checkout).
-    env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(tmp_path / "cluster_lake"), CASSANDRA_KEYSPACE=KEYSPACE,
-               PYTHONPATH=str(PROJECT_ROOT), CLUSTER_DEMO_DIR=str(tmp_path / "demo"))
-    demo = subprocess.run([sys.executable, "-m", "scripts.cluster_demo"], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=2400)
-    output = demo.stdout + demo.stderr
-    assert demo.returncode == 0, output[-5000:]
+    status, output, cluster_lake = cluster_demo_job.result()
+    assert status == 0, output[-5000:]
     assert "lakehouse_utils NOT importable there" in output
     assert "master URL: spark://127.0.0.1:" in output
     assert "executors: 127.0.0.1:" in output, output[-3000:]
@@ -98,7 +108,6 @@ def test_cluster_demo_serves_the_same_gold_as_local_mode(spark, tmp_path, cassan
         assert f"stopped {name}" in output
 
     local_lake = local_path(local_paths.lake_root)
-    cluster_lake = tmp_path / "cluster_lake"
     marts = _marts(local_lake)
     assert marts and _marts(cluster_lake) == marts
     for mart in marts:

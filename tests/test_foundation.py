@@ -367,3 +367,24 @@ def test_a_make_run_keeps_the_compiled_modules_of_the_venv():
 
     assert not os.environ.get("PYTHONDONTWRITEBYTECODE"), "the Makefile must unexport PYTHONDONTWRITEBYTECODE"
     assert Path(importlib.util.cache_from_source(pandas.__file__)).is_file()
+
+
+def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error():
+    from background_jobs import LOW_PRIORITY, BackgroundJob, low_priority
+
+    probe = [sys.executable, "-c", "import os; print(os.nice(0))"]
+    job = BackgroundJob("probe", lambda: subprocess.run(low_priority(probe), capture_output=True, text=True,
+                                                        check=True).stdout.strip())
+    assert job.result(timeout=60) == str(LOW_PRIORITY) and os.nice(0) != LOW_PRIORITY  # this process is untouched
+
+    def failing():
+        raise AssertionError("the installed copy's benchmark failed")
+
+    with pytest.raises(AssertionError, match="installed copy's benchmark failed"):
+        BackgroundJob("failing", failing).result(timeout=60)
+
+
+def test_the_tests_of_background_jobs_run_last(request):
+    items = request.session.items
+    marked = [i for i, item in enumerate(items) if item.get_closest_marker("background")]
+    assert marked == list(range(len(items) - len(marked), len(items)))

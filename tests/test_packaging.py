@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from background_jobs import low_priority
 from conftest import short_lived_driver_env
 from packaging.requirements import Requirement
 
@@ -45,15 +46,6 @@ def test_every_pin_is_declared_and_inside_its_range():
 def _tracked_package_files() -> set[str]:
     listed = subprocess.run(["git", "ls-files", "-z", "lakehouse_utils"], cwd=PROJECT_ROOT, capture_output=True, check=True)
     return {name for name in listed.stdout.decode().split("\0") if name}
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT_ROOT)],
-                   check=True, timeout=600, capture_output=True)
-    (built,) = out.glob("lakehouse_utils-*.whl")
-    return built
 
 
 def test_wheel_holds_every_tracked_package_file(wheel):
@@ -116,21 +108,18 @@ def test_defaults_of_the_checkout_stay_in_the_checkout_from_any_folder(tmp_path)
     assert cassandra_home == str(PROJECT_ROOT / ".cache" / "cassandra")
 
 
-@pytest.mark.slow
-def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folder(wheel, tmp_path, cassandra_endpoint):
+def run_installed_copy(wheel: Path, root: Path, host: str, port: int) -> dict:
     """A venv of its own (no system site-packages); the wheel is installed into it with pip. To avoid
     downloading ~450 MB, the pinned dependencies come from this interpreter's site-packages through a
     .pth file (appended after the venv's own site-packages): the package itself is the installed copy.
 
     The installed copy runs `benchmark` at a tiny scale with its defaults: every stage, serving included,
-    into `data/benchmark` of the working folder and the report into its `docs/`. One run proves the
-    package works outside the checkout and that the benchmark cannot rot (ADR 153.2, session 17)."""
-    from lakehouse_utils.benchmark.stages import STAGE_ORDER
-    from lakehouse_utils.jvm_archive import archive_path, cache_dir
-    from lakehouse_utils.spark import ensure_java17
+    into `data/benchmark` of the working folder and the report into its `docs/`. Every command runs at low
+    priority beside the rest of the suite (`background_jobs`); the test checks what this returns."""
+    from lakehouse_utils.jvm_archive import cache_dir
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    venv = root / "venv"
+    subprocess.run(low_priority([sys.executable, "-m", "venv", str(venv)]), check=True, timeout=600)
     python = venv / "bin" / "python"
     venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True).stdout.strip())
@@ -140,33 +129,49 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     leaked = {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}
     env = {k: v for k, v in os.environ.items() if k not in leaked}
     # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, timeout=300,
-                   cwd=tmp_path, env=env)
+    subprocess.run(low_priority([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel]), check=True,
+                   timeout=600, cwd=root, env=env)
     installed = _snapshot(venv_site / "lakehouse_utils")
-    host, port = cassandra_endpoint
     # A user cache of its own whose `jvm` folder is the checkout's: the installed copy finds the class archive
     # and the fork-free file system's jar where it looks for them (same Spark jars, same jar source), and the
     # JVM maps the archive only when the jar it was built with comes first on the class path (ADR 090.20).
-    user_cache = tmp_path / "user_cache" / "lakehouse_utils"
+    user_cache = root / "user_cache" / "lakehouse_utils"
     user_cache.mkdir(parents=True)
     (user_cache / "jvm").symlink_to(cache_dir(), target_is_directory=True)
-    class_log = tmp_path / "classes.log"
+    class_log = root / "classes.log"
     env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port), BENCHMARK_KEYSPACE=KEYSPACE, SPARK_DRIVER_MEMORY="1g",
                XDG_CACHE_HOME=str(user_cache.parent), SPARK_DRIVER_JAVA_OPTIONS=f"-Xlog:class+load=info:file={class_log}")
     env = short_lived_driver_env(env)
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere = root / "elsewhere"
     elsewhere.mkdir()
 
     def run(*args: str) -> str:
-        done = subprocess.run([str(python), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1500)
+        done = subprocess.run(low_priority([python, *args]), cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=2400)
         assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    assert run("-m", "pip", "check").strip().endswith("No broken requirements found.")
-    origin = run("-c", "import lakehouse_utils; print(lakehouse_utils.__file__)").strip()
-    assert origin.startswith(str(venv_site)), f"imported {origin}, not the installed copy"
-    # Exit status 0 also says every stage reconciled (the command fails otherwise).
-    output = run("-m", "lakehouse_utils", "benchmark", "--sections", "stages", "--scales", "0.02")
+    return {"pip_check": run("-m", "pip", "check"),
+            "origin": run("-c", "import lakehouse_utils; print(lakehouse_utils.__file__)").strip(),
+            # Exit status 0 also says every stage reconciled (the command fails otherwise).
+            "benchmark": run("-m", "lakehouse_utils", "benchmark", "--sections", "stages", "--scales", "0.02"),
+            "venv_site": venv_site, "installed": installed, "elsewhere": elsewhere, "class_log": class_log}
+
+
+@pytest.mark.slow
+@pytest.mark.background("installed_copy_job")
+def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folder(installed_copy_job,
+                                                                                  cassandra_endpoint):
+    """One run proves the package works outside the checkout and that the benchmark cannot rot (ADR 153.2,
+    session 17); it ran beside the suite (`run_installed_copy`)."""
+    from lakehouse_utils.benchmark.stages import STAGE_ORDER
+    from lakehouse_utils.jvm_archive import archive_path
+    from lakehouse_utils.spark import ensure_java17
+
+    copy = installed_copy_job.result()
+    venv_site, elsewhere, output = copy["venv_site"], copy["elsewhere"], copy["benchmark"]
+    assert copy["pip_check"].strip().endswith("No broken requirements found.")
+    assert copy["origin"].startswith(str(venv_site)), f"imported {copy['origin']}, not the installed copy"
     timed = {m["stage"]: (int(m["rows_in"].replace(",", "")), int(m["rows_out"].replace(",", "")))
              for m in re.finditer(r"scale 0\.02 (?P<stage>\w+)\s+[\d.]+s\s+\d+ jobs\s+in\s+(?P<rows_in>[\d,]+)\s+"
                                   r"out\s+(?P<rows_out>[\d,]+)", output)}
@@ -182,10 +187,10 @@ def test_installed_package_runs_every_stage_and_the_benchmark_from_another_folde
     assert (elsewhere / "docs" / "performance.png").stat().st_size > 0
     assert not (venv_site / "data").exists()
     assert {p.name for p in (venv_site / "lakehouse_utils").iterdir()} >= {"serving", "config.py"}
-    assert _snapshot(venv_site / "lakehouse_utils") == installed, "the run wrote into the installed package"
+    assert _snapshot(venv_site / "lakehouse_utils") == copy["installed"], "the run wrote into the installed package"
     if archive_path(ensure_java17()).is_file():  # `make test` builds it; a bare `pytest` may not have it
-        assert " org.apache.spark.SparkContext source: shared objects file" in class_log.read_text()
-    drop_keyspace(host, port, KEYSPACE)
+        assert " org.apache.spark.SparkContext source: shared objects file" in copy["class_log"].read_text()
+    drop_keyspace(*cassandra_endpoint, KEYSPACE)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, float]]:

@@ -1,0 +1,112 @@
+"""A pytest plugin: the two slowest subprocess tests run beside the rest of the suite, at low CPU priority.
+
+The installed copy's benchmark and the standalone-cluster demo are processes of their own (a venv and a
+driver JVM; a master, a worker, a driver and an executor). The suite leaves a fifth of the two cores idle
+while its own driver plans, Python workers start and tests wait on files and Cassandra (ADR 153, session
+17: 78-79 % busy), so their work starts with the session at `nice` 19, soaks up that idle time, and their
+tests, moved to the end of the run, check what they printed and wrote (ADR 153, session 29).
+
+A test opts in with `@pytest.mark.background("<job fixture>")`: the fixture starts a `BackgroundJob` and
+returns it; the test calls `.result()`. Nothing starts unless such a test is selected (`make test-fast`
+selects none), and a failure inside a job is raised by its test, with the job's own message.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+LOW_PRIORITY = 19
+# Generous: at nice 19 a job gets almost no CPU while the suite keeps both cores busy.
+JOB_TIMEOUT_S = 3000.0
+_LAUNCHER = f"import os, sys; os.nice({LOW_PRIORITY}); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def low_priority(command: list[str]) -> list[str]:
+    """`command` run at nice 19: every process and thread it starts (JVMs included) inherits the priority."""
+    return [sys.executable, "-c", _LAUNCHER, *map(str, command)]
+
+
+class BackgroundJob:
+    """`work()` in a thread of the pytest process (it waits on subprocesses, so it costs no CPU here)."""
+
+    def __init__(self, name: str, work: Callable[[], object]) -> None:
+        self.name, self.seconds = name, None
+        self._result: object = None
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, args=(work,), name=f"background {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], object]) -> None:
+        try:
+            self._result = work()
+        except BaseException as error:  # noqa: BLE001 - raised again by the test that asks for the result
+            self._error = error
+        finally:
+            self.seconds = time.monotonic() - self._started
+
+    def result(self, timeout: float = JOB_TIMEOUT_S) -> object:
+        """What `work()` returned, once it has; what it raised is raised here, in the test."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"background job {self.name!r} still running after {timeout:.0f} s"
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "background(job): the test's work runs beside the suite at low priority, "
+                                       "started with the session by the named job fixture; the test runs last")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that check a background job run last, when their job has had the whole suite to finish."""
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: order kept otherwise
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _background_jobs_started(request) -> None:
+    """Start the job of every selected background test when the session's first test is set up."""
+    for item in request.session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            try:
+                request.getfixturevalue(marker.args[0])
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # noqa: BLE001 - the test asks for the same fixture and reports it (and only it)
+                pass
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    project = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(project)],
+                   check=True, timeout=600, capture_output=True)
+    (built,) = out.glob("lakehouse_utils-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed_copy_job(wheel, cassandra_endpoint, tmp_path_factory) -> BackgroundJob:
+    from test_packaging import run_installed_copy
+
+    root = tmp_path_factory.mktemp("installed_copy")
+    return BackgroundJob("installed copy", lambda: run_installed_copy(wheel, root, *cassandra_endpoint))
+
+
+@pytest.fixture(scope="session")
+def cluster_demo_job(faulty_landing, cassandra_endpoint, tmp_path_factory) -> BackgroundJob:
+    from test_cluster import run_cluster_demo
+
+    root = tmp_path_factory.mktemp("cluster_demo")
+    return BackgroundJob("cluster demo", lambda: run_cluster_demo(faulty_landing[0], root))
