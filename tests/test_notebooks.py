@@ -15,7 +15,6 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-from conftest import file_stamps
 
 from lakehouse_utils.config import DEFAULTS
 from lakehouse_utils.notebook import display_path, readable, round_for_people
@@ -212,79 +211,73 @@ def test_committed_evidence_is_from_the_course_data():
     assert re.search(r"org_daily_usage_by_service\s+11050\b", gold), f"04: 11,050 daily rows expected:\n{gold}"
 
 
-def _evidence(kernel) -> list[dict]:
-    """The package's command line `evidence --format json` (stdout must be pure JSON), run in the notebooks'
-    kernel as `make demo` runs the package's commands: the Spark JVM is warm, no second one starts."""
-    executed = kernel.run_cells(["from lakehouse_utils.__main__ import main as lakehouse",
-                                 "status = lakehouse(['evidence', '--format', 'json'])",
-                                 "assert status == 0, f'evidence exit status {status}'"])
-    printed = executed.cells[2].outputs
-    assert all(o.get("name") == "stdout" for o in printed), [_text(o)[-2000:] for o in printed]
-    return json.loads("".join(o["text"] for o in printed))
-
-
 def _rerun_rows(text: str) -> list[str]:
     """Table rows of a re-run comparison's text output (the lines that end with a True/False verdict)."""
     return [line for line in text.splitlines() if re.search(r"\b(True|False)\s*$", line)]
 
 
-@pytest.mark.slow
-def test_the_chain_runs_headless_on_generated_data(tmp_path, tmp_path_factory, cassandra_endpoint, monkeypatch):
-    from lakehouse_utils.config import Settings
-    from lakehouse_utils.generator.landing import generate
-    from lakehouse_utils.serving.connection import open_session, target_from_settings
-    from scripts.run_notebooks import SharedKernel, execute
+NOTEBOOK_TEST_KEYSPACE = "cloud_analytics_nbtest"
 
-    # A tenth of the course volume: what this test proves (the chain runs headless, re-runs change
-    # nothing, Cassandra equals Gold) does not depend on volume; the course-data figures are
-    # checked on the committed notebooks (test_committed_evidence_is_from_the_course_data).
-    landing = tmp_path_factory.mktemp("notebook_landing") / "landing"
-    generate(landing, seed=7, scale=0.1)
-    host, port = cassandra_endpoint
-    keyspace = "cloud_analytics_nbtest"
-    for key, value in {"LANDING_DIR": str(landing), "LAKE_ROOT": str(tmp_path / "lake"),
-                       "CASSANDRA_KEYSPACE": keyspace, "SPARK_DRIVER_MEMORY": "1g",
-                       "PYTHONPATH": str(ROOT)}.items():
-        monkeypatch.setenv(key, value)
+
+def run_notebook_chain(root: Path, host: str, port: int) -> tuple[int, str, Path]:
+    """`tests/notebook_chain_job.py` at low priority beside the rest of the suite (`background_jobs`): the chain
+    in one kernel, as `make demo` runs it (one Spark JVM; each notebook still gets a clean namespace).
+    (exit status, what it printed, the folder of what it wrote)."""
+    from background_jobs import low_priority
+
+    # A tenth of the course volume: what the test proves (the chain runs headless, re-runs change nothing,
+    # Cassandra equals Gold) does not depend on volume; the course-data figures are checked on the committed
+    # notebooks (test_committed_evidence_is_from_the_course_data).
+    env = {**os.environ, "LANDING_DIR": str(root / "landing"), "LAKE_ROOT": str(root / "lake"),
+           "CASSANDRA_KEYSPACE": NOTEBOOK_TEST_KEYSPACE, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(ROOT)}
     if os.environ.get("CASSANDRA_HOST") is None:
-        monkeypatch.setenv("CASSANDRA_HOST", host)
-        monkeypatch.setenv("CASSANDRA_PORT", str(port))
-    # One kernel, as `make demo` runs the chain (one Spark JVM); each notebook still gets a clean namespace.
-    kernel = SharedKernel()
+        env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port))
+    done = subprocess.run(low_priority([sys.executable, ROOT / "tests" / "notebook_chain_job.py", root]), cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=2400)
+    return done.returncode, done.stdout + done.stderr, root
+
+
+@pytest.mark.slow
+@pytest.mark.background("notebook_chain_job")
+def test_the_chain_runs_headless_on_generated_data(notebook_chain_job, cassandra_endpoint):
+    from lakehouse_utils.config import Settings
+    from lakehouse_utils.serving.connection import open_session, target_from_settings
+
+    status, output, out = notebook_chain_job.result()
     try:
         for name in NOTEBOOKS[:5]:
-            executed = execute(name, tmp_path / "executed", kernel=kernel)
-            notebook = nbformat.read(executed, as_version=4)
-            errors = _errors(notebook)
+            if not (out / "executed" / f"{name}.ipynb").exists():
+                break  # the job stopped at the notebook before; its output below says why
+            errors = _errors(_load(name, out / "executed"))
             assert not errors, f"{name}: {_text(errors[0])[-2000:]}"
-            assert not _machine_paths(notebook), f"{name}: {_machine_paths(notebook)[:5]}"
-        serving = nbformat.read(tmp_path / "executed" / "05_serving.ipynb", as_version=4)
-        rerun = _outputs_of(serving, "idempotency(cassandra_before, cassandra_after)")
+            assert not _machine_paths(_load(name, out / "executed")), _machine_paths(_load(name, out / "executed"))[:5]
+        assert status == 0, output[-5000:]
+        rerun = _outputs_of(_load("05_serving", out / "executed"), "idempotency(cassandra_before, cassandra_after)")
         rows = _rerun_rows(rerun)
         assert len(rows) >= 7 and all(row.rstrip().endswith("True") for row in rows), rows
         assert "Cassandra = Gold by fingerprint for 7/7 tables" in rerun and "CHANGED" not in rerun, rerun
-        # Every served table equals its Gold mart by content fingerprint, not only by row count.
-        before = _evidence(kernel)
-        served = [row for row in before if row["zone"] == "cassandra" and row["table"] != "serving_metadata"]
+        # Every served table equals its Gold mart by content fingerprint, not only by row count: the package's
+        # command line `evidence --format json` in the notebooks' kernel (stdout must be pure JSON).
+        printed = json.loads((out / "evidence.json").read_text(encoding="utf-8"))
+        assert all(o.get("name") == "stdout" for o in printed), [_text(o)[-2000:] for o in printed]
+        evidence = json.loads("".join(o["text"] for o in printed))
+        served = [row for row in evidence if row["zone"] == "cassandra" and row["table"] != "serving_metadata"]
         assert len(served) >= 7 and all(row["matches_gold"] is True for row in served), served
-        # A user re-runs a streaming notebook with nothing new to read: it must still finish, and change nothing.
-        # No data file of any zone is rewritten (size and modification time), and the re-run serving notebook
-        # finds every Cassandra table equal to that same Gold by fingerprint: Cassandra is unchanged too.
-        # (Cheaper than a second full `evidence` inventory, which fingerprints every table again.)
-        zones = ("bronze", "silver", "gold", "quarantine")
-        stamps = file_stamps(tmp_path / "lake", zones)
-        reruns = {name: nbformat.read(execute(name, tmp_path / "rerun", kernel=kernel), as_version=4)
-                  for name in ("02_bronze_stream", "05_serving")}
-        for name, executed in reruns.items():
-            errors = _errors(executed)
+        # Re-running 02 and 05 with nothing new rewrites no data file of any zone (size and modification time),
+        # and the re-run serving notebook finds every Cassandra table equal to that same Gold by fingerprint:
+        # Cassandra is unchanged too. (Cheaper than a second full `evidence` inventory.)
+        for name in ("02_bronze_stream", "05_serving"):
+            errors = _errors(_load(name, out / "rerun"))
             assert not errors, f"{name} re-run: {_text(errors[0])[-2000:]}"
-        assert file_stamps(tmp_path / "lake", zones) == stamps, "re-running 02 and 05 rewrote lake files"
-        rerun = _outputs_of(reruns["05_serving"], "idempotency(cassandra_before, cassandra_after)")
+        stamps = json.loads((out / "stamps.json").read_text(encoding="utf-8"))
+        assert stamps["after"] == stamps["before"], "re-running 02 and 05 rewrote lake files"
+        rerun = _outputs_of(_load("05_serving", out / "rerun"), "idempotency(cassandra_before, cassandra_after)")
         assert "Cassandra = Gold by fingerprint for 7/7 tables" in rerun and "CHANGED" not in rerun, rerun
     finally:
-        kernel.__exit__(None, None, None)
-        with open_session(target_from_settings(Settings.load()), use_keyspace=False) as session:
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        host, port = cassandra_endpoint
+        settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=NOTEBOOK_TEST_KEYSPACE)
+        with open_session(target_from_settings(settings), use_keyspace=False) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {NOTEBOOK_TEST_KEYSPACE}")
 
 
 def test_the_serving_plan_names_the_target_and_what_starting_it_costs():
