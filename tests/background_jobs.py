@@ -44,8 +44,11 @@ def low_priority(command: list[str]) -> list[str]:
 class BackgroundJob:
     """`work()` in a thread of the pytest process (it waits on subprocesses, so it costs no CPU here)."""
 
+    started: list[BackgroundJob] = []  # this session's jobs, for the run's summary
+
     def __init__(self, name: str, work: Callable[[], object]) -> None:
         self.name, self.seconds = name, None
+        BackgroundJob.started.append(self)
         self._result: object = None
         self._error: BaseException | None = None
         self._started = time.monotonic()
@@ -72,6 +75,14 @@ class BackgroundJob:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "background(job): the test's work runs beside the suite at low priority, "
                                        "started with the session by the named job fixture; the test runs last")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
+    if BackgroundJob.started:
+        terminalreporter.line("background jobs (idle priority, started with the session): " + ", ".join(
+            f"{job.name} {job.seconds:.0f} s" if job.seconds is not None else f"{job.name} unfinished"
+            for job in BackgroundJob.started))
 
 
 @pytest.hookimpl(trylast=True)

@@ -369,9 +369,10 @@ def test_a_make_run_keeps_the_compiled_modules_of_the_venv():
     assert Path(importlib.util.cache_from_source(pandas.__file__)).is_file()
 
 
-def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error():
+def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error(monkeypatch):
     from background_jobs import BackgroundJob, low_priority
 
+    monkeypatch.setattr(BackgroundJob, "started", [])  # the run's summary lists the suite's own jobs only
     probe = [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"]
     job = BackgroundJob("probe", lambda: subprocess.run(low_priority(probe), capture_output=True, text=True,
                                                         check=True).stdout.strip())
@@ -382,6 +383,7 @@ def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_i
 
     with pytest.raises(AssertionError, match="installed copy's benchmark failed"):
         BackgroundJob("failing", failing).result(timeout=60)
+    assert [job.name for job in BackgroundJob.started] == ["probe", "failing"] and job.seconds is not None
 
 
 def test_the_tests_of_background_jobs_run_last(request):
