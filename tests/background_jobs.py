@@ -14,6 +14,8 @@ selects none), and a failure inside a job is raised by its test, with the job's 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +41,54 @@ os.execvp(sys.argv[1], sys.argv[1:])
 def low_priority(command: list[str]) -> list[str]:
     """`command` at idle priority: every process and thread it starts (JVMs included) inherits the policy."""
     return [sys.executable, "-c", _LAUNCHER, *map(str, command)]
+
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def run_idle(command: list, *, timeout: float, check: bool = False, capture_output: bool = False,
+             **popen_options) -> subprocess.CompletedProcess:
+    """`subprocess.run` of `command` at idle priority, in a process group of its own: a session that ends
+    before the job does (`pytest -x`, Ctrl-C) interrupts it instead of leaving it running."""
+    if capture_output:
+        popen_options.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with subprocess.Popen(low_priority(command), start_new_session=True, **popen_options) as process:
+        with _running_lock:
+            _running.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            _interrupt(process)
+            raise
+        finally:
+            with _running_lock:
+                _running.discard(process)
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    if check:
+        done.check_returncode()
+    return done
+
+
+def _interrupt(process: subprocess.Popen) -> None:
+    """SIGINT the job's process group (its scripts then stop the daemons and kernels they started), SIGKILL
+    it if it is still there 20 s later."""
+    for sig, grace in ((signal.SIGINT, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(grace)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def pytest_sessionfinish(session) -> None:
+    with _running_lock:
+        unfinished = list(_running)
+    for process in unfinished:
+        _interrupt(process)
 
 
 class BackgroundJob:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def test_a_web_ui_that_answers_before_its_json_is_ready_reads_as_not_ready():
 def run_cluster_demo(landing: Path, root: Path) -> tuple[int, str, Path]:
     """`scripts.cluster_demo` on `landing`, at low priority beside the rest of the suite (`background_jobs`):
     (exit status, what it printed, its lake)."""
-    from background_jobs import low_priority
+    from background_jobs import run_idle
 
     env = {k: v for k, v in os.environ.items() if k != "SPARK_MASTER"}
     # As `make cluster-demo` runs on a fresh clone: no CASSANDRA_HOST unless the environment names a server.
@@ -69,8 +68,8 @@ def run_cluster_demo(landing: Path, root: Path) -> tuple[int, str, Path]:
     env.update(LANDING_DIR=str(landing), LAKE_ROOT=str(root / "cluster_lake"), CASSANDRA_KEYSPACE=KEYSPACE,
                PYTHONPATH=str(PROJECT_ROOT), CLUSTER_DEMO_DIR=str(root / "demo"))
     # The daemons start while the suite keeps the cores busy: minutes, not the default 90 s, to come up.
-    demo = subprocess.run(low_priority([sys.executable, "-m", "scripts.cluster_demo", "--start-timeout", "900"]),
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=2400)
+    demo = run_idle([sys.executable, "-m", "scripts.cluster_demo", "--start-timeout", "900"], cwd=PROJECT_ROOT,
+                    env=env, capture_output=True, text=True, timeout=2400)
     return demo.returncode, demo.stdout + demo.stderr, root / "cluster_lake"
 
 

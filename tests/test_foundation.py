@@ -370,12 +370,12 @@ def test_a_make_run_keeps_the_compiled_modules_of_the_venv():
 
 
 def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error(monkeypatch):
-    from background_jobs import BackgroundJob, low_priority
+    from background_jobs import BackgroundJob, run_idle
 
     monkeypatch.setattr(BackgroundJob, "started", [])  # the run's summary lists the suite's own jobs only
     probe = [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"]
-    job = BackgroundJob("probe", lambda: subprocess.run(low_priority(probe), capture_output=True, text=True,
-                                                        check=True).stdout.strip())
+    job = BackgroundJob("probe", lambda: run_idle(probe, capture_output=True, text=True, check=True,
+                                                  timeout=60).stdout.strip())
     assert job.result(timeout=60) == str(os.SCHED_IDLE) and os.sched_getscheduler(0) != os.SCHED_IDLE
 
     def failing():
@@ -390,3 +390,18 @@ def test_the_tests_of_background_jobs_run_last(request):
     items = request.session.items
     marked = [i for i, item in enumerate(items) if item.get_closest_marker("background")]
     assert marked == list(range(len(items) - len(marked), len(items)))
+
+
+def test_a_session_that_ends_first_interrupts_its_unfinished_background_job(monkeypatch):
+    import time
+
+    import background_jobs
+
+    monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    job = background_jobs.BackgroundJob("sleeper", lambda: background_jobs.run_idle(sleeper, timeout=900))
+    deadline = time.monotonic() + 30
+    while not background_jobs._running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    background_jobs.pytest_sessionfinish(None)
+    assert job.result(timeout=30).returncode == -2  # SIGINT: its scripts' `finally` blocks stop what they started

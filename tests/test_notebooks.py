@@ -223,7 +223,7 @@ def run_notebook_chain(root: Path, host: str, port: int) -> tuple[int, str, Path
     """`tests/notebook_chain_job.py` at low priority beside the rest of the suite (`background_jobs`): the chain
     in one kernel, as `make demo` runs it (one Spark JVM; each notebook still gets a clean namespace).
     (exit status, what it printed, the folder of what it wrote)."""
-    from background_jobs import low_priority
+    from background_jobs import run_idle
 
     # A tenth of the course volume: what the test proves (the chain runs headless, re-runs change nothing,
     # Cassandra equals Gold) does not depend on volume; the course-data figures are checked on the committed
@@ -232,8 +232,8 @@ def run_notebook_chain(root: Path, host: str, port: int) -> tuple[int, str, Path
            "CASSANDRA_KEYSPACE": NOTEBOOK_TEST_KEYSPACE, "SPARK_DRIVER_MEMORY": "1g", "PYTHONPATH": str(ROOT)}
     if os.environ.get("CASSANDRA_HOST") is None:
         env.update(CASSANDRA_HOST=host, CASSANDRA_PORT=str(port))
-    done = subprocess.run(low_priority([sys.executable, ROOT / "tests" / "notebook_chain_job.py", root]), cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=2400)
+    done = run_idle([sys.executable, ROOT / "tests" / "notebook_chain_job.py", root], cwd=ROOT, env=env,
+                    capture_output=True, text=True, timeout=2400)
     return done.returncode, done.stdout + done.stderr, root
 
 

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from background_jobs import low_priority
+from background_jobs import run_idle
 from conftest import short_lived_driver_env
 from packaging.requirements import Requirement
 
@@ -119,7 +119,7 @@ def run_installed_copy(wheel: Path, root: Path, host: str, port: int) -> dict:
     from lakehouse_utils.jvm_archive import cache_dir
 
     venv = root / "venv"
-    subprocess.run(low_priority([sys.executable, "-m", "venv", str(venv)]), check=True, timeout=600)
+    run_idle([sys.executable, "-m", "venv", venv], check=True, timeout=600)
     python = venv / "bin" / "python"
     venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True).stdout.strip())
@@ -129,8 +129,8 @@ def run_installed_copy(wheel: Path, root: Path, host: str, port: int) -> dict:
     leaked = {"PYTHONPATH", "LAKE_ROOT", "LANDING_DIR", "SPARK_MASTER", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"}
     env = {k: v for k, v in os.environ.items() if k not in leaked}
     # Away from the checkout and its PYTHONPATH: pip would take its lakehouse_utils.egg-info for an installed copy.
-    subprocess.run(low_priority([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel]), check=True,
-                   timeout=600, cwd=root, env=env)
+    run_idle([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True, timeout=600,
+             cwd=root, env=env)
     installed = _snapshot(venv_site / "lakehouse_utils")
     # A user cache of its own whose `jvm` folder is the checkout's: the installed copy finds the class archive
     # and the fork-free file system's jar where it looks for them (same Spark jars, same jar source), and the
@@ -146,8 +146,7 @@ def run_installed_copy(wheel: Path, root: Path, host: str, port: int) -> dict:
     elsewhere.mkdir()
 
     def run(*args: str) -> str:
-        done = subprocess.run(low_priority([python, *args]), cwd=elsewhere, env=env, capture_output=True, text=True,
-                              timeout=2400)
+        done = run_idle([python, *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=2400)
         assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
