@@ -28,7 +28,8 @@ import pytest
 # Generous: a job gets almost no CPU while the suite keeps both cores busy.
 JOB_TIMEOUT_S = 3000.0
 # Linux's SCHED_IDLE: a core that runs only such tasks counts as idle when the kernel places a waking task, and
-# the waking task preempts them at once; with nice 19 alone the suite's own tests slowed down more (session 29).
+# the waking task preempts them at once (nice 19 only lowers their share). The suite still slows down while the
+# jobs run (caches, memory bandwidth, Cassandra serving them): measured in ADR 153, session 29.
 _LAUNCHER = """import os, sys
 try:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
