@@ -14,6 +14,7 @@ selects none), and a failure inside a job is raised by its test, with the job's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,22 +98,26 @@ class BackgroundJob:
 
     started: list[BackgroundJob] = []  # this session's jobs, for the run's summary
 
-    def __init__(self, name: str, work: Callable[[], object]) -> None:
-        self.name, self.seconds = name, None
+    def __init__(self, name: str, work: Callable[[], object], queue: threading.Lock | None = None) -> None:
+        """`queue`: jobs that share it run one after another, in the order they were created."""
+        self.name, self.seconds, self.waited = name, None, None
         BackgroundJob.started.append(self)
         self._result: object = None
         self._error: BaseException | None = None
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(work,), name=f"background {name}", daemon=True)
+        self._created = time.monotonic()
+        self._thread = threading.Thread(target=self._run, args=(work, queue), name=f"background {name}", daemon=True)
         self._thread.start()
 
-    def _run(self, work: Callable[[], object]) -> None:
-        try:
-            self._result = work()
-        except BaseException as error:  # noqa: BLE001 - raised again by the test that asks for the result
-            self._error = error
-        finally:
-            self.seconds = time.monotonic() - self._started
+    def _run(self, work: Callable[[], object], queue: threading.Lock | None) -> None:
+        with queue or contextlib.nullcontext():
+            started = time.monotonic()
+            self.waited = started - self._created
+            try:
+                self._result = work()
+            except BaseException as error:  # noqa: BLE001 - raised again by the test that asks for the result
+                self._error = error
+            finally:
+                self.seconds = time.monotonic() - started
 
     def result(self, timeout: float = JOB_TIMEOUT_S) -> object:
         """What `work()` returned, once it has; what it raised is raised here, in the test."""
@@ -131,9 +136,10 @@ def pytest_configure(config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
     if BackgroundJob.started:
-        terminalreporter.line("background jobs (idle priority, started with the session): " + ", ".join(
-            f"{job.name} {job.seconds:.0f} s" if job.seconds is not None else f"{job.name} unfinished"
-            for job in BackgroundJob.started))
+        terminalreporter.line("background jobs (idle priority, one after another from the session's start): " +
+                              ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s"
+                                        if job.seconds is not None else f"{job.name} unfinished"
+                                        for job in BackgroundJob.started))
 
 
 @pytest.hookimpl(trylast=True)
@@ -166,12 +172,17 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+# The suite's jobs run one at a time: all three at once start seven JVMs and processes beside the session's first
+# chain, which took 58 and 141 s in two such runs against 38 s alone (ADR 153, session 29).
+_SUITE_QUEUE = threading.Lock()
+
+
 @pytest.fixture(scope="session")
 def installed_copy_job(wheel, cassandra_endpoint, tmp_path_factory) -> BackgroundJob:
     from test_packaging import run_installed_copy
 
     root = tmp_path_factory.mktemp("installed_copy")
-    return BackgroundJob("installed copy", lambda: run_installed_copy(wheel, root, *cassandra_endpoint))
+    return BackgroundJob("installed copy", lambda: run_installed_copy(wheel, root, *cassandra_endpoint), _SUITE_QUEUE)
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +190,7 @@ def cluster_demo_job(faulty_landing, cassandra_endpoint, tmp_path_factory) -> Ba
     from test_cluster import run_cluster_demo
 
     root = tmp_path_factory.mktemp("cluster_demo")
-    return BackgroundJob("cluster demo", lambda: run_cluster_demo(faulty_landing[0], root))
+    return BackgroundJob("cluster demo", lambda: run_cluster_demo(faulty_landing[0], root), _SUITE_QUEUE)
 
 
 @pytest.fixture(scope="session")
@@ -187,4 +198,4 @@ def notebook_chain_job(cassandra_endpoint, tmp_path_factory) -> BackgroundJob:
     from test_notebooks import run_notebook_chain
 
     root = tmp_path_factory.mktemp("notebook_chain")
-    return BackgroundJob("notebook chain", lambda: run_notebook_chain(root, *cassandra_endpoint))
+    return BackgroundJob("notebook chain", lambda: run_notebook_chain(root, *cassandra_endpoint), _SUITE_QUEUE)

@@ -386,6 +386,26 @@ def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_i
     assert [job.name for job in BackgroundJob.started] == ["probe", "failing"] and job.seconds is not None
 
 
+def test_background_jobs_that_share_a_queue_run_one_after_another(monkeypatch):
+    import threading
+    import time
+
+    from background_jobs import BackgroundJob
+
+    monkeypatch.setattr(BackgroundJob, "started", [])
+    queue, spans = threading.Lock(), {}
+
+    def work(name):
+        started = time.monotonic()
+        time.sleep(0.3)
+        spans[name] = (started, time.monotonic())
+
+    first = BackgroundJob("first", lambda: work("first"), queue)
+    second = BackgroundJob("second", lambda: work("second"), queue)
+    first.result(timeout=30), second.result(timeout=30)
+    assert spans["second"][0] >= spans["first"][1] and second.waited >= 0.25
+
+
 def test_the_tests_of_background_jobs_run_last(request):
     items = request.session.items
     marked = [i for i, item in enumerate(items) if item.get_closest_marker("background")]
