@@ -240,17 +240,17 @@ def run_notebook_chain(root: Path, host: str, port: int) -> tuple[int, str, Path
 @pytest.mark.slow
 @pytest.mark.background("notebook_chain_job")
 def test_the_chain_runs_headless_on_generated_data(notebook_chain_job, cassandra_endpoint):
-    from lakehouse_utils.config import Settings
-    from lakehouse_utils.serving.connection import open_session, target_from_settings
+    from test_packaging import drop_keyspace
 
     status, output, out = notebook_chain_job.result()
     try:
         for name in NOTEBOOKS[:5]:
             if not (out / "executed" / f"{name}.ipynb").exists():
                 break  # the job stopped at the notebook before; its output below says why
-            errors = _errors(_load(name, out / "executed"))
+            notebook = _load(name, out / "executed")
+            errors = _errors(notebook)
             assert not errors, f"{name}: {_text(errors[0])[-2000:]}"
-            assert not _machine_paths(_load(name, out / "executed")), _machine_paths(_load(name, out / "executed"))[:5]
+            assert not _machine_paths(notebook), f"{name}: {_machine_paths(notebook)[:5]}"
         assert status == 0, output[-5000:]
         rerun = _outputs_of(_load("05_serving", out / "executed"), "idempotency(cassandra_before, cassandra_after)")
         rows = _rerun_rows(rerun)
@@ -274,10 +274,7 @@ def test_the_chain_runs_headless_on_generated_data(notebook_chain_job, cassandra
         rerun = _outputs_of(_load("05_serving", out / "rerun"), "idempotency(cassandra_before, cassandra_after)")
         assert "Cassandra = Gold by fingerprint for 7/7 tables" in rerun and "CHANGED" not in rerun, rerun
     finally:
-        host, port = cassandra_endpoint
-        settings = Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=NOTEBOOK_TEST_KEYSPACE)
-        with open_session(target_from_settings(settings), use_keyspace=False) as session:
-            session.execute(f"DROP KEYSPACE IF EXISTS {NOTEBOOK_TEST_KEYSPACE}")
+        drop_keyspace(*cassandra_endpoint, NOTEBOOK_TEST_KEYSPACE)
 
 
 def test_the_serving_plan_names_the_target_and_what_starting_it_costs():
