@@ -97,6 +97,7 @@ def describe_spark():
 
     def it_builds_a_column_without_sending_its_python_call_site_to_the_jvm(spark, monkeypatch):
         """Call-site capture is off (ADR 090.23): a column is 3 py4j commands, not 13 plus a walk of the stack."""
+        from py4j import protocol
         from pyspark.errors.utils import is_debugging_enabled
         from pyspark.sql import functions as F
 
@@ -105,7 +106,9 @@ def describe_spark():
         send = client.send_command
 
         def counted(command, *args, **kwargs):
-            sent.append(command)
+            # py4j also releases JVM objects Python has garbage-collected, whenever its collector runs: not the call's.
+            if not command.startswith(protocol.MEMORY_COMMAND_NAME + protocol.MEMORY_DEL_SUBCOMMAND_NAME):
+                sent.append(command)
             return send(command, *args, **kwargs)
 
         monkeypatch.setattr(client, "send_command", counted)
