@@ -45,6 +45,11 @@ def low_priority(command: list[str]) -> list[str]:
     return [sys.executable, "-c", _LAUNCHER, *map(str, command)]
 
 
+# Jobs start once the session's first test is set up: that set-up starts the session's JVM and, in a full run, runs
+# its first chain, which took twice as long with a job starting beside it (ADR 153, session 30).
+_first_test_set_up = threading.Event()
+_session_over = threading.Event()
+
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
@@ -86,7 +91,14 @@ def _interrupt(process: subprocess.Popen) -> None:
             continue
 
 
+def pytest_runtest_logreport(report) -> None:
+    if report.when == "setup":  # passed, failed or skipped: the jobs never wait on a set-up that will not come
+        _first_test_set_up.set()
+
+
 def pytest_sessionfinish(session) -> None:
+    _session_over.set()  # a job still waiting to start never starts
+    _first_test_set_up.set()
     with _running_lock:
         unfinished = list(_running)
     for process in unfinished:
@@ -109,10 +121,13 @@ class BackgroundJob:
         self._thread.start()
 
     def _run(self, work: Callable[[], object], queue: threading.Lock | None) -> None:
+        _first_test_set_up.wait()
         with queue or contextlib.nullcontext():
             started = time.monotonic()
             self.waited = started - self._created
             try:
+                if _session_over.is_set():
+                    raise RuntimeError(f"the session ended before the background job {self.name!r} started")
                 self._result = work()
             except BaseException as error:  # noqa: BLE001 - raised again by the test that asks for the result
                 self._error = error
@@ -136,7 +151,7 @@ def pytest_configure(config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
     if BackgroundJob.started:
-        terminalreporter.line("background jobs (idle priority, one after another from the session's start): " +
+        terminalreporter.line("background jobs (idle priority, one after another from the first test's set-up): " +
                               ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s"
                                         if job.seconds is not None else f"{job.name} unfinished"
                                         for job in BackgroundJob.started))
@@ -150,7 +165,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _background_jobs_started(request) -> None:
-    """Start the job of every selected background test when the session's first test is set up."""
+    """Create the job of every selected background test with the session's first test; each starts once that
+    test is set up (`_first_test_set_up`)."""
     for item in request.session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:

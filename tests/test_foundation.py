@@ -409,6 +409,35 @@ def test_background_jobs_that_share_a_queue_run_one_after_another(monkeypatch):
     assert spans["second"][0] >= spans["first"][1] and second.waited >= 0.25
 
 
+def test_background_jobs_wait_for_the_first_test_s_set_up_and_never_start_after_the_session(monkeypatch):
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import background_jobs
+
+    monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
+    for gate in ("_first_test_set_up", "_session_over"):
+        monkeypatch.setattr(background_jobs, gate, threading.Event())
+    ran = []
+    job = background_jobs.BackgroundJob("waiting", lambda: ran.append("ran") or "done")
+    time.sleep(0.3)
+    assert job.waited is None and not ran  # created, not started
+    background_jobs.pytest_runtest_logreport(SimpleNamespace(when="call"))
+    time.sleep(0.1)
+    assert not ran  # a test's call or teardown is not what it waits for
+    background_jobs.pytest_runtest_logreport(SimpleNamespace(when="setup"))
+    assert job.result(timeout=30) == "done" and ran == ["ran"]
+
+    monkeypatch.setattr(background_jobs, "_first_test_set_up", threading.Event())
+    late = background_jobs.BackgroundJob("late", lambda: ran.append("late"))
+    monkeypatch.setattr(background_jobs, "_running", set())
+    background_jobs.pytest_sessionfinish(None)
+    with pytest.raises(RuntimeError, match="session ended before the background job 'late' started"):
+        late.result(timeout=30)
+    assert ran == ["ran"]
+
+
 def test_the_tests_of_background_jobs_run_last(request):
     items = request.session.items
     marked = [i for i, item in enumerate(items) if item.get_closest_marker("background")]
@@ -416,11 +445,15 @@ def test_the_tests_of_background_jobs_run_last(request):
 
 
 def test_a_session_that_ends_first_interrupts_its_unfinished_background_job(monkeypatch):
+    import threading
     import time
 
     import background_jobs
 
     monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
+    # This session's own jobs, running or still waiting in their queue, must not see it end.
+    monkeypatch.setattr(background_jobs, "_session_over", threading.Event())
+    monkeypatch.setattr(background_jobs, "_running", set())
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
     job = background_jobs.BackgroundJob("sleeper", lambda: background_jobs.run_idle(sleeper, timeout=900))
     deadline = time.monotonic() + 30
