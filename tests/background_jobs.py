@@ -121,8 +121,8 @@ class BackgroundJob:
         self._thread.start()
 
     def _run(self, work: Callable[[], object], queue: threading.Lock | None) -> None:
-        _first_test_set_up.wait()
-        with queue or contextlib.nullcontext():
+        with queue or contextlib.nullcontext():  # taken in creation order, then held while the gate is closed
+            _first_test_set_up.wait()
             started = time.monotonic()
             self.waited = started - self._created
             try:
