@@ -4,8 +4,8 @@ The notebooks chain, the installed copy's benchmark and the standalone-cluster d
 own (a kernel and its JVM; a venv and a driver JVM; a master, a worker, a driver and an executor). The suite
 leaves a fifth of the two cores idle while its own driver plans, Python workers start and tests wait on files
 and Cassandra (ADR 153, session 17: 78-79 % busy), so their work starts once the session's first test is set
-up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the end of the run, check what they printed
-and wrote (ADR 153, session 29).
+up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the end of the run,
+check what they printed and wrote (ADR 153, sessions 29 and 30).
 
 A test opts in with `@pytest.mark.background("<job fixture>")`: the fixture starts a `BackgroundJob` and
 returns it; the test calls `.result()`. Nothing starts unless such a test is selected (`make test-fast`
