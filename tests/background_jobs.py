@@ -3,8 +3,8 @@
 The notebooks chain, the installed copy's benchmark and the standalone-cluster demo are processes of their
 own (a kernel and its JVM; a venv and a driver JVM; a master, a worker, a driver and an executor). The suite
 leaves a fifth of the two cores idle while its own driver plans, Python workers start and tests wait on files
-and Cassandra (ADR 153, session 17: 78-79 % busy), so their work starts once the session's first test is set
-up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the end of the run,
+and Cassandra (ADR 153, session 17: 78-79 % busy), so their work starts once the session's first slow or course
+test is set up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the end of the run,
 check what they printed and wrote (ADR 153, sessions 29 and 30).
 
 A test opts in with `@pytest.mark.background("<job fixture>")`: the fixture starts a `BackgroundJob` and
@@ -45,10 +45,12 @@ def low_priority(command: list[str]) -> list[str]:
     return [sys.executable, "-c", _LAUNCHER, *map(str, command)]
 
 
-# Jobs start once the session's first test is set up: that set-up starts the session's JVM and, in a full run, runs
-# its first chain, which took twice as long with a job starting beside it (ADR 153, session 30).
+# Jobs start once the session's first slow or course test is set up (the first test, when none is selected): in a
+# full run that set-up runs the session's first chain on the course data, which took 54-101 s with a job starting
+# beside it against 37.5 s alone (ADR 153, session 30).
 _first_test_set_up = threading.Event()
 _session_over = threading.Event()
+_gate_test: list[str] = []  # the node id of the test whose set-up opens the gate
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
@@ -92,7 +94,9 @@ def _interrupt(process: subprocess.Popen) -> None:
 
 
 def pytest_runtest_logreport(report) -> None:
-    if report.when == "setup":  # passed, failed or skipped: the jobs never wait on a set-up that will not come
+    # Passed, failed or skipped: a set-up that ends opens the gate. A gate test never reached (`-x`, Ctrl-C) ends the
+    # session, which opens it too.
+    if report.when == "setup" and (not _gate_test or report.nodeid == _gate_test[0]):
         _first_test_set_up.set()
 
 
@@ -151,7 +155,7 @@ def pytest_configure(config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
     if BackgroundJob.started:
-        terminalreporter.line("background jobs (idle priority, one after another from the first test's set-up): " +
+        terminalreporter.line("background jobs (idle priority, one after another from the first slow test's set-up): " +
                               ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s"
                                         if job.seconds is not None else f"{job.name} unfinished"
                                         for job in BackgroundJob.started))
@@ -163,10 +167,17 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: order kept otherwise
 
 
+def pytest_collection_finish(session) -> None:
+    """The gate test, chosen among the tests that will run (`-k` and `-m` have deselected the others by now)."""
+    items = session.items
+    heavy = [item for item in items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
+    _gate_test[:] = [(heavy or items)[0].nodeid] if items else []
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _background_jobs_started(request) -> None:
-    """Create the job of every selected background test with the session's first test; each starts once that
-    test is set up (`_first_test_set_up`)."""
+    """Create the job of every selected background test with the session's first test; each starts once the
+    first slow or course test is set up (`_first_test_set_up`)."""
     for item in request.session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:

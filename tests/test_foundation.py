@@ -372,10 +372,25 @@ def test_a_make_run_keeps_the_compiled_modules_of_the_venv():
     assert Path(importlib.util.cache_from_source(pandas.__file__)).is_file()
 
 
-def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error(monkeypatch):
-    from background_jobs import BackgroundJob, run_idle
+@pytest.fixture
+def background_jobs_of_its_own(monkeypatch):
+    """The plugin, with this test's jobs kept apart from the session's own: their summary, their running processes,
+    an open start gate (the session's may still be closed) and a session that has not ended."""
+    import threading
 
-    monkeypatch.setattr(BackgroundJob, "started", [])  # the run's summary lists the suite's own jobs only
+    import background_jobs
+
+    opened = threading.Event()
+    opened.set()
+    monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
+    monkeypatch.setattr(background_jobs, "_first_test_set_up", opened)
+    monkeypatch.setattr(background_jobs, "_session_over", threading.Event())
+    monkeypatch.setattr(background_jobs, "_running", set())
+    return background_jobs
+
+
+def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_its_error(background_jobs_of_its_own):
+    BackgroundJob, run_idle = background_jobs_of_its_own.BackgroundJob, background_jobs_of_its_own.run_idle
     probe = [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"]
     job = BackgroundJob("probe", lambda: run_idle(probe, capture_output=True, text=True, check=True,
                                                   timeout=60).stdout.strip())
@@ -389,13 +404,11 @@ def test_a_background_job_runs_its_processes_at_low_priority_and_its_test_gets_i
     assert [job.name for job in BackgroundJob.started] == ["probe", "failing"] and job.seconds is not None
 
 
-def test_background_jobs_that_share_a_queue_run_one_after_another(monkeypatch):
+def test_background_jobs_that_share_a_queue_run_one_after_another(background_jobs_of_its_own):
     import threading
     import time
 
-    from background_jobs import BackgroundJob
-
-    monkeypatch.setattr(BackgroundJob, "started", [])
+    BackgroundJob = background_jobs_of_its_own.BackgroundJob
     queue, spans = threading.Lock(), {}
 
     def work(name):
@@ -409,33 +422,40 @@ def test_background_jobs_that_share_a_queue_run_one_after_another(monkeypatch):
     assert spans["second"][0] >= spans["first"][1] and second.waited >= 0.25
 
 
-def test_background_jobs_wait_for_the_first_test_s_set_up_and_never_start_after_the_session(monkeypatch):
+def test_background_jobs_wait_for_the_gate_test_s_set_up_and_never_start_after_the_session(
+        background_jobs_of_its_own, monkeypatch):
     import threading
     import time
     from types import SimpleNamespace
 
-    import background_jobs
-
-    monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
-    for gate in ("_first_test_set_up", "_session_over"):
-        monkeypatch.setattr(background_jobs, gate, threading.Event())
+    plugin = background_jobs_of_its_own
+    monkeypatch.setattr(plugin, "_first_test_set_up", threading.Event())
+    monkeypatch.setattr(plugin, "_gate_test", ["tests/test_zone.py::test_first_slow"])
     ran = []
-    job = background_jobs.BackgroundJob("waiting", lambda: ran.append("ran") or "done")
+    job = plugin.BackgroundJob("waiting", lambda: ran.append("ran") or "done")
     time.sleep(0.3)
     assert job.waited is None and not ran  # created, not started
-    background_jobs.pytest_runtest_logreport(SimpleNamespace(when="call"))
+    plugin.pytest_runtest_logreport(SimpleNamespace(when="setup", nodeid="tests/test_zone.py::test_fast"))
+    plugin.pytest_runtest_logreport(SimpleNamespace(when="call", nodeid="tests/test_zone.py::test_first_slow"))
     time.sleep(0.1)
-    assert not ran  # a test's call or teardown is not what it waits for
-    background_jobs.pytest_runtest_logreport(SimpleNamespace(when="setup"))
+    assert not ran  # another test's set-up, or the gate test's call, is not what it waits for
+    plugin.pytest_runtest_logreport(SimpleNamespace(when="setup", nodeid="tests/test_zone.py::test_first_slow"))
     assert job.result(timeout=30) == "done" and ran == ["ran"]
 
-    monkeypatch.setattr(background_jobs, "_first_test_set_up", threading.Event())
-    late = background_jobs.BackgroundJob("late", lambda: ran.append("late"))
-    monkeypatch.setattr(background_jobs, "_running", set())
-    background_jobs.pytest_sessionfinish(None)
+    monkeypatch.setattr(plugin, "_first_test_set_up", threading.Event())
+    late = plugin.BackgroundJob("late", lambda: ran.append("late"))
+    plugin.pytest_sessionfinish(None)
     with pytest.raises(RuntimeError, match="session ended before the background job 'late' started"):
         late.result(timeout=30)
     assert ran == ["ran"]
+
+
+def test_the_first_slow_or_course_test_opens_the_gate(request):
+    import background_jobs
+
+    items = request.session.items
+    heavy = [item.nodeid for item in items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
+    assert background_jobs._gate_test == [(heavy or [items[0].nodeid])[0]]
 
 
 def test_the_tests_of_background_jobs_run_last(request):
@@ -444,20 +464,14 @@ def test_the_tests_of_background_jobs_run_last(request):
     assert marked == list(range(len(items) - len(marked), len(items)))
 
 
-def test_a_session_that_ends_first_interrupts_its_unfinished_background_job(monkeypatch):
-    import threading
+def test_a_session_that_ends_first_interrupts_its_unfinished_background_job(background_jobs_of_its_own):
     import time
 
-    import background_jobs
-
-    monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
-    # This session's own jobs, running or still waiting in their queue, must not see it end.
-    monkeypatch.setattr(background_jobs, "_session_over", threading.Event())
-    monkeypatch.setattr(background_jobs, "_running", set())
+    plugin = background_jobs_of_its_own
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
-    job = background_jobs.BackgroundJob("sleeper", lambda: background_jobs.run_idle(sleeper, timeout=900))
+    job = plugin.BackgroundJob("sleeper", lambda: plugin.run_idle(sleeper, timeout=900))
     deadline = time.monotonic() + 30
-    while not background_jobs._running and time.monotonic() < deadline:
+    while not plugin._running and time.monotonic() < deadline:
         time.sleep(0.05)
-    background_jobs.pytest_sessionfinish(None)
+    plugin.pytest_sessionfinish(None)
     assert job.result(timeout=30).returncode == -2  # SIGINT: its scripts' `finally` blocks stop what they started
