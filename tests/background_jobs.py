@@ -3,9 +3,9 @@
 The notebooks chain, the installed copy's benchmark and the standalone-cluster demo are processes of their
 own (a kernel and its JVM; a venv and a driver JVM; a master, a worker, a driver and an executor). The suite
 leaves a fifth of the two cores idle while its own driver plans, Python workers start and tests wait on files
-and Cassandra (ADR 153, session 17: 78-79 % busy), so their work starts once the session's first slow or course
-test is set up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the end of the run,
-check what they printed and wrote (ADR 153, sessions 29 and 30).
+and Cassandra (ADR 153, session 17: 78-79 % busy), so their work starts once the session's first slow or
+course test is set up, at idle priority (`SCHED_IDLE`), soaks up that idle time, and their tests, moved to the
+end of the run, check what they printed and wrote (ADR 153, sessions 29 and 30).
 
 A test opts in with `@pytest.mark.background("<job fixture>")`: the fixture starts a `BackgroundJob` and
 returns it; the test calls `.result()`. Nothing starts unless such a test is selected (`make test-fast`
@@ -48,7 +48,7 @@ def low_priority(command: list[str]) -> list[str]:
 # Jobs start once the session's first slow or course test is set up (the first test, when none is selected): in a
 # full run that set-up runs the session's first chain on the course data, which took 54-101 s with a job starting
 # beside it against 37.5 s alone (ADR 153, session 30).
-_first_test_set_up = threading.Event()
+_jobs_may_start = threading.Event()
 _session_over = threading.Event()
 _gate_test: list[str] = []  # the node id of the test whose set-up opens the gate
 
@@ -97,12 +97,12 @@ def pytest_runtest_logreport(report) -> None:
     # Passed, failed or skipped: a set-up that ends opens the gate. A gate test never reached (`-x`, Ctrl-C) ends the
     # session, which opens it too.
     if report.when == "setup" and (not _gate_test or report.nodeid == _gate_test[0]):
-        _first_test_set_up.set()
+        _jobs_may_start.set()
 
 
 def pytest_sessionfinish(session) -> None:
     _session_over.set()  # a job still waiting to start never starts
-    _first_test_set_up.set()
+    _jobs_may_start.set()
     with _running_lock:
         unfinished = list(_running)
     for process in unfinished:
@@ -126,7 +126,7 @@ class BackgroundJob:
 
     def _run(self, work: Callable[[], object], queue: threading.Lock | None) -> None:
         with queue or contextlib.nullcontext():  # taken in creation order, then held while the gate is closed
-            _first_test_set_up.wait()
+            _jobs_may_start.wait()
             started = time.monotonic()
             self.waited = started - self._created
             try:
@@ -155,7 +155,8 @@ def pytest_configure(config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
     if BackgroundJob.started:
-        terminalreporter.line("background jobs (idle priority, one after another from the first slow test's set-up): " +
+        terminalreporter.line("background jobs (idle priority, one after another once the first slow test was set "
+                              "up): " +
                               ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s"
                                         if job.seconds is not None else f"{job.name} unfinished"
                                         for job in BackgroundJob.started))
@@ -177,7 +178,7 @@ def pytest_collection_finish(session) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _background_jobs_started(request) -> None:
     """Create the job of every selected background test with the session's first test; each starts once the
-    first slow or course test is set up (`_first_test_set_up`)."""
+    first slow or course test is set up (`_jobs_may_start`)."""
     for item in request.session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:

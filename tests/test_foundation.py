@@ -383,7 +383,7 @@ def background_jobs_of_its_own(monkeypatch):
     opened = threading.Event()
     opened.set()
     monkeypatch.setattr(background_jobs.BackgroundJob, "started", [])
-    monkeypatch.setattr(background_jobs, "_first_test_set_up", opened)
+    monkeypatch.setattr(background_jobs, "_jobs_may_start", opened)
     monkeypatch.setattr(background_jobs, "_session_over", threading.Event())
     monkeypatch.setattr(background_jobs, "_running", set())
     return background_jobs
@@ -429,7 +429,7 @@ def test_background_jobs_wait_for_the_gate_test_s_set_up_and_never_start_after_t
     from types import SimpleNamespace
 
     plugin = background_jobs_of_its_own
-    monkeypatch.setattr(plugin, "_first_test_set_up", threading.Event())
+    monkeypatch.setattr(plugin, "_jobs_may_start", threading.Event())
     monkeypatch.setattr(plugin, "_gate_test", ["tests/test_zone.py::test_first_slow"])
     ran = []
     job = plugin.BackgroundJob("waiting", lambda: ran.append("ran") or "done")
@@ -442,7 +442,7 @@ def test_background_jobs_wait_for_the_gate_test_s_set_up_and_never_start_after_t
     plugin.pytest_runtest_logreport(SimpleNamespace(when="setup", nodeid="tests/test_zone.py::test_first_slow"))
     assert job.result(timeout=30) == "done" and ran == ["ran"]
 
-    monkeypatch.setattr(plugin, "_first_test_set_up", threading.Event())
+    monkeypatch.setattr(plugin, "_jobs_may_start", threading.Event())
     late = plugin.BackgroundJob("late", lambda: ran.append("late"))
     plugin.pytest_sessionfinish(None)
     with pytest.raises(RuntimeError, match="session ended before the background job 'late' started"):
