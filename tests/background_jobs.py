@@ -50,7 +50,7 @@ def low_priority(command: list[str]) -> list[str]:
 # beside it against 37.5 s alone (ADR 153, session 30).
 _jobs_may_start = threading.Event()
 _session_over = threading.Event()
-_gate_test: list[str] = []  # the node id of the test whose set-up opens the gate
+_gate_test: str | None = None  # the node id of the test whose set-up opens the gate; None: the first test's
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
@@ -96,7 +96,7 @@ def _interrupt(process: subprocess.Popen) -> None:
 def pytest_runtest_logreport(report) -> None:
     # Passed, failed or skipped: a set-up that ends opens the gate. A gate test never reached (`-x`, Ctrl-C) ends the
     # session, which opens it too.
-    if report.when == "setup" and (not _gate_test or report.nodeid == _gate_test[0]):
+    if report.when == "setup" and _gate_test in (None, report.nodeid):
         _jobs_may_start.set()
 
 
@@ -155,11 +155,10 @@ def pytest_configure(config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     """How long each job took beside the suite: a job that ends after the suite's last test makes the run wait."""
     if BackgroundJob.started:
-        terminalreporter.line("background jobs (idle priority, one after another once the first slow test was set "
-                              "up): " +
-                              ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s"
-                                        if job.seconds is not None else f"{job.name} unfinished"
-                                        for job in BackgroundJob.started))
+        jobs = ", ".join(f"{job.name} {job.seconds:.0f} s after {job.waited:.0f} s" if job.seconds is not None
+                         else f"{job.name} unfinished" for job in BackgroundJob.started)
+        terminalreporter.line("background jobs (idle priority, one after another once the first slow test was set up): "
+                              f"{jobs}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -170,9 +169,10 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 def pytest_collection_finish(session) -> None:
     """The gate test, chosen among the tests that will run (`-k` and `-m` have deselected the others by now)."""
-    items = session.items
-    heavy = [item for item in items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
-    _gate_test[:] = [(heavy or items)[0].nodeid] if items else []
+    global _gate_test
+    heavy = [item for item in session.items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
+    first = (heavy or session.items)[:1]
+    _gate_test = first[0].nodeid if first else None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -430,7 +430,7 @@ def test_background_jobs_wait_for_the_gate_test_s_set_up_and_never_start_after_t
 
     plugin = background_jobs_of_its_own
     monkeypatch.setattr(plugin, "_jobs_may_start", threading.Event())
-    monkeypatch.setattr(plugin, "_gate_test", ["tests/test_zone.py::test_first_slow"])
+    monkeypatch.setattr(plugin, "_gate_test", "tests/test_zone.py::test_first_slow")
     ran = []
     job = plugin.BackgroundJob("waiting", lambda: ran.append("ran") or "done")
     time.sleep(0.3)
@@ -455,7 +455,7 @@ def test_the_first_slow_or_course_test_opens_the_gate(request):
 
     items = request.session.items
     heavy = [item.nodeid for item in items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
-    assert background_jobs._gate_test == [(heavy or [items[0].nodeid])[0]]
+    assert background_jobs._gate_test == (heavy or [items[0].nodeid])[0]
 
 
 def test_the_tests_of_background_jobs_run_last(request):
