@@ -171,8 +171,8 @@ def pytest_collection_finish(session) -> None:
     """The gate test, chosen among the tests that will run (`-k` and `-m` have deselected the others by now)."""
     global _gate_test
     heavy = [item for item in session.items if item.get_closest_marker("slow") or item.get_closest_marker("course")]
-    first = (heavy or session.items)[:1]
-    _gate_test = first[0].nodeid if first else None
+    candidates = heavy or session.items
+    _gate_test = candidates[0].nodeid if candidates else None
 
 
 @pytest.fixture(scope="session", autouse=True)
