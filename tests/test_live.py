@@ -68,6 +68,22 @@ def fresh_target(port: int = 9042, keyspace: str = KEYSPACE) -> CassandraTarget:
     return target
 
 
+@pytest.fixture
+def shared_node_target():
+    """`fresh_target` on the shared node, whose keyspace is dropped again after the test: a developer's own node
+    (CASSANDRA_HOST) keeps no keyspace of this module, as the other modules' keyspaces are dropped after them."""
+    made: list[CassandraTarget] = []
+
+    def make(keyspace: str = KEYSPACE) -> CassandraTarget:
+        made.append(fresh_target(keyspace=keyspace))
+        return made[-1]
+
+    yield make
+    for target in made:
+        with open_session(target, use_keyspace=False) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {target.keyspace}", timeout=120)
+
+
 def measures(target: CassandraTarget, table: str = DAILY_TABLE) -> dict:
     with open_session(target) as session:
         return cassandra_measures(session, table)
@@ -120,10 +136,11 @@ def assert_equals_pandas(target: CassandraTarget, landing: Path) -> None:
 
 
 @pytest.mark.slow
-def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_its_old_day(spark, tmp_path):
+def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_its_old_day(spark, tmp_path,
+                                                                                          shared_node_target):
     landing, held = small_landing(tmp_path, held_back=2)
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
-    target = fresh_target()
+    target = shared_node_target()
     runner = LiveThread(spark, paths, target)
     runner.wait_batches(1)  # the two files already there
     first = measures(target)
@@ -197,10 +214,10 @@ def live_marker_count(lake: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_live_then_restart_loses_and_doubles_nothing(spark, tmp_path):
+def test_kill_9_mid_live_then_restart_loses_and_doubles_nothing(spark, tmp_path, shared_node_target):
     landing, _ = small_landing(tmp_path, held_back=0)
     lake = tmp_path / "lake"
-    target = fresh_target(keyspace=f"{KEYSPACE}_kill")
+    target = shared_node_target(f"{KEYSPACE}_kill")
     env = short_lived_driver_env({**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "CASSANDRA_KEYSPACE": target.keyspace,
                                   "CASSANDRA_HOST": target.host})
     child = subprocess.Popen([*KILLED_LIVE, "--landing", str(landing), "--lake", str(lake)], cwd=PROJECT_ROOT,
