@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from conftest import short_lived_driver_env
 from test_gold import pandas_daily_usage
+from test_packaging import drop_keyspace
 
 from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.cassandra_server import manage as lc
@@ -63,8 +64,7 @@ def drop(landing: Path, name: str, text: str) -> None:
 
 def fresh_target(port: int = 9042, keyspace: str = KEYSPACE) -> CassandraTarget:
     target = CassandraTarget("local", keyspace, host=os.environ.get("CASSANDRA_HOST", "127.0.0.1"), port=port)
-    with open_session(target, use_keyspace=False) as session:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    drop_keyspace(target.host, target.port, keyspace)
     return target
 
 
@@ -75,13 +75,13 @@ def shared_node_target():
     made: list[CassandraTarget] = []
 
     def make(keyspace: str = KEYSPACE) -> CassandraTarget:
-        made.append(fresh_target(keyspace=keyspace))
-        return made[-1]
+        target = fresh_target(keyspace=keyspace)
+        made.append(target)
+        return target
 
     yield make
     for target in made:
-        with open_session(target, use_keyspace=False) as session:
-            session.execute(f"DROP KEYSPACE IF EXISTS {target.keyspace}", timeout=120)
+        drop_keyspace(target.host, target.port, target.keyspace)
 
 
 def measures(target: CassandraTarget, table: str = DAILY_TABLE) -> dict:
