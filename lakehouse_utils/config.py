@@ -70,17 +70,31 @@ def _colab_secret(name: str) -> str | None:
         return None
 
 
+def _env_file_values(env_file: Path | str | None) -> dict[str, str]:
+    env_path = Path(env_file) if env_file is not None else PROJECT_ROOT / ".env"
+    return {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+
+
+def _configured(name: str, from_file: dict[str, str]) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        value = from_file.get(name)
+    if value is None:
+        value = _colab_secret(name)
+    return value
+
+
+def configured_value(name: str, env_file: Path | str | None = None) -> str | None:
+    """The value the user gave `name` (environment, `.env` or a Colab secret), None when only the default applies."""
+    return _configured(name, _env_file_values(env_file))
+
+
 def load_variables(env_file: Path | str | None = None) -> dict[str, str]:
     """Merge defaults, Colab secrets, `.env` and the environment (in rising precedence)."""
-    env_path = Path(env_file) if env_file is not None else PROJECT_ROOT / ".env"
-    from_file = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    from_file = _env_file_values(env_file)
     merged: dict[str, str] = {}
     for name, default in DEFAULTS.items():
-        value = os.environ.get(name)
-        if value is None:
-            value = from_file.get(name)
-        if value is None:
-            value = _colab_secret(name)
+        value = _configured(name, from_file)
         merged[name] = default if value is None else value
     return merged
 

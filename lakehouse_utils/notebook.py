@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from lakehouse_utils import io
-from lakehouse_utils.config import PROJECT_ROOT, Settings
+from lakehouse_utils.config import PROJECT_ROOT, Settings, configured_value
 from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.paths import LakePaths, local_path
 
@@ -61,6 +61,15 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def colab_drive_defaults(env_file: Path | str | None = None) -> dict[str, str]:
+    """Google Drive folders for the lake and the landing data, for each of the two the user did not set.
+
+    Only where neither the environment, `.env` nor a Colab secret names it: those keep their precedence.
+    """
+    drive = {"LAKE_ROOT": f"{COLAB_DRIVE_ROOT}/lake", "LANDING_DIR": f"{COLAB_DRIVE_ROOT}/landing"}
+    return {name: folder for name, folder in drive.items() if configured_value(name, env_file) is None}
+
+
 def bootstrap(name: str) -> NotebookContext:
     """Settings, Spark and paths for one notebook; fails early if its input zone is missing.
 
@@ -68,8 +77,7 @@ def bootstrap(name: str) -> NotebookContext:
     notebook gets its own runtime and the zones must outlive it.
     """
     if in_colab():
-        os.environ.setdefault("LAKE_ROOT", f"{COLAB_DRIVE_ROOT}/lake")
-        os.environ.setdefault("LANDING_DIR", f"{COLAB_DRIVE_ROOT}/landing")
+        os.environ.update(colab_drive_defaults())
     from lakehouse_utils.spark import get_spark
 
     settings = Settings.load()
@@ -95,8 +103,17 @@ def _requirements(name: str):
 
 
 def report_frame(*reports) -> pd.DataFrame:
-    """A StageReport (or several) as a table: in / out / duplicates / quarantined / reconciles."""
-    rows = [row for report in reports for row in report.as_rows()]
+    """A StageReport (or several) as a table: in / out / duplicates / quarantined / reconciles, then `table_rows`.
+
+    An aggregate reconciles on what it folds (Silver's daily table on events, the ticket marts on tickets),
+    so its `rows_in`/`rows_out` are not its own size: `table_rows` is the rows the table received, as its
+    write counted them (`rows_out` where the two are the same unit).
+    """
+    rows = []
+    for report in reports:
+        for row, counts in zip(report.as_rows(), report.tables, strict=True):
+            written = counts.details.get("rows_written", counts.details.get("mart_rows"))
+            rows.append(row | {"table_rows": counts.rows_out if written is None else written})
     return pd.DataFrame(rows).set_index(["stage", "table"])
 
 

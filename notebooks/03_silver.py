@@ -95,6 +95,10 @@ FULL_REFRESH = False
 
 # %% [markdown]
 # ## Build Silver
+#
+# Every row reconciles: `rows_in` = `rows_out` + `duplicates` + `quarantined` + `ignored`. `org_service_daily`
+# (one row per org, service and day) reconciles on the events it sums, so its `rows_in`/`rows_out` are events;
+# `table_rows` is the number of rows each table received.
 
 # %%
 from lakehouse_utils.notebook import partitions_frame, readable, report_frame, sample

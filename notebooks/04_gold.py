@@ -94,6 +94,10 @@ FULL_REFRESH = False
 
 # %% [markdown]
 # ## Build the marts
+#
+# `rows_in`/`rows_out` count what each mart reconciles on: its own rows for the daily-usage, GenAI and
+# top-services marts; the invoices (`revenue_by_org_month`) or tickets (the two ticket marts) it aggregates;
+# the daily rows the anomaly mart examined (`ignored`: not anomalous). `table_rows` is each mart's own size.
 
 # %%
 import pandas as pd

@@ -162,18 +162,22 @@ while process.poll() is None and sum(
 print("\n".join(demo.progress_lines(log)))
 
 # %% [markdown]
-# ## Q1 after: the same rows, new figures
+# ## Q1 after: new (day, service) rows, and more events in existing ones
 #
-# `events_before` / `events_after` are the `event_count` of each (day, service); the cost moves with them.
+# `event_count` and `daily_cost_usd` of each (day, service) of the same query, before and after the three
+# files (a row absent before shows NaN there): the live layer adds each new event to its day's row.
 
 # %%
 with open_session(target) as session:
     after = pd.DataFrame(queries.q1(session, org, date_from=date_from, date_to=date_to))
-key = ["usage_date", "service"]
-changed = before.set_index(key)[["daily_cost_usd"]].join(
-    after.set_index(key)[["daily_cost_usd"]], how="outer", lsuffix="_before", rsuffix="_after")
+key, measures = ["usage_date", "service"], ["event_count", "daily_cost_usd"]
+changed = before.set_index(key)[measures].join(after.set_index(key)[measures], how="outer",
+                                               lsuffix="_before", rsuffix="_after")
 changed["change_usd"] = changed["daily_cost_usd_after"].fillna(0) - changed["daily_cost_usd_before"].fillna(0)
-print(f"{int((changed['change_usd'].abs() > 0).sum())} of {len(changed)} Q1 rows changed")
+is_new = changed["event_count_before"].isna()
+grew = ~is_new & (changed["event_count_after"] > changed["event_count_before"])
+print(f"Q1 rows: {len(before)} before, {len(after)} after; {int(is_new.sum())} new, {int(grew.sum())} with more "
+      f"events, {int((~is_new & ~grew).sum())} unchanged")
 changed.sort_values("change_usd", ascending=False).head(15)
 
 # %% [markdown]

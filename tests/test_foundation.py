@@ -6,12 +6,14 @@ import os
 import stat
 import subprocess
 import sys
+import types
 
 import pytest
 
 from lakehouse_utils.benchmark.jobs import JobCounter
 from lakehouse_utils.config import Settings
 from lakehouse_utils.lock import LakeLockedError, lake_lock
+from lakehouse_utils.notebook import COLAB_DRIVE_ROOT, colab_drive_defaults
 from lakehouse_utils.paths import LakePaths, join, local_path, relative_to, to_uri
 from lakehouse_utils.spark import JavaNotFoundError, ensure_java17
 
@@ -30,6 +32,27 @@ def describe_config():
         monkeypatch.delenv("CASSANDRA_KEYSPACE", raising=False)
         settings = Settings.load(tmp_path / "missing.env")
         assert settings.cassandra_keyspace == "cloud_analytics"
+
+    def it_puts_the_colab_lake_on_drive_only_where_nothing_else_names_it(tmp_path, monkeypatch):
+        """In Colab the lake and landing default to Drive; a `.env` entry or a Colab secret still wins."""
+        for name in ("LAKE_ROOT", "LANDING_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        secrets = types.ModuleType("google.colab.userdata")
+        secrets.get = lambda name: {"LANDING_DIR": "/content/drive/MyDrive/course/landing"}[name]  # KeyError: absent
+        colab = types.ModuleType("google.colab")
+        colab.userdata = secrets
+        monkeypatch.setitem(sys.modules, "google.colab", colab)
+        monkeypatch.setitem(sys.modules, "google.colab.userdata", secrets)
+        missing = tmp_path / "missing.env"
+        assert colab_drive_defaults(missing) == {"LAKE_ROOT": f"{COLAB_DRIVE_ROOT}/lake"}
+        assert Settings.load(missing).landing_dir == "/content/drive/MyDrive/course/landing"
+        env_file = tmp_path / ".env"
+        env_file.write_text("LAKE_ROOT=/content/drive/MyDrive/my_lake\n")
+        assert colab_drive_defaults(env_file) == {}
+        monkeypatch.delitem(sys.modules, "google.colab.userdata")
+        monkeypatch.delitem(sys.modules, "google.colab")
+        assert colab_drive_defaults(missing) == {"LAKE_ROOT": f"{COLAB_DRIVE_ROOT}/lake",
+                                                 "LANDING_DIR": f"{COLAB_DRIVE_ROOT}/landing"}
 
     def it_keeps_the_token_out_of_repr(tmp_path, monkeypatch):
         monkeypatch.setenv("ASTRA_DB_APPLICATION_TOKEN", "AstraCS:not-a-real-token-123")

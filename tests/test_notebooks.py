@@ -17,7 +17,8 @@ import nbformat
 import pytest
 
 from lakehouse_utils.config import DEFAULTS
-from lakehouse_utils.notebook import display_path, readable, round_for_people
+from lakehouse_utils.notebook import display_path, readable, report_frame, round_for_people
+from lakehouse_utils.report import StageReport, TableCounts
 from scripts.sync_notebooks import differences, notebook_names, write_ipynb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,6 +199,15 @@ def test_display_helpers_hide_machine_paths_and_round_numbers():
                        "source_file": "file:/data/landing/x.csv", "org_id": "org_1"}], roots)
     assert frame.to_dict("records") == [{"threshold": 50.2104, "scores": {"mad": 3.555051},
                                          "source_file": "LANDING_DIR/x.csv", "org_id": "org_1"}]
+
+
+def test_the_report_table_shows_an_aggregates_own_rows_beside_the_rows_it_folds():
+    report = StageReport("silver", "run")
+    report.add(TableCounts("usage_events", 10, 9, quarantined=1))
+    report.add(TableCounts("org_service_daily", 9, 9, details={"rows_written": 4}))
+    frame = report_frame(report)
+    assert frame["rows_out"].tolist() == [9, 9] and frame["table_rows"].tolist() == [9, 4]
+    assert frame["reconciles"].all()
 
 
 def test_committed_evidence_is_from_the_course_data():

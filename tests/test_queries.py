@@ -108,6 +108,13 @@ def test_q5_genai_tokens_and_cost_only_on_days_with_usage(gold, session):
     result = queries.q5(session, "org_b", first, last)
     assert [tuple(r[c] for c in columns) for r in result] == _rows(expected.orderBy("usage_date"), columns)
     assert len(result) == 15
+    assert {r["org_id"] for r in result} == {"org_b"}
+
+
+def test_q5_defaults_to_the_org_with_the_most_genai_tokens(gold, session):
+    leader = gold("genai_tokens_by_org_date").groupBy("org_id").agg(F.sum("total_tokens").alias("tokens")).orderBy(
+        F.desc("tokens")).first()["org_id"]
+    assert {r["org_id"] for r in queries.q5(session)} == {leader}
 
 
 def test_every_query_exposes_its_cql_without_allow_filtering():
