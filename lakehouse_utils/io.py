@@ -288,7 +288,7 @@ class Written:
     sums: dict = field(default_factory=dict)
 
 
-class _WriteTally:
+class WriteTally:
     """Counts the rows of a write as they reach the writer, in the write's own job.
 
     `DataFrame.observe` aggregates the rows flowing through that point of the plan while
@@ -347,7 +347,7 @@ def replace_table(
     staging = f"{parent}/.staging-{name}-{uuid.uuid4().hex[:8]}"
     retired = f"{parent}/.retired-{name}-{uuid.uuid4().hex[:8]}"
     _remove_leftovers(spark, parent, name)
-    tally = _WriteTally(df, sums)
+    tally = WriteTally(df, sums)
     df = tally.df
     writer = _one_file_per_partition(df, partition_by).write.mode("overwrite").format("parquet")
     if partition_by:
@@ -378,7 +378,7 @@ def overwrite_partitions(
     sums: dict[str, Column] | None = None,
 ) -> Written:
     """Replace only the partitions present in `df` (dynamic partition overwrite); rows written, as `replace_table`."""
-    tally = _WriteTally(df, sums)
+    tally = WriteTally(df, sums)
     (
         _one_file_per_partition(tally.df, partition_by)
         .write.mode("overwrite")

@@ -24,6 +24,7 @@ from lakehouse_utils.bronze.stream_dedupe import with_markers
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.paths import LakePaths, join, local_path
+from lakehouse_utils.report import ReconciliationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "20250101T000000Z-abc123"
@@ -223,6 +224,28 @@ def test_run_again_without_new_files_adds_nothing(spark, tmp_path):
     bronze_stream.run(spark, paths, RUN_ID)
     again = bronze_stream.run(spark, paths, "20250101T000001Z-def456").table("usage_events")
     assert (again.rows_in, again.rows_out, bronze(spark, paths).count()) == (0, 0, 2)
+
+
+def test_a_batch_whose_writer_loses_a_row_is_refused_before_publishing_and_redone_whole(spark, tmp_path,
+                                                                                        monkeypatch):
+    """The commit records the rows each writer received; a transform that drops one stops the batch unpublished."""
+    from lakehouse_utils.bronze import stream_writer
+
+    paths = lake_paths(tmp_path, make_landing(tmp_path, {"1.jsonl": f"{event('e1')}\n{event('e2')}\ngarbage\n"}))
+    exact = stream_writer.bronze_rows
+    monkeypatch.setattr(stream_writer, "bronze_rows",
+                        lambda rows, *args: exact(rows, *args).where(F.col("event_id") != "e2"))
+    with pytest.raises(ReconciliationError, match=r"batch 0 was not committed: 2 lines were classified for "
+                                                   r"usage_events but its writer received 1 rows"):
+        bronze_stream.run(spark, paths, RUN_ID)
+    commits = tmp_path / "lake" / "_checkpoints" / bronze_stream.CHECKPOINT / COMMITS_DIR
+    assert not list(commits.glob("*.json")) and not (tmp_path / "lake" / "bronze" / "usage_events").exists()
+    monkeypatch.undo()
+    report = bronze_stream.run(spark, paths, "20250101T000001Z-def456")
+    counts = report.table("usage_events")
+    assert (counts.rows_in, counts.rows_out, counts.quarantined) == (3, 2, 1) and bronze_ids(spark, paths) == ["e1", "e2"]
+    (record,) = bronze_stream.read_commits(spark, paths.checkpoint(bronze_stream.CHECKPOINT))
+    assert (record["bronze_rows_written"], record["quarantine_rows_written"]) == (2, 1)
 
 
 def test_the_state_store_writes_no_checksum_files_that_a_retried_batch_could_contradict(spark, tmp_path):

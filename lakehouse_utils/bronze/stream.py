@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -138,7 +139,12 @@ def run(
         triggered = stream_writer.trigger(processingTime=interval)
     started = time.perf_counter()
     query = start_query(spark, triggered)
-    _await(query, trigger, timeout_seconds)
+    try:
+        _await(query, trigger, timeout_seconds)
+    except StreamingQueryException:
+        if writer.failure is not None:
+            raise writer.failure from None
+        raise
     stream_seconds = time.perf_counter() - started
     compaction = _compact(spark, targets)
     report = _report(run_id, writer, stream_seconds, compaction, delay_text, max_files_per_trigger, trigger)
@@ -171,14 +177,22 @@ def summarize(records: list[dict]) -> dict:
     return {key: sum(int(r.get(key) or 0) for r in records) for key in keys}
 
 
+def _written(record: dict, key: str, classified: int) -> int:
+    """A batch's rows as its writer counted them (batches committed before that count was kept: as classified)."""
+    value = record.get(key)
+    return classified if value is None else int(value)
+
+
 def table_counts(records: list[dict]) -> TableCounts:
+    """rows_in counted on the lines read; rows_out and quarantined on what the two writers received."""
     totals = summarize(records)
     return TableCounts(
         table=TABLE,
         rows_in=totals["lines"],
-        rows_out=totals["new"],
+        rows_out=sum(_written(r, "bronze_rows_written", int(r.get("new") or 0)) for r in records),
         duplicates=totals["duplicate"],
-        quarantined=sum(totals[rule] for rule in QUARANTINE_RULES),
+        quarantined=sum(_written(r, "quarantine_rows_written", sum(int(r.get(rule) or 0) for rule in QUARANTINE_RULES))
+                        for r in records),
         ignored=totals["blank"],
     )
 

@@ -52,6 +52,7 @@ from lakehouse_utils.bronze.stream_files import (
     write_commit,
 )
 from lakehouse_utils.paths import join
+from lakehouse_utils.report import ReconciliationError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Bronze files per micro-batch: at most the session's parallelism, each of at most this many rows.
@@ -70,6 +71,17 @@ def _iso(micros: int | None) -> str | None:
 
 def _micros(text: str | None) -> int | None:
     return None if text is None else (datetime.fromisoformat(text) - EPOCH) // timedelta(microseconds=1)
+
+
+def refuse_unless_equal(spark, staging: str, batch_id: int, table: str, classified: int, written: int) -> None:
+    """Stop before a batch's staged files are published when the writer received other rows than were classified."""
+    if written == classified:
+        return
+    io.delete(spark, staging)
+    raise ReconciliationError(
+        f"bronze_stream batch {batch_id} was not committed: {classified} lines were classified for {table} but its "
+        f"writer received {written} rows. A transform between the classification and the write lost or invented rows; "
+        "nothing was published and the batch is redone from its files on the next run. Report it with this message.")
 
 
 def bronze_partition_name(ingest_date: str) -> str:
@@ -95,11 +107,17 @@ class BronzeBatchWriter:
     defer_compaction: bool = False
     records: list[dict] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    # What a batch raised: the streaming query wraps it in a Java exception; `bronze_stream.run` raises this one.
+    failure: BaseException | None = None
     _token: str | None = None
     _pending_partition: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.commit(batch, batch_id)
+        try:
+            self.commit(batch, batch_id)
+        except BaseException as error:
+            self.failure = error
+            raise
 
     def commit(self, batch: DataFrame, batch_id: int) -> dict | None:
         """Write one classified micro-batch to Bronze and quarantine; its record, or None if already committed."""
@@ -177,37 +195,50 @@ class BronzeBatchWriter:
         # The counts are observed while the Bronze rows are written: one job for both.
         observation = Observation(f"bronze_batch_{batch_id}")
         observed = classified.observe(observation, *batch_metrics())
-        bronze_files = self._write_bronze(bronze_rows(observed, self.run_id, batch_id, now), observation, batch_id,
-                                          now, tag)
+        bronze_written, bronze_files = self._write_bronze(bronze_rows(observed, self.run_id, batch_id, now),
+                                                          observation, batch_id, now, tag)
         metrics = observation.get
         phases["write_seconds"] = time.perf_counter() - started - phases["classify_seconds"]
         quarantined = sum(metrics[rule] for rule in QUARANTINE_RULES)
-        quarantine_files = self._write_quarantine(classified, batch_id, now, tag) if quarantined else []
+        quarantine_written, quarantine_files = (self._write_quarantine(classified, quarantined, batch_id, now, tag)
+                                                if quarantined else (0, []))
         record = {
             **metrics, **{k: round(v, 3) for k, v in phases.items()}, "batch_id": batch_id, "run_id": self.run_id,
             "committed_at": datetime.now(timezone.utc).isoformat(), "ingest_date": now.date().isoformat(),
             "bronze_files": len(bronze_files), "quarantine_files": len(quarantine_files),
+            "bronze_rows_written": bronze_written, "quarantine_rows_written": quarantine_written,
         }
         return record, bronze_rows(classified, self.run_id, batch_id, now)
 
     def _write_bronze(self, rows: DataFrame, observation: Observation, batch_id: int, now: datetime,
-                      tag: str) -> list[str]:
+                      tag: str) -> tuple[int, list[str]]:
+        """(rows the writer received, files published): the batch's new events, staged, checked, then published."""
         spark = rows.sparkSession
         staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-bronze")
         io.delete(spark, staging)
+        # Counted again as they reach the writer, in the same job: the commit records what was written.
+        tally = io.WriteTally(rows, None)
         # One partition (the batch's ingest date), at most the session's parallelism of writers and
         # ROWS_PER_FILE rows a file, sorted by event date so that readers filtering on it skip row groups.
         partition = bronze_partition_name(now.date().isoformat())
-        (rows.drop(BRONZE_PARTITION).coalesce(spark.sparkContext.defaultParallelism).sortWithinPartitions("event_date")
-         .write.option("maxRecordsPerFile", ROWS_PER_FILE).parquet(join(staging, partition)))
+        (tally.df.drop(BRONZE_PARTITION).coalesce(spark.sparkContext.defaultParallelism)
+         .sortWithinPartitions("event_date").write.option("maxRecordsPerFile", ROWS_PER_FILE)
+         .parquet(join(staging, partition)))
         if not observation.get[NEW]:  # Spark still wrote a schema-only file: publish nothing
             io.delete(spark, staging)
-            return []
-        return publish_staged(spark, staging, self.targets.bronze, tag)
+            return 0, []
+        written = tally.result().rows
+        refuse_unless_equal(spark, staging, batch_id, "usage_events", observation.get[NEW], written)
+        return written, publish_staged(spark, staging, self.targets.bronze, tag)
 
-    def _write_quarantine(self, classified: DataFrame, batch_id: int, now: datetime, tag: str) -> list[str]:
+    def _write_quarantine(self, classified: DataFrame, quarantined: int, batch_id: int, now: datetime,
+                          tag: str) -> tuple[int, list[str]]:
+        """(rows the writer received, files published) of the batch's `quarantined` lines."""
         spark = classified.sparkSession
         staging = staging_uri(self.targets.checkpoint, f"batch-{batch_id}-quarantine")
         io.delete(spark, staging)
-        quarantine_rows(classified, self.run_id, batch_id, now).coalesce(1).write.parquet(staging)
-        return publish_staged(spark, staging, self.targets.quarantine, tag)
+        tally = io.WriteTally(quarantine_rows(classified, self.run_id, batch_id, now), None)
+        tally.df.coalesce(1).write.parquet(staging)
+        written = tally.result().rows
+        refuse_unless_equal(spark, staging, batch_id, "usage_events_raw", quarantined, written)
+        return written, publish_staged(spark, staging, self.targets.quarantine, tag)
