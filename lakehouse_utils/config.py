@@ -7,7 +7,9 @@ is documented in `.env.example`.
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +101,60 @@ def load_variables(env_file: Path | str | None = None) -> dict[str, str]:
     return merged
 
 
+class SettingError(ValueError):
+    """A setting whose value cannot work; the message names it, where settings come from, and a valid value."""
+
+
+# What Spark passes to the JVM as -Xmx: digits and an optional unit.
+_MEMORY = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+
+
+def _port(values: dict[str, str], name: str) -> int:
+    text = str(values[name]).strip()
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise SettingError(f"{name} is {values[name]!r} (environment, .env or a Colab secret): expected a port "
+                           f"number from 0 to 65535, e.g. {DEFAULTS[name]}")
+    return int(text)
+
+
+def _memory(values: dict[str, str], name: str) -> str:
+    text = str(values[name]).strip()
+    if not _MEMORY.match(text):
+        raise SettingError(f"{name} is {values[name]!r} (environment, .env or a Colab secret): expected the JVM's "
+                           f"memory size, digits and a unit (k, m, g or t), e.g. {DEFAULTS[name]} or 4g")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse prints the message and exits with status 2)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds greater than 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got {text!r}")
+    return seconds
+
+
+# Spark's processing-time interval, as this project writes it: '2 seconds', '500 milliseconds', '1 minute 30 seconds'.
+_INTERVAL = re.compile(r"^(\s*\d+\s*(millisecond|second|minute|hour|day)s?)+\s*$", re.IGNORECASE)
+
+
+def interval(text: str) -> str:
+    """argparse type: a micro-batch interval with its unit."""
+    if not _INTERVAL.match(text):
+        raise argparse.ArgumentTypeError(f"expected an interval with its unit, e.g. '2 seconds' or '500 milliseconds', "
+                                         f"got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the configuration. The token is kept out of `repr`."""
@@ -127,17 +183,17 @@ class Settings:
             lake_root=values["LAKE_ROOT"],
             landing_dir=values["LANDING_DIR"] or default_landing_dir(),
             spark_master=values["SPARK_MASTER"],
-            spark_driver_memory=values["SPARK_DRIVER_MEMORY"],
+            spark_driver_memory=_memory(values, "SPARK_DRIVER_MEMORY"),
             serving_target=values["SERVING_TARGET"].lower(),
             cassandra_host=values["CASSANDRA_HOST"],
-            cassandra_port=int(values["CASSANDRA_PORT"]),
+            cassandra_port=_port(values, "CASSANDRA_PORT"),
             cassandra_keyspace=values["CASSANDRA_KEYSPACE"],
             cassandra_home=values["CASSANDRA_HOME"],
             astra_bundle_path=values["ASTRA_DB_SECURE_BUNDLE_PATH"],
             astra_token=values["ASTRA_DB_APPLICATION_TOKEN"],
             watermark_delay=values["WATERMARK_DELAY"],
-            cassandra_storage_port=int(values["CASSANDRA_STORAGE_PORT"]),
-            cassandra_jmx_port=int(values["CASSANDRA_JMX_PORT"]),
+            cassandra_storage_port=_port(values, "CASSANDRA_STORAGE_PORT"),
+            cassandra_jmx_port=_port(values, "CASSANDRA_JMX_PORT"),
         )
 
 

@@ -18,6 +18,10 @@ from pathlib import Path
 from lakehouse_utils.paths import local_path
 
 
+class LakeRootError(NotADirectoryError):
+    """The lake root is, or lies below, a file."""
+
+
 class LakeLockedError(RuntimeError):
     """Another live pipeline run holds the lake."""
 
@@ -44,6 +48,10 @@ def lake_lock(lake_root: str, purpose: str = "pipeline"):
         yield None
         return
     lock_file = root / "_state" / "pipeline.lock"
+    blocking = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise LakeRootError(f"the lake root {lake_root} cannot be a folder: {blocking} is a file. Point LAKE_ROOT "
+                            "(or --lake) at a folder; it is created when missing")
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose, "since": time.time()}
     for _ in range(2):

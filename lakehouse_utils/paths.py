@@ -78,11 +78,16 @@ class InvalidNameError(ValueError):
     """A table, zone or keyspace name outside the allow-list (it would become a path segment or CQL identifier)."""
 
 
+# Cassandra refuses a keyspace name longer than this (SchemaConstants.NAME_LENGTH).
+KEYSPACE_NAME_MAX = 48
+
+
 def check_name(name: str, kind: str = "table") -> str:
     """Table, zone and keyspace names become path segments and CQL identifiers: allow-list them."""
-    if not _SAFE_NAME.match(name):
+    longest = KEYSPACE_NAME_MAX if kind == "keyspace" else 64
+    if not _SAFE_NAME.match(name) or len(name) > longest:
         raise InvalidNameError(f"invalid {kind} name {name!r}: expected lower-case letters, digits and _, "
-                               "starting with a letter (at most 64 characters)")
+                               f"starting with a letter (at most {longest} characters)")
     return name
 
 

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 
 from lakehouse_utils.benchmark.jobs import JobCounter
-from lakehouse_utils.config import Settings
+from lakehouse_utils.config import Settings, positive_int
 from lakehouse_utils.lock import lake_lock
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport
@@ -85,7 +85,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
     parser.add_argument("--stage", default="all", help=f"one of {', '.join(STAGES)}, or all (default)")
-    parser.add_argument("--max-files-per-trigger", type=int, help="bronze_stream: files per micro-batch (default: all)")
+    parser.add_argument("--max-files-per-trigger", type=positive_int,
+                        help="bronze_stream: files per micro-batch (default: all)")
     parser.add_argument("--watermark-delay", help="bronze_stream: event-time watermark delay, e.g. '2 hours'")
     parser.add_argument("--full-refresh", action="store_true", help="bronze_batch..serving: rewrite everything")
     parser.add_argument("--target", choices=["local", "astra"], help="serving: Cassandra target (default SERVING_TARGET)")

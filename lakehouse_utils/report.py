@@ -43,6 +43,8 @@ class StageReport:
     tables: list[TableCounts] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    # What the user should know though nothing failed (e.g. landing files a stage did not read); printed by `format`.
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, counts: TableCounts) -> TableCounts:
         self.tables.append(counts)
@@ -80,7 +82,8 @@ class StageReport:
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "run_id": self.run_id, "seconds": round(self.seconds, 2),
-                "tables": [asdict(c) | {"reconciles": c.reconciles} for c in self.tables], "extra": self.extra}
+                "tables": [asdict(c) | {"reconciles": c.reconciles} for c in self.tables], "extra": self.extra,
+                "warnings": self.warnings}
 
     def format(self) -> str:
         header = f"{'table':<28}{'in':>10}{'out':>10}{'dups':>8}{'quar':>8}{'ign':>6}  ok"
@@ -88,6 +91,7 @@ class StageReport:
         for c in self.tables:
             lines.append(f"{c.table:<28}{c.rows_in:>10}{c.rows_out:>10}{c.duplicates:>8}{c.quarantined:>8}"
                          f"{c.ignored:>6}  {'yes' if c.reconciles else 'NO'}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 

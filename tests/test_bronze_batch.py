@@ -250,6 +250,22 @@ def test_wrong_header_leaves_every_bronze_table_untouched(spark, tmp_path):
     assert_same_rows(read_rows(spark, paths.bronze("customers_orgs")), before)
 
 
+def test_a_record_that_is_not_utf8_is_quarantined_not_landed_with_replaced_characters(spark, tmp_path):
+    landing = make_landing(tmp_path)
+    good = "org_b,Nimbus Dígital,Retail,us-east,pro,True,2025-05-01,rep_a,active,web,10.0"
+    latin1 = "org_c,Nimbus Dígital,Retail,us-east,pro,True,2025-05-01,rep_a,active,web,10.0"
+    header = ",".join(master_schema("customers_orgs").column_names)
+    (landing / "customers_orgs.csv").write_bytes(f"{header}\n{good}\n".encode() + f"{latin1}\n".encode("latin-1"))
+    paths = LakePaths.from_roots(tmp_path / "lake", landing)
+    report = bronze_batch.run(spark, paths, "20250101T000000Z-aaaaaa", sources=["customers_orgs"])
+    counts = report.table("customers_orgs")
+    assert (counts.rows_in, counts.rows_out, counts.quarantined) == (2, 1, 1) and counts.reconciles
+    assert [r["org_name"] for r in spark.read.parquet(paths.bronze("customers_orgs")).collect()] == ["Nimbus Dígital"]
+    (rejected,) = spark.read.parquet(paths.quarantine("customers_orgs")).collect()
+    assert (rejected["line_number"], rejected["rule"]) == (3, "unparsable_row")
+    assert rejected["reason"].startswith("record is not valid UTF-8") and "save the file as UTF-8" in rejected["reason"]
+
+
 def test_header_only_file_gives_an_empty_readable_table(spark, tmp_path):
     landing = make_landing(tmp_path)
     header = ",".join(master_schema("billing_monthly").column_names)

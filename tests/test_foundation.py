@@ -357,6 +357,62 @@ def test_a_misspelt_stage_is_one_error_line_naming_the_stages(tmp_path, capsys, 
     assert not (tmp_path / "lake").exists()  # refused before anything ran
 
 
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("SPARK_DRIVER_MEMORY", "abc", "SPARK_DRIVER_MEMORY is 'abc' (environment, .env or a Colab secret): expected the "
+                                   "JVM's memory size, digits and a unit (k, m, g or t), e.g. 3g or 4g"),
+    ("CASSANDRA_PORT", "abc", "CASSANDRA_PORT is 'abc' (environment, .env or a Colab secret): expected a port number "
+                              "from 0 to 65535, e.g. 9042"),
+    ("CASSANDRA_JMX_PORT", "70000", "CASSANDRA_JMX_PORT is '70000'"),
+])
+def test_a_setting_that_cannot_work_is_refused_naming_it_before_a_jvm_starts(tmp_path, capsys, monkeypatch, variable,
+                                                                            value, expected):
+    from lakehouse_utils.__main__ import TRACEBACK_VARIABLE, main
+
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+    monkeypatch.setenv(variable, value)
+    assert main(["pipeline", "--lake", str(tmp_path / "lake"), "--stage", "bronze_batch"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"error: {expected}") and "Traceback" not in stderr
+    assert not (tmp_path / "lake").exists()
+    monkeypatch.setenv(variable, {"SPARK_DRIVER_MEMORY": "1536m"}.get(variable, "9043"))
+    Settings.load(tmp_path / "missing.env")  # a valid value passes
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipeline", "--max-files-per-trigger", "-3"],
+    ["live", "--duration", "-5"],
+    ["live", "--trigger-interval", "0"],
+    ["query", "q2", "--n", "0"],
+    ["query", "q3", "--days", "-5"],
+])
+def test_an_option_value_that_cannot_work_is_a_usage_error(argv, capsys):
+    from lakehouse_utils.__main__ import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert f"argument {argv[-2]}: expected " in capsys.readouterr().err
+
+
+def test_bad_operations_outside_spark_get_one_error_line(tmp_path, capsys, monkeypatch):
+    """A lake root below a file, a lake that is not there, a reversed date range, a watermark delay without unit."""
+    from lakehouse_utils.__main__ import TRACEBACK_VARIABLE, is_own_error, main
+    from lakehouse_utils.bronze.stream import parse_delay
+    from lakehouse_utils.config import SettingError
+
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["pipeline", "--lake", str(tmp_path / "file" / "lake"), "--stage", "bronze_batch"]) == 2
+    assert f"cannot be a folder: {tmp_path / 'file'} is a file" in capsys.readouterr().err
+    assert main(["evidence", "--lake", str(tmp_path / "nolake"), "--no-cassandra"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no lake at {(tmp_path / 'nolake').as_uri()} (no bronze")
+    assert main(["query", "q1", "--from", "2025-02-01", "--to", "2025-01-01"]) == 2
+    assert "--from 2025-02-01 is after --to 2025-01-01" in capsys.readouterr().err
+    with pytest.raises(SettingError, match="WATERMARK_DELAY or --watermark-delay") as caught:
+        parse_delay("banana")
+    assert is_own_error(caught.value)
+
+
 @pytest.mark.parametrize(("extra", "expected"), [([], None), (["--max-files-per-trigger", "1"], False)])
 def test_the_pipeline_command_asks_for_c2_when_its_stream_runs_many_micro_batches(tmp_path, monkeypatch, extra,
                                                                                   expected):

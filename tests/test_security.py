@@ -24,6 +24,7 @@ from lakehouse_utils.config import Settings
 from lakehouse_utils.paths import InvalidNameError, LakePaths
 from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import CassandraTarget, CassandraUnavailableError, Secret, open_session
+from lakehouse_utils.serving.model import SERVING_TABLES
 from lakehouse_utils.serving.queries import q1, q3
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -102,10 +103,17 @@ def test_pipeline_serving_cli_leaves_the_token_nowhere(tmp_path):
     assert leaks(done.stdout, done.stderr, *written) == []
 
 
+def lake_with_empty_gold(root: Path) -> LakePaths:
+    """A lake whose Gold marts exist (empty): the serving stage checks them before it connects."""
+    for table in SERVING_TABLES:
+        (root / "lake" / "gold" / table.mart).mkdir(parents=True, exist_ok=True)
+    return LakePaths.from_roots(root / "lake", root / "landing")
+
+
 def test_serving_error_chain_and_debug_logs_hold_no_token(spark, tmp_path, caplog):
     settings = Settings.load(serving_target="astra", astra_db_application_token=FAKE_TOKEN,
                              astra_db_secure_bundle_path=str(bogus_bundle(tmp_path, "closed-port")))
-    paths = LakePaths.from_roots(tmp_path / "lake", tmp_path / "landing")
+    paths = lake_with_empty_gold(tmp_path)
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(CassandraUnavailableError) as caught:
             serving.run(spark, paths, "20300101T000000Z-5ec000", target="astra", settings=settings)
@@ -133,7 +141,7 @@ def test_malicious_keyspace_from_the_environment_never_reaches_a_connection(tmp_
 
 def test_malicious_keyspace_argument_is_refused_by_the_serving_stage(spark, tmp_path):
     settings = Settings.load(serving_target="local", cassandra_host="127.0.0.1", cassandra_port=str(closed_port()))
-    paths = LakePaths.from_roots(tmp_path / "lake", tmp_path / "landing")
+    paths = lake_with_empty_gold(tmp_path)
     with pytest.raises(ValueError, match="expected lower-case letters"):
         serving.run(spark, paths, "20300101T000000Z-5ec001", settings=settings, keyspace="x; DROP KEYSPACE system")
 

@@ -10,10 +10,11 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 from serving_gold import SERVED_KEYSPACE, build_gold, write_gold
+from test_security import lake_with_empty_gold
 
 from lakehouse_utils import io
 from lakehouse_utils.config import Settings
-from lakehouse_utils.paths import LakePaths
+from lakehouse_utils.paths import KEYSPACE_NAME_MAX, InvalidNameError, LakePaths, check_name
 from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving.connection import (
     CassandraTarget,
@@ -96,6 +97,25 @@ def served_session(small_served, target):
     """A session on the keyspace that `loaded` was served into."""
     with open_session(CassandraTarget("local", small_served[1], host=target.host, port=target.port)) as connected:
         yield connected
+
+
+def test_serving_a_lake_without_gold_names_the_mart_and_creates_no_keyspace(spark, tmp_path, cassandra_endpoint):
+    host, port = cassandra_endpoint
+    empty = "cloud_analytics_test_no_gold"
+    paths = LakePaths.from_roots(tmp_path / "lake", tmp_path / "landing")
+    with pytest.raises(serving.GoldMissingError, match="Gold mart org_daily_usage_by_service not found at .*: run the "
+                                                       "gold stage first"):
+        serving.run(spark, paths, "20300101T000000Z-gggggg",
+                    settings=Settings.load(cassandra_host=host, cassandra_port=str(port), cassandra_keyspace=empty))
+    with open_session(CassandraTarget("local", "system", host=host, port=port), use_keyspace=False) as session:
+        assert not keyspace_exists(session, empty)
+
+
+def test_a_keyspace_name_cassandra_would_refuse_is_refused_first():
+    assert check_name("k" * KEYSPACE_NAME_MAX, "keyspace")
+    with pytest.raises(InvalidNameError, match=f"at most {KEYSPACE_NAME_MAX} characters"):
+        check_name("k" * (KEYSPACE_NAME_MAX + 1), "keyspace")
+    assert check_name("t" * 64, "table")
 
 
 def test_apply_schema_creates_every_table_of_cql_dir(loaded, served_session):
@@ -331,7 +351,7 @@ def test_fake_astra_token_never_appears_in_output_or_errors(spark, tmp_path, cap
         archive.writestr("config.json", f'{{"host": "127.0.0.1", "port": {_closed_port()}, "keyspace": "x"}}')
     settings = Settings.load(serving_target="astra", astra_db_secure_bundle_path=str(bundle),
                              astra_db_application_token=FAKE_TOKEN, cassandra_keyspace=KEYSPACE)
-    paths = LakePaths.from_roots(tmp_path / "lake", "/nonexistent-landing")
+    paths = lake_with_empty_gold(tmp_path)  # the stage checks Gold before it connects
     with pytest.raises(CassandraUnavailableError) as caught:
         serving.run(spark, paths, "run-1", target="astra", settings=settings)
     target = CassandraTarget("astra", KEYSPACE, bundle_path=str(bundle), token=Secret(FAKE_TOKEN))

@@ -21,6 +21,11 @@ DATE_FORMAT = "yyyy-MM-dd"
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 TYPE_NAMES = {"date": "date (YYYY-MM-DD)", "boolean": "boolean (True/False)", "double": "number"}
 MALFORMED = "malformed CSV record (wrong number of fields or unbalanced quotes)"
+# The reader decodes UTF-8 and puts U+FFFD where bytes are not UTF-8: the original text is gone, so the record
+# is quarantined instead of reaching Bronze with replaced characters.
+REPLACEMENT_CHARACTER = "\ufffd"
+NOT_UTF8 = ("record is not valid UTF-8 (bytes that are not UTF-8 were replaced by U+FFFD): save the file as UTF-8 "
+            "and run bronze_batch again")
 
 # Record status after classification; only `ok` records reach Bronze.
 OK, DUPLICATE, SUPERSEDED, UNPARSABLE = "ok", "duplicate", "superseded", "unparsable"
@@ -118,6 +123,7 @@ def with_parse_result(
     # One partition per file (see read_raw), so an unpartitioned window moves no data.
     earlier = Window.orderBy(ROW_ID).rowsBetween(Window.unboundedPreceding, -1)
     malformed = F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))
+    not_utf8 = F.when(F.col("raw_line").contains(REPLACEMENT_CHARACTER), F.lit(NOT_UTF8))
     cast_problems = [cast_problem(n, d) for n, d in schema.columns if not isinstance(d, T.StringType)]
     typed_df = raw_df.select(
         "*",
@@ -130,7 +136,8 @@ def with_parse_result(
         "*",
         (F.col(ROW_ID) + 1).alias("record_number"),
         counted_line.alias("line_number"),
-        F.concat_ws("; ", malformed, *cast_problems, *[empty_key_problem(k) for k in schema.key]).alias("problems"),
+        F.concat_ws("; ", malformed, not_utf8, *cast_problems,
+                    *[empty_key_problem(k) for k in schema.key]).alias("problems"),
     )
     if start_lines is None:
         return parsed_df

@@ -35,7 +35,8 @@ from lakehouse_utils.bronze.stream_dedupe import start_query, with_markers
 from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read_commits
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
-from lakehouse_utils.paths import LakePaths, join
+from lakehouse_utils.config import SettingError
+from lakehouse_utils.paths import LakePaths, join, relative_to
 from lakehouse_utils.report import StageReport, TableCounts
 
 TABLE, QUARANTINE_TABLE, CHECKPOINT = "usage_events", "usage_events_raw", "bronze_usage_events"
@@ -48,11 +49,16 @@ _DELAY_UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week":
 _DELAY_PART = re.compile(r"(\d+)\s*(second|minute|hour|day|week)s?", re.IGNORECASE)
 
 
+class EventFolderMissingError(FileNotFoundError):
+    """The landing has no `usage_events_stream` folder."""
+
+
 def parse_delay(text: str) -> timedelta:
     """'2 hours', '90 minutes', '1 day 6 hours' -> timedelta (the forms `withWatermark` accepts)."""
     parts = _DELAY_PART.findall(text or "")
     if not parts or _DELAY_PART.sub("", text).strip():
-        raise ValueError(f"invalid watermark delay {text!r}: expected e.g. '2 hours', '30 minutes' or '1 day 6 hours'")
+        raise SettingError(f"invalid watermark delay {text!r} (WATERMARK_DELAY or --watermark-delay): expected e.g. "
+                           "'2 hours', '30 minutes' or '1 day 6 hours'")
     return timedelta(seconds=sum(int(n) * _DELAY_UNITS[unit.lower()] for n, unit in parts))
 
 
@@ -86,8 +92,8 @@ def _check_preconditions(spark: SparkSession, paths: LakePaths, trigger: str) ->
         raise ValueError(f"spark.sql.session.timeZone is {zone!r}; event times without a zone are read as UTC, "
                          "so the session must be UTC (use lakehouse_utils.spark.get_spark)")
     if not io.exists(spark, paths.landing_events()):
-        raise FileNotFoundError(f"no event folder at {paths.landing_events()}: put the usage_events_stream/*.jsonl "
-                                "files there or point LANDING_DIR at the landing folder")
+        raise EventFolderMissingError(f"no event folder at {paths.landing_events()}: put the usage_events_stream/*.jsonl "
+                                      "files there or point LANDING_DIR (or --landing) at the landing folder")
 
 
 def _await(query, trigger: str, timeout_seconds: float | None) -> None:
@@ -148,8 +154,21 @@ def run(
     stream_seconds = time.perf_counter() - started
     compaction = _compact(spark, targets)
     report = _report(run_id, writer, stream_seconds, compaction, delay_text, max_files_per_trigger, trigger)
+    report.warnings += unread_files_warning(spark, paths)
     io.write_json(spark, join(paths.state(CHECKPOINT), "runs", f"{run_id}.json"), report.to_dict())
     return report
+
+
+def unread_files_warning(spark: SparkSession, paths: LakePaths, shown: int = 5) -> list[str]:
+    """Files of the event folder the stream does not read (not `*.jsonl`, or in a subfolder): said, not skipped silently."""
+    folder = paths.landing_events().rstrip("/")
+    unread = sorted(relative_to(folder, entry.path) for entry in io.list_files(spark, folder)
+                    if not entry.path.endswith(".jsonl") or "/" in relative_to(folder, entry.path))
+    if not unread:
+        return []
+    names = ", ".join(unread[:shown]) + (f" and {len(unread) - shown} more" if len(unread) > shown else "")
+    return [f"{len(unread)} file(s) in {folder} were not read: only *.jsonl files directly in that folder are events "
+            f"({names}); rename or move them there to stream them"]
 
 
 def _compact(spark: SparkSession, targets: StreamTargets) -> dict:

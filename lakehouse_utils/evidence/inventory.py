@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from lakehouse_utils import io
 from lakehouse_utils.evidence.serving import cassandra_inventory
 from lakehouse_utils.fingerprint import fingerprint_many
-from lakehouse_utils.paths import ZONES, LakePaths, join
+from lakehouse_utils.paths import ZONES, LakePaths, join, local_path
 from lakehouse_utils.report import format_table
 
 LINEAGE_COLUMNS = ("run_id", "source_run_id", "ingest_ts", "quarantined_at", "loaded_at")
@@ -103,6 +103,10 @@ def idempotency(before: list[dict], after: list[dict]) -> tuple[list[dict], bool
     return comparison, not changed and not not_gold, "; ".join(parts)
 
 
+class LakeNotFoundError(FileNotFoundError):
+    """The lake to take the inventory of has no zone."""
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT)")
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR)")
@@ -129,6 +133,10 @@ def run_cli(args: argparse.Namespace) -> int:
 
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
     paths = LakePaths.from_settings(settings)
+    root = local_path(paths.lake_root)
+    if root is not None and not any((root / zone).is_dir() for zone in ("bronze", "silver", "gold")):
+        raise LakeNotFoundError(f"no lake at {paths.lake_root} (no bronze, silver or gold folder): run the pipeline "
+                                "first (`python -m lakehouse_utils pipeline`), or point LAKE_ROOT (or --lake) at a lake")
     spark = get_spark("evidence", settings)
     before = _inventory(spark, paths, settings, not args.no_cassandra)
     if not args.rerun:

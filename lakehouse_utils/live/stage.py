@@ -27,6 +27,7 @@ from lakehouse_utils.bronze.stream_dedupe import lines_of, start_query
 from lakehouse_utils.bronze.stream_files import query_token, read_commits
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
+from lakehouse_utils.config import interval, positive_int, positive_seconds
 from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE, load_references, served_rows
 from lakehouse_utils.live.state import LiveEvents, LiveMarkers
 from lakehouse_utils.live.upsert import LiveStopped, LiveUpserter
@@ -224,10 +225,11 @@ def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | No
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    parser.add_argument("--trigger-interval", default=DEFAULT_INTERVAL,
+    parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--trigger-interval", type=interval, default=DEFAULT_INTERVAL,
                         help=f"micro-batch interval, e.g. '2 seconds' (default {DEFAULT_INTERVAL!r})")
-    parser.add_argument("--max-files-per-trigger", type=int, help="files per micro-batch (default: all new files)")
+    parser.add_argument("--max-files-per-trigger", type=positive_int,
+                        help="files per micro-batch (default: all new files)")
     parser.add_argument("--target", choices=["local", "astra"], help="Cassandra target (default SERVING_TARGET)")
 
 

@@ -16,7 +16,7 @@ import json
 import sys
 from datetime import date, timedelta
 
-from lakehouse_utils.config import Settings
+from lakehouse_utils.config import Settings, positive_int
 from lakehouse_utils.report import format_table
 from lakehouse_utils.serving.connection import (
     CQL_DIR,
@@ -147,9 +147,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", help="Q1: only this service")
     parser.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day/month (YYYY-MM-DD)")
     parser.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day/month (default: latest)")
-    parser.add_argument("--n", type=int, default=5, help="Q2: how many services (default 5)")
+    parser.add_argument("--n", type=positive_int, default=5, help="Q2: how many services (default 5)")
     parser.add_argument("--as-of", type=date.fromisoformat, help="Q2: end of the 14-day window (default: latest)")
-    parser.add_argument("--days", type=int, default=30, help="Q3: days ending at --to (default 30)")
+    parser.add_argument("--days", type=positive_int, default=30, help="Q3: days ending at --to (default 30)")
     parser.add_argument("--severity", default="critical", help="Q3: ticket severity (default critical)")
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.add_argument("--target", choices=["local", "astra"], help="default: SERVING_TARGET")
@@ -182,6 +182,9 @@ def run_query(session, args: argparse.Namespace) -> list[dict]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        print(f"error: --from {args.date_from} is after --to {args.date_to}: give the earlier day first", file=sys.stderr)
+        return 2
     settings = Settings.load()
     try:
         target = target_from_settings(settings, args.target, args.keyspace)

@@ -83,13 +83,23 @@ def mirror_uri(paths: LakePaths, table: ServingTable, target: CassandraTarget) -
     return join(paths.state("serving"), target.slug, table.name)
 
 
+class GoldMissingError(FileNotFoundError):
+    """A Gold mart the serving stage loads is not in the lake."""
+
+
+def require_gold(spark: SparkSession, paths: LakePaths, tables: list[ServingTable]) -> None:
+    """Every mart of `tables` exists; else the first missing one is named, before anything reaches Cassandra."""
+    for table in tables:
+        if not io.exists(spark, paths.gold(table.mart)):
+            raise GoldMissingError(f"Gold mart {table.mart} not found at {paths.gold(table.mart)}: run the gold stage "
+                                   "first (`python -m lakehouse_utils pipeline --stage gold`)")
+
+
 def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, target: CassandraTarget,
                run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> TableCounts:
     """Stream the Gold files not yet loaded into `table`, then drop keys of vanished Gold partitions."""
     gold_uri = paths.gold(table.mart)
-    if not io.exists(spark, gold_uri):
-        raise FileNotFoundError(f"Gold mart {table.mart} not found at {gold_uri}: run the gold stage first "
-                                "(`python -m lakehouse_utils pipeline --stage gold`)")
+    require_gold(spark, paths, [table])
     columns = gold_partition_columns(spark, gold_uri)
     metadata: dict = {}
     sync = TableSync(spark, table, target, mirror_uri(paths, table, target),
@@ -180,9 +190,10 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
         keyspace: str | None = None, tables: list[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
         full_refresh: bool = False, parallel_tables: int = PARALLEL_TABLES, **_) -> StageReport:
     """Apply the CQL model and load every Gold mart (or `tables`) into Cassandra."""
+    selected = [serving_table(name) for name in tables] if tables else list(SERVING_TABLES)
+    require_gold(spark, paths, selected)  # before the keyspace and its tables are created
     cassandra = target_from_settings(settings or Settings.load(), target, keyspace)
     applied = apply_schema(cassandra)
-    selected = [serving_table(name) for name in tables] if tables else list(SERVING_TABLES)
     report = StageReport("serving", run_id, extra={"target": cassandra.endpoint, "keyspace": cassandra.keyspace,
                                                    "tables_applied": applied, "parallel_tables": parallel_tables})
 
