@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -143,13 +144,22 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
-# Spark's processing-time interval, as this project writes it: '2 seconds', '500 milliseconds', '1 minute 30 seconds'.
-_INTERVAL = re.compile(r"^(\s*\d+\s*(millisecond|second|minute|hour|day)s?)+\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800}
+_DURATION_PART = re.compile(r"(\d+)\s*(millisecond|second|minute|hour|day|week)s?", re.IGNORECASE)
+
+
+def parse_duration(text: str | None) -> timedelta | None:
+    """'2 hours', '500 milliseconds', '1 day 6 hours' (the forms Spark takes for a watermark delay or a trigger
+    interval) -> timedelta; None when the text is anything else."""
+    parts = _DURATION_PART.findall(text or "")
+    if not parts or _DURATION_PART.sub("", text).strip():
+        return None
+    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit.lower()] for n, unit in parts))
 
 
 def interval(text: str) -> str:
     """argparse type: a micro-batch interval with its unit."""
-    if not _INTERVAL.match(text):
+    if parse_duration(text) is None:
         raise argparse.ArgumentTypeError(f"expected an interval with its unit, e.g. '2 seconds' or '500 milliseconds', "
                                          f"got {text!r}")
     return text

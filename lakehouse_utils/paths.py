@@ -19,7 +19,7 @@ from pathlib import Path
 
 ZONES = ("bronze", "silver", "gold", "quarantine")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-_SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 MASTER_FILES = {
     "customers_orgs": "customers_orgs.csv",
@@ -78,13 +78,13 @@ class InvalidNameError(ValueError):
     """A table, zone or keyspace name outside the allow-list (it would become a path segment or CQL identifier)."""
 
 
-# Cassandra refuses a keyspace name longer than this (SchemaConstants.NAME_LENGTH).
-KEYSPACE_NAME_MAX = 48
+# Longest name of each kind; Cassandra refuses a keyspace name over 48 characters (SchemaConstants.NAME_LENGTH).
+NAME_MAX, KEYSPACE_NAME_MAX = 64, 48
 
 
 def check_name(name: str, kind: str = "table") -> str:
     """Table, zone and keyspace names become path segments and CQL identifiers: allow-list them."""
-    longest = KEYSPACE_NAME_MAX if kind == "keyspace" else 64
+    longest = KEYSPACE_NAME_MAX if kind == "keyspace" else NAME_MAX
     if not _SAFE_NAME.match(name) or len(name) > longest:
         raise InvalidNameError(f"invalid {kind} name {name!r}: expected lower-case letters, digits and _, "
                                f"starting with a letter (at most {longest} characters)")

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils.contracts import MasterSchema
+from lakehouse_utils.contracts.landing import REPLACEMENT_CHARACTER
 
 CORRUPT = "_corrupt_record"
 ROW_ID = "_row_id"
@@ -21,9 +22,6 @@ DATE_FORMAT = "yyyy-MM-dd"
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 TYPE_NAMES = {"date": "date (YYYY-MM-DD)", "boolean": "boolean (True/False)", "double": "number"}
 MALFORMED = "malformed CSV record (wrong number of fields or unbalanced quotes)"
-# The reader decodes UTF-8 and puts U+FFFD where bytes are not UTF-8: the original text is gone, so the record
-# is quarantined instead of reaching Bronze with replaced characters.
-REPLACEMENT_CHARACTER = "\ufffd"
 NOT_UTF8 = ("record is not valid UTF-8 (bytes that are not UTF-8 were replaced by U+FFFD): save the file as UTF-8 "
             "and run bronze_batch again")
 

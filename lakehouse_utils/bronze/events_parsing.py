@@ -11,7 +11,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-# Bronze's event schemas live in lakehouse_utils.contracts; bronze.stream* import them from here.
 from lakehouse_utils.contracts.bronze import (  # noqa: F401
     BRONZE_EVENTS_COLUMNS,
     BRONZE_EVENTS_SCHEMA,
@@ -20,9 +19,11 @@ from lakehouse_utils.contracts.bronze import (  # noqa: F401
     RAW_QUARANTINE_SCHEMA,
 )
 
+# Bronze's event schemas live in lakehouse_utils.contracts; bronze.stream* import them from here.
+from lakehouse_utils.contracts.landing import REPLACEMENT_CHARACTER
+
 KIND_BLANK, KIND_MALFORMED, KIND_NOT_OBJECT, KIND_EVENT = "blank", "malformed_json", "not_a_json_object", "event"
 CORRUPT_COLUMN = "_corrupt_record"
-REPLACEMENT_CHARACTER = "\ufffd"
 
 # Input of `parse_lines`: one raw line, its file, its 1-based line number in that file and the
 # file's modification time (arrival order needs the last three).
@@ -141,8 +142,8 @@ def line_kind(line: Column, corrupt: Column) -> Column:
     is_corrupt = corrupt.isNotNull()
     is_valid_json = F.try_parse_json(stripped).isNotNull()
     is_object_text = F.startswith(stripped, F.lit("{"))
-    # JSON text is UTF-8 (RFC 8259). Splitting a file into lines decodes it, putting U+FFFD where bytes were not
-    # UTF-8, so such a line's text is not the one sent (`malformed_json`'s reason names a broken encoding).
+    # Splitting a file into lines decodes it (`REPLACEMENT_CHARACTER` where bytes are not UTF-8): such a line is not
+    # the JSON text that was sent (`malformed_json`'s reason names a broken encoding).
     not_utf8 = F.contains(line, F.lit(REPLACEMENT_CHARACTER))
     return (
         F.when(is_blank, F.lit(KIND_BLANK))

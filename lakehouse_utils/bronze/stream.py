@@ -12,7 +12,6 @@ ignored. See docs/decisions/040-streaming-late-data.md.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,7 +34,7 @@ from lakehouse_utils.bronze.stream_dedupe import start_query, with_markers
 from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read_commits
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
-from lakehouse_utils.config import SettingError
+from lakehouse_utils.config import SettingError, parse_duration
 from lakehouse_utils.paths import LakePaths, join, relative_to
 from lakehouse_utils.report import StageReport, TableCounts
 
@@ -45,8 +44,6 @@ MAX_FILE_AGE = "36500d"  # the seen-files list is then never purged: fine for ~1
 TRIGGERS = ("availableNow", "processingTime")
 HISTOGRAM_KEYS = (*(name for name, _ in LATENESS_BUCKETS), "late_gt_7d")
 BATCH_PROGRESS_KEYS = ("batch_id", "lines", "new", "seconds", "rows_per_second", "watermark")
-_DELAY_UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800}
-_DELAY_PART = re.compile(r"(\d+)\s*(second|minute|hour|day|week)s?", re.IGNORECASE)
 
 
 class EventFolderMissingError(FileNotFoundError):
@@ -55,11 +52,11 @@ class EventFolderMissingError(FileNotFoundError):
 
 def parse_delay(text: str) -> timedelta:
     """'2 hours', '90 minutes', '1 day 6 hours' -> timedelta (the forms `withWatermark` accepts)."""
-    parts = _DELAY_PART.findall(text or "")
-    if not parts or _DELAY_PART.sub("", text).strip():
+    delay = parse_duration(text)
+    if delay is None:
         raise SettingError(f"invalid watermark delay {text!r} (WATERMARK_DELAY or --watermark-delay): expected e.g. "
                            "'2 hours', '30 minutes' or '1 day 6 hours'")
-    return timedelta(seconds=sum(int(n) * _DELAY_UNITS[unit.lower()] for n, unit in parts))
+    return delay
 
 
 def event_stream(
@@ -162,13 +159,13 @@ def run(
 def unread_files_warning(spark: SparkSession, paths: LakePaths, shown: int = 5) -> list[str]:
     """Files of the event folder the stream does not read (not `*.jsonl`, or in a subfolder): said, not skipped silently."""
     folder = paths.landing_events().rstrip("/")
-    unread = sorted(relative_to(folder, entry.path) for entry in io.list_files(spark, folder)
-                    if not entry.path.endswith(".jsonl") or "/" in relative_to(folder, entry.path))
+    names = (relative_to(folder, entry.path) for entry in io.list_files(spark, folder))
+    unread = sorted(name for name in names if "/" in name or not name.endswith(".jsonl"))
     if not unread:
         return []
-    names = ", ".join(unread[:shown]) + (f" and {len(unread) - shown} more" if len(unread) > shown else "")
+    listed = ", ".join(unread[:shown]) + (f" and {len(unread) - shown} more" if len(unread) > shown else "")
     return [f"{len(unread)} file(s) in {folder} were not read: only *.jsonl files directly in that folder are events "
-            f"({names}); rename or move them there to stream them"]
+            f"({listed}); rename or move them there to stream them"]
 
 
 def _compact(spark: SparkSession, targets: StreamTargets) -> dict:

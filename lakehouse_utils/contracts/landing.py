@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 _S, _D, _B, _N = T.StringType(), T.DateType(), T.BooleanType(), T.DoubleType()
+# Landing files are UTF-8. Spark's readers decode them and put this character where bytes are not UTF-8, so a
+# record or line holding it is not the text that was sent (Bronze quarantines it).
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 @dataclass(frozen=True)
