@@ -164,6 +164,7 @@ def glob(spark: SparkSession, pattern: str) -> list[str]:
 class FileEntry:
     path: str
     size: int
+    modified_ms: int = 0  # the modification time Hadoop reports (what the stream's file log records)
 
 
 def list_files(spark: SparkSession, uri: str) -> list[FileEntry]:
@@ -188,7 +189,7 @@ def _list_hadoop(spark: SparkSession, uri: str) -> list[FileEntry]:
         relative = status.getPath().toString()[len(path.toString()) :]
         if _hidden(name) or "/_" in relative or "/." in relative:
             continue
-        entries.append(FileEntry(status.getPath().toString(), int(status.getLen())))
+        entries.append(FileEntry(status.getPath().toString(), int(status.getLen()), int(status.getModificationTime())))
     return sorted(entries, key=lambda e: e.path)
 
 
@@ -202,15 +203,19 @@ def _list_local(root: str) -> list[FileEntry]:
     """`_list_hadoop` for a local directory, without the JVM: same entries, paths as Hadoop prints them."""
     if os.path.isfile(root):
         name = os.path.basename(root)
-        return [] if _hidden(name) else [FileEntry(f"file:{root}", os.path.getsize(root))]
+        return [] if _hidden(name) else [_local_entry(root)]
     entries: list[FileEntry] = []
     for directory, subdirectories, names in os.walk(root, followlinks=True):
         subdirectories[:] = [name for name in subdirectories if not _hidden(name)]
         for name in names:
             if not _hidden(name):
-                path = os.path.join(directory, name)
-                entries.append(FileEntry(f"file:{path}", os.path.getsize(path)))
+                entries.append(_local_entry(os.path.join(directory, name)))
     return sorted(entries, key=lambda e: e.path)
+
+
+def _local_entry(path: str) -> FileEntry:
+    status = os.stat(path)
+    return FileEntry(f"file:{path}", status.st_size, status.st_mtime_ns // 1_000_000)
 
 
 # Spark writes the schema of the rows into every Parquet footer under this key (ParquetReadSupport).

@@ -22,6 +22,7 @@ from lakehouse_utils.bronze.events_parsing import BRONZE_EVENTS_SCHEMA, RAW_QUAR
 from lakehouse_utils.bronze.stream_compaction import FULL_FILE_BYTES, files_to_merge, roll_forward
 from lakehouse_utils.bronze.stream_dedupe import with_markers
 from lakehouse_utils.bronze.stream_files import COMMITS_DIR, COMPACTION_PLAN
+from lakehouse_utils.bronze.stream_folder import read_file_log
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.paths import LakePaths, join, local_path
 from lakehouse_utils.report import ReconciliationError
@@ -263,6 +264,50 @@ def test_a_line_that_is_not_utf8_is_quarantined_and_files_the_stream_does_not_re
     (warning,) = report.warnings
     assert warning.startswith("3 file(s) in ") and "(2.json, notes.txt, old/3.jsonl)" in warning
     assert "warning: 3 file(s)" in report.format()
+
+
+def test_an_empty_event_folder_and_files_changed_after_they_were_read_are_named(spark, tmp_path):
+    landing = make_landing(tmp_path, {})
+    folder = landing / "usage_events_stream"
+    paths = lake_paths(tmp_path, landing)
+    (warning,) = bronze_stream.run(spark, paths, RUN_ID).warnings
+    assert warning.startswith("no *.jsonl file in ") and "nothing to stream" in warning
+
+    (folder / "1.jsonl").write_text(f"{event('e1')}\n")
+    (folder / "2.jsonl").write_bytes(b"")  # a producer that created the file before writing it
+    report = bronze_stream.run(spark, paths, "20250101T000001Z-abc124")
+    assert report.table("usage_events").rows_out == 1 and report.warnings == []  # an empty file is an empty batch
+
+    (folder / "2.jsonl").write_text(f"{event('e2')}\n")
+    with (folder / "1.jsonl").open("a") as appended:
+        appended.write(f"{event('e3')}\n")
+    for name, seconds in (("1.jsonl", 1_800_000_000), ("2.jsonl", 1_800_000_001)):
+        os.utime(folder / name, (seconds, seconds))
+    report = bronze_stream.run(spark, paths, "20250101T000002Z-abc125")
+    (warning,) = report.warnings
+    assert report.table("usage_events").rows_in == 0 and bronze_ids(spark, paths) == ["e1"]
+    assert warning.startswith("2 file(s) in ") and "changed after the stream read them (1.jsonl, 2.jsonl)" in warning
+
+    shutil.copy(folder / "1.jsonl", folder / "1-again.jsonl")  # the fix the warning gives
+    report = bronze_stream.run(spark, paths, "20250101T000003Z-abc126")
+    counts = report.table("usage_events")
+    assert (counts.rows_in, counts.rows_out, counts.duplicates) == (2, 1, 1) and bronze_ids(spark, paths) == ["e1", "e3"]
+
+
+def test_the_file_log_is_the_latest_compact_file_and_the_batches_after_it(spark, tmp_path):
+    log = tmp_path / "checkpoint" / "sources" / "0"
+    log.mkdir(parents=True)
+
+    def entries(*pairs):
+        return "v1\n" + "".join(json.dumps({"path": f"file:///l/{name}", "timestamp": ts, "batchId": 0}) + "\n"
+                                 for name, ts in pairs)
+
+    (log / "8").write_text(entries(("a.jsonl", 1), ("gone.jsonl", 5)))  # before the compact file: superseded
+    (log / "9.compact").write_text(entries(("a.jsonl", 2), ("b.jsonl", 3)))
+    (log / "10").write_text(entries(("c.jsonl", 4)))
+    (log / ".10.crc").write_text("checksum")
+    seen = read_file_log(spark, str(tmp_path / "checkpoint"))
+    assert seen == {"a.jsonl": 2, "b.jsonl": 3, "c.jsonl": 4}
 
 
 def test_the_state_store_writes_no_checksum_files_that_a_retried_batch_could_contradict(spark, tmp_path):

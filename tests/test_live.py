@@ -139,12 +139,15 @@ def assert_equals_pandas(target: CassandraTarget, landing: Path) -> None:
 def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_its_old_day(spark, tmp_path,
                                                                                           shared_node_target):
     landing, held = small_landing(tmp_path, held_back=2)
+    (landing / "usage_events_stream" / "notes.json").write_text("{}\n")  # not an event file: said, not read
     paths = LakePaths.from_roots(tmp_path / "lake", landing)
     target = shared_node_target()
     runner = LiveThread(spark, paths, target)
     runner.wait_batches(1)  # the two files already there
     first = measures(target)
     assert first and not runner.error
+    unread = [m for m in runner.messages if m.startswith("warning: 1 file(s) in ") and "(notes.json)" in m]
+    assert len(unread) == 1 and runner.messages.index(unread[0]) < runner.messages.index(runner.batches()[0])
 
     consumed = sorted((landing / "usage_events_stream").glob("*.jsonl"))[0]
     drop(landing, "events_resent.jsonl", consumed.read_text(encoding="utf-8"))  # a re-delivered file
@@ -168,7 +171,7 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
     drop(landing, held[1].name, held[1].read_text(encoding="utf-8"))
     runner.wait(lambda: all_consumed(spark, paths, landing), "every file")
     result = runner.finish()
-    assert result.totals()["files"] == 6
+    assert result.totals()["files"] == 6 and len(result.warnings) == 1  # said once, when `live` started
     speed = {table: measures(target, table) for table in (DAILY_TABLE, GENAI_TABLE)}
     assert_equals_pandas(target, landing)
 

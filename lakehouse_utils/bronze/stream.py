@@ -32,10 +32,11 @@ from lakehouse_utils.bronze.stream_batch import LATENESS_BUCKETS, QUARANTINE_RUL
 from lakehouse_utils.bronze.stream_compaction import compact_table, roll_forward
 from lakehouse_utils.bronze.stream_dedupe import start_query, with_markers
 from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read_commits
+from lakehouse_utils.bronze.stream_folder import event_folder_warnings
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
 from lakehouse_utils.config import SettingError, parse_duration
-from lakehouse_utils.paths import LakePaths, join, relative_to
+from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.report import StageReport, TableCounts
 
 TABLE, QUARANTINE_TABLE, CHECKPOINT = "usage_events", "usage_events_raw", "bronze_usage_events"
@@ -151,21 +152,9 @@ def run(
     stream_seconds = time.perf_counter() - started
     compaction = _compact(spark, targets)
     report = _report(run_id, writer, stream_seconds, compaction, delay_text, max_files_per_trigger, trigger)
-    report.warnings += unread_files_warning(spark, paths)
+    report.warnings += event_folder_warnings(spark, paths.landing_events(), targets.checkpoint)
     io.write_json(spark, join(paths.state(CHECKPOINT), "runs", f"{run_id}.json"), report.to_dict())
     return report
-
-
-def unread_files_warning(spark: SparkSession, paths: LakePaths, shown: int = 5) -> list[str]:
-    """Files of the event folder the stream does not read (not `*.jsonl`, or in a subfolder): said, not skipped silently."""
-    folder = paths.landing_events().rstrip("/")
-    names = (relative_to(folder, entry.path) for entry in io.list_files(spark, folder))
-    unread = sorted(name for name in names if "/" in name or not name.endswith(".jsonl"))
-    if not unread:
-        return []
-    listed = ", ".join(unread[:shown]) + (f" and {len(unread) - shown} more" if len(unread) > shown else "")
-    return [f"{len(unread)} file(s) in {folder} were not read: only *.jsonl files directly in that folder are events "
-            f"({listed}); rename or move them there to stream them"]
 
 
 def _compact(spark: SparkSession, targets: StreamTargets) -> dict:

@@ -25,6 +25,7 @@ from lakehouse_utils.bronze import stream as bronze_stream
 from lakehouse_utils.bronze.stream_compaction import roll_forward
 from lakehouse_utils.bronze.stream_dedupe import lines_of, start_query
 from lakehouse_utils.bronze.stream_files import query_token, read_commits
+from lakehouse_utils.bronze.stream_folder import event_folder_warnings
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
 from lakehouse_utils.config import interval, positive_int, positive_seconds
@@ -46,6 +47,7 @@ class LiveRun:
     batches: list[dict] = field(default_factory=list)
     catch_up: dict = field(default_factory=dict)
     stopped_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def totals(self) -> dict:
         keys = ("files", "lines", "new_events", "rows_upserted")
@@ -177,6 +179,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     upserter = LiveUpserter(target, stop, say)
     markers = LiveMarkers(spark, paths, target.slug)
     live_run = LiveRun(run_id)
+    _warn_about_event_folder(spark, paths, targets.checkpoint, live_run, say)
     try:
         catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say)
         handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
@@ -192,10 +195,19 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     finally:
         upserter.close()
     bronze_stream._compact(spark, targets)
+    _warn_about_event_folder(spark, paths, targets.checkpoint, live_run, say)
     io.write_json(spark, join(paths.state("live"), "runs", f"{run_id}.json"),
                   {"run_id": run_id, "catch_up": live_run.catch_up, "batches": live_run.batches,
-                   "stopped": live_run.stopped_reason, "totals": live_run.totals()})
+                   "stopped": live_run.stopped_reason, "totals": live_run.totals(), "warnings": live_run.warnings})
     return live_run
+
+
+def _warn_about_event_folder(spark: SparkSession, paths: LakePaths, checkpoint: str, live_run: LiveRun, say) -> None:
+    """Said when `live` starts (files it will not read) and when it stops (files that arrived or changed since)."""
+    for warning in event_folder_warnings(spark, paths.landing_events(), checkpoint):
+        if warning not in live_run.warnings:
+            live_run.warnings.append(warning)
+            say(f"warning: {warning}")
 
 
 def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | None) -> str:
