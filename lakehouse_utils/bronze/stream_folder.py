@@ -59,11 +59,11 @@ def event_folder_warnings(spark: SparkSession, folder: str, checkpoint: str) -> 
     unread = sorted(name for name in entries if "/" in name or not name.endswith(EVENT_FILE_SUFFIX))
     warnings = []
     if len(unread) == len(entries):
-        warnings.append(f"no *{EVENT_FILE_SUFFIX} file in {folder}, so there is nothing to stream: put the event "
+        warnings.append(f"no *.jsonl file in {folder}, so there is nothing to stream: put the event "
                         "files directly in that folder, or point LANDING_DIR (or --landing) at the landing that holds "
                         "them")
     if unread:
-        warnings.append(f"{len(unread)} file(s) in {folder} were not read: only *{EVENT_FILE_SUFFIX} files directly "
+        warnings.append(f"{len(unread)} file(s) in {folder} were not read: only *.jsonl files directly "
                         f"in that folder are events ({_listed(unread)}); rename or move them there to stream them")
     read = read_file_log(spark, checkpoint) if io.exists(spark, join(checkpoint, "sources")) else {}
     changed = sorted(name for name, seen_ms in read.items()
