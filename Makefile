@@ -78,11 +78,16 @@ notebooks: cassandra jvm-archive
 notebooks-sync: setup
 	$(PY) -m scripts.sync_notebooks
 
-# cqlsh from PyPI (requirements-dev.txt). CASSANDRA_HOST/PORT as for the pipeline; CQL=file runs a file.
+# cqlsh from PyPI (requirements-dev.txt). CASSANDRA_HOST/PORT as for the pipeline; CQL=file runs a file, in the
+# keyspace the pipeline serves (CASSANDRA_KEYSPACE from the environment or .env: the file's `USE cloud_analytics;`
+# line is rewritten to it, so a file never reads another lake's keyspace).
 CQLSH_HOST = $${CASSANDRA_HOST:-127.0.0.1} $${CASSANDRA_PORT:-9042}
+CQLSH_KEYSPACE = $$($(PY) -c 'from lakehouse_utils.config import Settings; print(Settings.load().cassandra_keyspace)')
 cqlsh: cassandra
-	@if [ -n "$(CQL)" ]; then $(VENV)/bin/cqlsh $(CQLSH_HOST) -f "$(CQL)"; \
-	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST); fi
+	@keyspace=$(CQLSH_KEYSPACE); echo "-- keyspace $$keyspace (CASSANDRA_KEYSPACE)"; \
+	if [ -n "$(CQL)" ]; then mkdir -p .cache && sed "s/^USE cloud_analytics;/USE $$keyspace;/" "$(CQL)" > .cache/cqlsh-file.cql \
+	&& $(VENV)/bin/cqlsh $(CQLSH_HOST) -f .cache/cqlsh-file.cql; \
+	else echo "tip: SOURCE 'cql/demo_queries.cql'; runs the five demo queries"; $(VENV)/bin/cqlsh $(CQLSH_HOST) -k "$$keyspace"; fi
 
 benchmark: cassandra jvm-archive
 	$(PY) -m lakehouse_utils benchmark --scales 1,10,100 --sections stages,course,freshness

@@ -11,7 +11,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("lakehouse_utils.generator.landing", "write a deterministic synthetic landing dataset"),
     "pipeline": ("lakehouse_utils.pipeline", "run pipeline stages (bronze_batch .. serving)"),
-    "live": ("lakehouse_utils.live.stage", "stream landing files to Bronze and Cassandra's Q1 table within seconds"),
+    "live": ("lakehouse_utils.live.stage", "stream landing files to Bronze and Cassandra's Q1 and Q5 tables within seconds"),
     "query": ("lakehouse_utils.serving.queries", "run a demo query (q1..q5) against Cassandra"),
     "cassandra": ("lakehouse_utils.cassandra_server.manage", "start|stop|status the local Cassandra"),
     "evidence": ("lakehouse_utils.evidence.inventory", "print counts and partition sizes per zone and Cassandra table"),

@@ -73,9 +73,27 @@ def _colab_secret(name: str) -> str | None:
         return None
 
 
+# Settings that name a local folder or file. In `.env` a relative one is relative to the `.env` file's folder
+# (as docker compose reads its env files): a notebook runs in `notebooks/`, and `LAKE_ROOT=data/lake` must still
+# mean the checkout's `data/lake`, not `notebooks/data/lake`.
+PATH_SETTINGS = ("LAKE_ROOT", "LANDING_DIR", "CASSANDRA_HOME", "ASTRA_DB_SECURE_BUNDLE_PATH")
+
+
 def _env_file_values(env_file: Path | str | None) -> dict[str, str]:
     env_path = Path(env_file) if env_file is not None else PROJECT_ROOT / ".env"
-    return {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    if not env_path.exists():
+        return {}
+    values = {k: v for k, v in dotenv_values(env_path).items() if v is not None}
+    for name in PATH_SETTINGS:
+        if values.get(name) and _relative_local_path(values[name]):
+            values[name] = str(env_path.resolve().parent / values[name])
+    return values
+
+
+def _relative_local_path(value: str) -> bool:
+    from lakehouse_utils.paths import has_scheme
+
+    return not has_scheme(value) and not value.startswith("~") and not Path(value).is_absolute()
 
 
 def _configured(name: str, from_file: dict[str, str]) -> str | None:
@@ -123,6 +141,18 @@ def _memory(values: dict[str, str], name: str) -> str:
     if not _MEMORY.match(text):
         raise SettingError(f"{name} is {values[name]!r} (environment, .env or a Colab secret): expected the JVM's "
                            f"memory size, digits and a unit (k, m, g or t), e.g. {DEFAULTS[name]} or 4g")
+    return text
+
+
+SERVING_TARGETS = ("local", "astra")
+
+
+def _serving_target(values: dict[str, str]) -> str:
+    text = str(values["SERVING_TARGET"]).strip().lower()
+    if text not in SERVING_TARGETS:
+        raise SettingError(f"SERVING_TARGET is {values['SERVING_TARGET']!r} (environment, .env or a Colab secret): "
+                           f"expected {' or '.join(SERVING_TARGETS)} (local: the project's Cassandra or CASSANDRA_HOST; "
+                           "astra: AstraDB)")
     return text
 
 
@@ -194,7 +224,7 @@ class Settings:
             landing_dir=values["LANDING_DIR"] or default_landing_dir(),
             spark_master=values["SPARK_MASTER"],
             spark_driver_memory=_memory(values, "SPARK_DRIVER_MEMORY"),
-            serving_target=values["SERVING_TARGET"].lower(),
+            serving_target=_serving_target(values),
             cassandra_host=values["CASSANDRA_HOST"],
             cassandra_port=_port(values, "CASSANDRA_PORT"),
             cassandra_keyspace=values["CASSANDRA_KEYSPACE"],

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 
 from lakehouse_utils.benchmark.jobs import JobCounter
-from lakehouse_utils.config import Settings, positive_int
+from lakehouse_utils.config import SERVING_TARGETS, Settings, positive_int
 from lakehouse_utils.lock import lake_lock
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport
@@ -34,6 +34,13 @@ def _check_stages(stages: list[str]) -> None:
     if unknown:
         raise UnknownStageError(f"unknown stage {', '.join(map(repr, unknown))}; expected one of "
                                 f"{', '.join(STAGES)} or all")
+
+
+def parse_stages(text: str) -> list[str]:
+    """`all`, or comma-separated stage names (spaces allowed) -> the stages, checked; for every command's option."""
+    stages = list(STAGES) if text.strip() == "all" else [stage.strip() for stage in text.split(",")]
+    _check_stages(stages)
+    return stages
 
 
 def new_run_id() -> str:
@@ -88,8 +95,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files-per-trigger", type=positive_int,
                         help="bronze_stream: files per micro-batch (default: all)")
     parser.add_argument("--watermark-delay", help="bronze_stream: event-time watermark delay, e.g. '2 hours'")
-    parser.add_argument("--full-refresh", action="store_true", help="bronze_batch..serving: rewrite everything")
-    parser.add_argument("--target", choices=["local", "astra"], help="serving: Cassandra target (default SERVING_TARGET)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="bronze_batch, silver, gold, serving: rewrite everything (the stream adds new files only)")
+    parser.add_argument("--target", choices=SERVING_TARGETS, help="serving: Cassandra target (default SERVING_TARGET)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -98,7 +106,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
     paths = LakePaths.from_settings(settings)
-    stages = list(STAGES) if args.stage == "all" else [s.strip() for s in args.stage.split(",")]
+    stages = parse_stages(args.stage)
     preflight(stages, settings, args.target)
     # Files per trigger make a stream of many micro-batches running the same plans again: C2's code pays off
     # there, on any landing (ADR 090.25); otherwise the landing's size decides.

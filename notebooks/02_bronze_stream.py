@@ -39,8 +39,8 @@
 # A file re-delivered days later adds nothing; an `event_id` seen again with different content
 # goes to quarantine as a conflicting duplicate. Malformed lines go to `quarantine/usage_events_raw`.
 #
-# Each micro-batch commits exactly once (a commit marker per batch id) and writes one file into
-# its ingest-date partition; small files are merged while the stream runs (at most 4 per partition).
+# Each micro-batch commits exactly once (a commit marker per batch id) and writes a file (at most one per core)
+# into its ingest-date partition; small files are merged while the stream runs (at most 4 per partition).
 # Prerequisites: none (independent of `01_bronze_batch`).
 # The next notebook is `03_silver`, which needs both.
 #
@@ -169,8 +169,8 @@ bronze_events.groupBy("is_late").agg(F.count("*").alias("events"), F.countDistin
 # %% [markdown]
 # ## Inspect the partitions
 #
-# Partitioned by ingest date (the day each micro-batch was committed, ADR 048): a batch writes one file and small
-# files are merged while the stream runs, so a partition holds at most 4 small files whatever the trigger size.
+# Partitioned by ingest date (the day each micro-batch was committed, ADR 048): a batch writes a file (at most one per
+# core) and small files are merged while the stream runs, so a partition holds at most 4 small files whatever the trigger size.
 # Silver re-partitions by event date.
 
 # %%

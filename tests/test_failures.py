@@ -30,9 +30,8 @@ from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.pipeline import run_pipeline, run_stage
 from lakehouse_utils.serving import stage as serving
 from lakehouse_utils.serving import sync as serving_sync
-from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
+from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session, plain_value
 from lakehouse_utils.serving.model import SERVING_TABLES
-from lakehouse_utils.serving.queries import _plain
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VOLATILE = {"run_id", "source_run_id", "ingest_ts", "quarantined_at"}
@@ -220,7 +219,7 @@ KEYSPACE = "hostile_failures"
 def cassandra_rows(session, table) -> list[str]:
     names = table.column_names
     rows = session.execute(f"SELECT {', '.join(names)} FROM {table.name}")
-    return sorted(repr(tuple(normalised(_plain(getattr(row, n))) for n in names)) for row in rows)
+    return sorted(repr(tuple(normalised(plain_value(getattr(row, n))) for n in names)) for row in rows)
 
 
 def gold_rows(spark, paths: LakePaths, table) -> list[str]:

@@ -28,6 +28,28 @@ def describe_config():
         assert settings.lake_root == "/from/env"
         assert settings.cassandra_port == 9999
 
+    def it_reads_a_relative_path_of_the_env_file_from_the_env_files_folder(tmp_path, monkeypatch):
+        """A notebook runs in `notebooks/`: `LAKE_ROOT=data/lake` in the checkout's `.env` is still the checkout's."""
+        env_file = tmp_path / ".env"
+        env_file.write_text("LAKE_ROOT=data/lake\nLANDING_DIR=s3a://bucket/landing\nCASSANDRA_HOME=/abs/cassandra\n")
+        for name in ("LAKE_ROOT", "LANDING_DIR", "CASSANDRA_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.chdir(tmp_path.parent)
+        settings = Settings.load(env_file)
+        assert (settings.lake_root, settings.landing_dir, settings.cassandra_home) == (
+            str(tmp_path / "data" / "lake"), "s3a://bucket/landing", "/abs/cassandra")
+        monkeypatch.setenv("LAKE_ROOT", "relative/lake")  # the environment is the shell's: relative to its folder
+        assert Settings.load(env_file).lake_root == "relative/lake"
+
+    def it_refuses_a_serving_target_it_does_not_know(tmp_path, monkeypatch):
+        from lakehouse_utils.config import SettingError
+
+        monkeypatch.setenv("SERVING_TARGET", "astradb")
+        with pytest.raises(SettingError, match=r"SERVING_TARGET is 'astradb' .*: expected local or astra"):
+            Settings.load(tmp_path / "missing.env")
+        monkeypatch.setenv("SERVING_TARGET", "Astra")
+        assert Settings.load(tmp_path / "missing.env").serving_target == "astra"
+
     def it_falls_back_to_defaults(tmp_path, monkeypatch):
         monkeypatch.delenv("CASSANDRA_KEYSPACE", raising=False)
         settings = Settings.load(tmp_path / "missing.env")

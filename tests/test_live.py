@@ -297,3 +297,34 @@ def test_freshness_counts_the_files_of_each_progress_line():
 
     lines = ["live: 0 valid events", "live batch 0: 3 file(s), 9 lines, ...", "live batch 1: 1 file(s), 2 lines"]
     assert files_consumed(lines) == 4
+
+
+def test_a_day_live_serves_after_the_batch_layer_widens_the_queries_default_window(shared_node_target):
+    """`query q1` without dates shows the latest 7 days of serving_metadata: a new day `live` upserts is in them."""
+    from datetime import date
+
+    from lakehouse_utils.live.upsert import LiveUpserter
+    from lakehouse_utils.serving.queries import metadata
+    from lakehouse_utils.serving.stage import apply_schema
+
+    target = shared_node_target()
+    apply_schema(target)
+    with open_session(target) as session:
+        session.execute("INSERT INTO serving_metadata (table_name, min_date, max_date, top_org_id) VALUES "
+                        "(%s, %s, %s, %s)", (DAILY_TABLE, date(2025, 8, 1), date(2025, 8, 31), "org_a"))
+
+    def daily(day: date) -> tuple:
+        return ("org_a", f"{day:%Y-%m}", day, "compute", 1.5, 2.0, 0.0, 0.0, 0, 0.0, 1, "A", "tech", "pro", "eu")
+
+    upserter = LiveUpserter(target, threading.Event(), say=lambda _: None)
+    try:
+        upserter.upsert({DAILY_TABLE: [daily(date(2025, 9, 2)), daily(date(2025, 8, 15))],
+                         GENAI_TABLE: [("org_a", "2025-09", date(2025, 9, 2), 10, 0.5, 1)]})
+    finally:
+        upserter.close()
+    with open_session(target) as session:
+        widened = metadata(session, DAILY_TABLE)
+        assert (widened["min_date"], widened["max_date"], widened["top_org_id"]) == (
+            date(2025, 8, 1), date(2025, 9, 2), "org_a")
+        # A table the serving stage never loaded has no row to widen (its leading org would be unknown).
+        assert session.execute("SELECT * FROM serving_metadata WHERE table_name = %s", (GENAI_TABLE,)).one() is None

@@ -94,6 +94,22 @@ def test_q4_monthly_revenue_in_usd_with_credits_and_taxes(gold, session):
     assert result[-1]["is_refund"] is True
 
 
+def test_q4_from_a_day_inside_a_month_keeps_that_month(gold, session):
+    months = [r["month"] for r in queries.q4(session, "org_b")]
+    middle = months[len(months) // 2]
+    from_mid_month = queries.q4(session, "org_b", middle.replace(day=15), middle.replace(day=20))
+    assert [r["month"] for r in from_mid_month] == [middle]
+
+
+def test_q3_from_a_day_and_in_any_case(gold, session):
+    first, last = date(2025, 7, 20), LATEST
+    expected = gold("tickets_by_date_severity").where(
+        (F.col("severity") == "critical") & _between("created_date", first, last))
+    result = queries.q3(session, last, severity="CRITICAL", date_from=first)
+    assert [r["created_date"] for r in result] == [row[0] for row in _rows(
+        expected.orderBy(F.desc("created_date")), ["created_date"])] and result
+
+
 def test_q4_defaults_to_the_org_with_the_highest_net_revenue(gold, session):
     leader = gold("revenue_by_org_month").groupBy("org_id").agg(F.sum("net_usd").alias("net")).orderBy(
         F.desc("net")).first()["org_id"]
@@ -147,6 +163,47 @@ def test_cli_table_format_and_default_org(gold, cassandra_endpoint, monkeypatch,
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].split()[:3] == ["usage_date", "service", "daily_cost_usd"]
     assert "(5 rows)" in captured.out and "FROM daily_usage_by_org_month" in captured.err
+
+
+def test_cli_says_the_window_it_asked_for_and_why_there_may_be_no_rows(gold, cassandra_endpoint, monkeypatch,
+                                                                     capsys):
+    host, port = cassandra_endpoint
+    for name, value in (("CASSANDRA_HOST", host), ("CASSANDRA_PORT", str(port)), ("CASSANDRA_KEYSPACE", KEYSPACE)):
+        monkeypatch.setenv(name, value)
+    assert main(["query", "q1", "--org", "org_a"]) == 0
+    header = capsys.readouterr().err.splitlines()[0]
+    assert header.endswith(f"keyspace {KEYSPACE}: org org_a, {LATEST - timedelta(days=6)} .. {LATEST}")
+    assert main(["query", "q1", "--org", "org_nobody"]) == 0
+    captured = capsys.readouterr()
+    assert "(no rows)" in captured.out and "-- no rows for org org_nobody, " in captured.err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["q3", "--from", "2025-07-01", "--org", "org_a"], "error: q3 does not use --org; its options are --from, --to, "
+                                                        "--days, --severity"),
+    (["q2", "--from", "2025-07-01"], "error: q2 does not use --from"),
+    (["q1", "--days", "3"], "error: q1 does not use --days"),
+    (["q3", "--from", "2025-07-01", "--days", "3"], "error: q3 takes --from or --days, not both"),
+])
+def test_cli_refuses_an_option_its_query_does_not_use(argv, expected, capsys):
+    assert main(["query", *argv]) == 2  # refused before it connects
+    assert capsys.readouterr().err.startswith(expected)
+
+
+@pytest.mark.parametrize("argv", [["q2", "--n", "2147483648"], ["q3", "--days", "10000000"],
+                                  ["q1", "--to", "9999-12-31"], ["q5", "--from", "2025-13-01"]])
+def test_cli_refuses_values_out_of_range_as_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["query", *argv])
+    assert caught.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_refuses_a_window_of_more_than_ten_years(gold, cassandra_endpoint, monkeypatch, capsys):
+    host, port = cassandra_endpoint
+    for name, value in (("CASSANDRA_HOST", host), ("CASSANDRA_PORT", str(port)), ("CASSANDRA_KEYSPACE", KEYSPACE)):
+        monkeypatch.setenv(name, value)
+    assert main(["query", "q1", "--org", "org_a", "--from", "2000-01-01", "--to", "9998-01-01"]) == 2
+    assert "is longer than 3,660 days: give a shorter one" in capsys.readouterr().err
 
 
 def test_cli_reports_an_unreachable_node_without_a_traceback(monkeypatch, capsys):

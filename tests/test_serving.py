@@ -25,10 +25,10 @@ from lakehouse_utils.serving.connection import (
     keyspace_exists,
     missing_keyspace_error,
     open_session,
+    plain_value,
     split_statements,
 )
 from lakehouse_utils.serving.model import SERVING_TABLES, serving_table
-from lakehouse_utils.serving.queries import _plain
 from lakehouse_utils.serving.sync import TableSync, with_cql_wire_dates
 from lakehouse_utils.serving.writer import CQL_DATE_EPOCH_DAYS, execute_with_retries, partition_units
 
@@ -59,7 +59,7 @@ def _normalise(value):
 def cassandra_rows(session, table: str) -> list[tuple]:
     names = serving_table(table).column_names
     rows = session.execute(f"SELECT {', '.join(names)} FROM {table}")
-    return sorted((tuple(_normalise(_plain(getattr(row, n))) for n in names) for row in rows), key=repr)
+    return sorted((tuple(_normalise(plain_value(getattr(row, n))) for n in names) for row in rows), key=repr)
 
 
 def gold_rows(spark, paths: LakePaths, table: str) -> list[tuple]:
@@ -156,14 +156,14 @@ def test_report_reconciles_and_measures_throughput(loaded):
 
 def test_collections_are_stored_as_set_and_map(loaded, served_session):
     row = served_session.execute("SELECT anomaly_methods, method_scores FROM cost_anomalies_by_org_month LIMIT 1").one()
-    assert _plain(row.anomaly_methods) == ["mad", "zscore"]
-    assert _plain(row.method_scores) == {"mad": 4.1, "zscore": 3.5}
+    assert plain_value(row.anomaly_methods) == ["mad", "zscore"]
+    assert plain_value(row.method_scores) == {"mad": 4.1, "zscore": 3.5}
 
 
 def test_metadata_holds_latest_date_and_leading_org(loaded, served_session):
     row = served_session.execute("SELECT max_date, top_org_id, row_count FROM serving_metadata "
                                  "WHERE table_name = 'daily_usage_by_org_month'").one()
-    assert (_plain(row.max_date), row.top_org_id, row.row_count) == (date(2025, 8, 8), "org_b", 115)
+    assert (plain_value(row.max_date), row.top_org_id, row.row_count) == (date(2025, 8, 8), "org_b", 115)
 
 
 def test_rerun_without_gold_changes_loads_nothing(spark, loaded, target, served_session):

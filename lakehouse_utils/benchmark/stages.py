@@ -23,6 +23,27 @@ from lakehouse_utils.paths import LakePaths
 STAGE_ORDER = ["bronze_batch", "bronze_stream", "silver", "gold", "serving"]
 
 
+def stage_list(text: str) -> list[str]:
+    """argparse type: the pipeline's stage names, comma-separated."""
+    from lakehouse_utils.pipeline import UnknownStageError, parse_stages
+
+    try:
+        return parse_stages(text)
+    except UnknownStageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def scales(text: str) -> list[float]:
+    """argparse type: comma-separated multiples of the course volume, each greater than 0."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers greater than 0, e.g. 1,10,100; got {text!r}")
+    return values
+
+
 class PeakRss:
     """Samples the RSS of this Python process plus its children (the Spark driver JVM)."""
 
@@ -172,8 +193,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sections", default=sections.DEFAULT_SECTIONS,
                         help=f"report sections to (re)measure, comma-separated, of {', '.join(sections.SECTIONS)} "
                              f"(default {sections.DEFAULT_SECTIONS}); the others already in the report are kept")
-    parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
-    parser.add_argument("--stages", default=",".join(STAGE_ORDER), help="stages to time (default: all)")
+    parser.add_argument("--scales", type=scales, default="1,10,100", help="comma-separated scales (default 1,10,100)")
+    parser.add_argument("--stages", type=stage_list, default=",".join(STAGE_ORDER), help="stages to time (default: all)")
     parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "data" / "benchmark"))
     parser.add_argument("--output", default=str(PROJECT_ROOT / "docs" / "performance.md"),
                         help="markdown report (a .png plot is written beside it)")
@@ -211,8 +232,8 @@ def run_cli(args: argparse.Namespace) -> int:
 def stage_rows(spark, args: argparse.Namespace, settings: Settings) -> list[dict]:
     cache_dir = Path(args.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    stages = args.stages.split(",")
+    stages = args.stages
     rows: list[dict] = []
-    for scale in [float(s) for s in args.scales.split(",")]:
+    for scale in args.scales:
         rows += run_scale(spark, scale, cache_dir, settings, stages)
     return rows

@@ -41,7 +41,7 @@ from lakehouse_utils.contracts import (
     master_schema,
 )
 from lakehouse_utils.fingerprint import code_version
-from lakehouse_utils.paths import LakePaths, join
+from lakehouse_utils.paths import EVENTS_DIR, LakePaths, join
 from lakehouse_utils.report import StageReport, TableCounts
 
 STAGE = "bronze_batch"
@@ -89,7 +89,7 @@ def validate_landing(spark: SparkSession, paths: LakePaths, sources: list[str]) 
     if missing:
         raise LandingFileMissingError(
             f"landing master file(s) not found: {', '.join(missing)}. Point --landing (or LANDING_DIR) at the "
-            "folder that holds the seven master CSV files and events/, or generate one: "
+            f"folder that holds the seven master CSV files and {EVENTS_DIR}/, or generate one: "
             "python -m lakehouse_utils generate --out <folder>")
     landing, problems = {}, []
     for source, uri in uris.items():

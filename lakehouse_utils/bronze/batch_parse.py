@@ -12,14 +12,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse_utils.contracts import MasterSchema
-from lakehouse_utils.contracts.landing import REPLACEMENT_CHARACTER
+from lakehouse_utils.contracts.landing import NUMBER_PATTERN, REPLACEMENT_CHARACTER
 
 CORRUPT = "_corrupt_record"
 ROW_ID = "_row_id"
 RAW_PREFIX = "_raw_"
 DATE_FORMAT = "yyyy-MM-dd"
-# Plain decimal or scientific notation; rejects NaN/Infinity, which a bare cast to double accepts.
-NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 TYPE_NAMES = {"date": "date (YYYY-MM-DD)", "boolean": "boolean (True/False)", "double": "number"}
 MALFORMED = "malformed CSV record (wrong number of fields or unbalanced quotes)"
 NOT_UTF8 = ("record is not valid UTF-8 (bytes that are not UTF-8 were replaced by U+FFFD): save the file as UTF-8 "

@@ -1,6 +1,6 @@
 """Small-file compaction of the streaming tables, while the stream runs; safe to interrupt.
 
-Each micro-batch adds one file to the partition it writes (Bronze: its ingest date;
+Each micro-batch adds a file (at most one per core, one for a small batch) to the partition it writes (Bronze: its ingest date;
 quarantine: the table root). As soon as a partition holds more than
 `MAX_FILES_PER_PARTITION` small files, its smallest files are merged into one: the
 smallest suffix (by size) whose total is at most the next larger file, so files form

@@ -107,7 +107,7 @@ class BronzeBatchWriter:
     defer_compaction: bool = False
     records: list[dict] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
-    # What a batch raised: the streaming query wraps it in a Java exception; `bronze_stream.run` raises this one.
+    # What a batch raised: the streaming query wraps it in a Java exception; `bronze.stream.run` raises this one.
     failure: BaseException | None = None
     _token: str | None = None
     _pending_partition: str | None = None

@@ -18,6 +18,9 @@ _S, _D, _B, _N = T.StringType(), T.DateType(), T.BooleanType(), T.DoubleType()
 # Landing files are UTF-8. Spark's readers decode them and put this character where bytes are not UTF-8, so a
 # record or line holding it is not the text that was sent (Bronze quarantines it).
 REPLACEMENT_CHARACTER = "\ufffd"
+# A number of the landing, as text: plain decimal or scientific notation. A bare cast to double would also accept
+# NaN and Infinity, which no cost or usage value may be (the master CSVs and the events' `value` both use it).
+NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ SILVER_MASTERS: dict[str, TableContract] = {
     table: TableContract(f"silver/{table}", struct(*columns, *_TECHNICAL))
     for table, columns in _MASTER_COLUMNS.items()
 }
-SILVER_TECHNICAL = tuple(name for name, _ in _TECHNICAL)
 
 ORG_ENRICHMENT = ("org_name", "industry", "plan_tier", "hq_region", "lifecycle_stage")
 SILVER_EVENTS = TableContract("silver/usage_events", struct(

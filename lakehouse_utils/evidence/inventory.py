@@ -128,9 +128,10 @@ def _inventory(spark, paths, settings, with_cassandra: bool) -> list[dict]:
 
 def run_cli(args: argparse.Namespace) -> int:
     from lakehouse_utils.config import Settings
-    from lakehouse_utils.pipeline import STAGES, run_pipeline
+    from lakehouse_utils.pipeline import parse_stages, run_pipeline
     from lakehouse_utils.spark import get_spark
 
+    stages = parse_stages(args.rerun) if args.rerun else None  # a typo is refused before the JVM starts
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)
     paths = LakePaths.from_settings(settings)
     root = local_path(paths.lake_root)
@@ -139,10 +140,9 @@ def run_cli(args: argparse.Namespace) -> int:
                                 "first (`python -m lakehouse_utils pipeline`), or point LAKE_ROOT (or --lake) at a lake")
     spark = get_spark("evidence", settings)
     before = _inventory(spark, paths, settings, not args.no_cassandra)
-    if not args.rerun:
+    if not stages:
         print(json.dumps(before, indent=2) if args.format == "json" else format_table(before))
         return 0
-    stages = list(STAGES) if args.rerun == "all" else args.rerun.split(",")
     run_pipeline(spark, paths, stages, settings=settings, target=settings.serving_target,
                  watermark_delay=settings.watermark_delay)
     after = _inventory(spark, paths, settings, not args.no_cassandra)

@@ -19,10 +19,17 @@ from pyspark.sql import types as T
 from lakehouse_utils import io
 from lakehouse_utils.fingerprint import Fingerprint, fingerprint
 from lakehouse_utils.paths import LakePaths, check_name
+from lakehouse_utils.serving.connection import plain_value
 
 # Run bookkeeping, different on every load by design (see evidence.inventory.LINEAGE_COLUMNS).
 CASSANDRA_LINEAGE = ("run_id", "loaded_at")
 READ_TIMEOUT_S = 120
+
+
+class ServingModelError(ValueError):
+    """A Cassandra table whose columns or types the serving model (cql/) does not describe."""
+
+
 _SCALARS = {
     "text": T.StringType(), "varchar": T.StringType(), "ascii": T.StringType(), "date": T.DateType(),
     "double": T.DoubleType(), "float": T.FloatType(), "bigint": T.LongType(), "counter": T.LongType(),
@@ -43,7 +50,7 @@ def spark_type(cql_type: str) -> T.DataType:
         key, value = _split_pair(text[len("map<"):-1])
         return T.MapType(spark_type(key), spark_type(value))
     if text not in _SCALARS:
-        raise ValueError(f"CQL type {cql_type!r} has no fingerprint mapping; add it to evidence.serving._SCALARS")
+        raise ServingModelError(f"CQL type {cql_type!r} has no fingerprint mapping; add it to evidence.serving._SCALARS")
     return _SCALARS[text]
 
 
@@ -53,7 +60,7 @@ def _split_pair(text: str) -> tuple[str, str]:
         depth += {"<": 1, ">": -1}.get(char, 0)
         if char == "," and depth == 0:
             return text[:position], text[position + 1:]
-    raise ValueError(f"not a map<key, value> type: map<{text}>")
+    raise ServingModelError(f"not a map<key, value> type: map<{text}>")
 
 
 def table_schema(session, keyspace: str, table: str, columns: list[str] | None = None) -> T.StructType:
@@ -64,27 +71,17 @@ def table_schema(session, keyspace: str, table: str, columns: list[str] | None =
     names = columns or sorted(found)
     missing = [name for name in names if name not in found]
     if missing:
-        raise ValueError(f"Cassandra table {keyspace}.{table} lacks column(s) {missing} of the serving model")
+        raise ServingModelError(f"Cassandra table {keyspace}.{table} lacks column(s) {missing} of the serving model: "
+                                f"it was created from an older cql/ folder. Drop it (cqlsh: DROP TABLE {keyspace}.{table};) and "
+                                "run the serving stage again: it creates the table as cql/ says and loads it")
     return T.StructType([T.StructField(name, spark_type(found[name])) for name in names])
-
-
-def _python_value(value):
-    from cassandra.util import Date, OrderedMap, OrderedMapSerializedKey, SortedSet
-
-    if isinstance(value, Date):
-        return value.date()
-    if isinstance(value, (SortedSet, set, frozenset)):
-        return sorted(value)
-    if isinstance(value, (OrderedMap, OrderedMapSerializedKey)):
-        return dict(value.items())
-    return value
 
 
 def read_cassandra(spark: SparkSession, session, table: str, schema: T.StructType) -> DataFrame:
     """Every row of a Cassandra table (driver paging), as a Spark DataFrame of `schema`."""
     names = [check_name(name) for name in schema.fieldNames()]
     result = session.execute(f"SELECT {', '.join(names)} FROM {check_name(table)}", timeout=READ_TIMEOUT_S)
-    rows = [tuple(_python_value(value) for value in row) for row in result]
+    rows = [tuple(plain_value(value) for value in row) for row in result]
     return spark.createDataFrame(rows, schema)
 
 

@@ -33,8 +33,8 @@ BAD_ROW_KINDS = ("null_event_id", "empty_event_id", "unparsable_timestamp", "unk
                  "value_not_numeric", "metric_out_of_domain", "schema_version_3", "null_cost")
 GARBAGE = ("garbage ### not json", "<html><body>502 Bad Gateway</body></html>", "evt;2025-07-03;org;res")
 LATE_DAYS = 7
-# index ranges of events that are not base events (base events use [0, plan.total))
-LATE_BASE, BAD_BASE, MALFORMED_BASE = 0, 10**12, 2 * 10**12
+# index ranges of the bad and malformed events (base events use [0, plan.total), late ones follow them)
+BAD_BASE, MALFORMED_BASE = 10**12, 2 * 10**12
 
 
 @dataclass

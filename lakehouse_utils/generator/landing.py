@@ -21,14 +21,14 @@ from lakehouse_utils.generator.events import EventPlan, base_events, event_line,
 from lakehouse_utils.generator.faults import LATE_DAYS, EventFaults, MasterFile, master_files, plan_event_faults
 from lakehouse_utils.generator.ledger import EventLedger
 from lakehouse_utils.generator.masters import HEADERS, build_masters
+from lakehouse_utils.paths import EVENTS_DIR
 
 MANIFEST_NAME = "_generator_manifest.json"
 IDS_NAME = "_expected_bronze_event_ids.txt"
-EVENTS_DIR = "usage_events_stream"
 
 
 def default_files(scale: float) -> int:
-    """120 files at scale <= 1 keeps 360 events a file at scale 1; smaller scales get fewer files."""
+    """120 × scale files (360 events each), at least 4."""
     return round(120 * scale) if scale >= 1 else max(4, round(120 * scale))
 
 

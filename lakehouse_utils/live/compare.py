@@ -24,11 +24,11 @@ def _split(table_name: str, values: dict) -> tuple[tuple, tuple]:
 
 def cassandra_measures(session, table_name: str) -> Measures:
     """Every row of the Cassandra table (live columns), keyed by primary key."""
-    from lakehouse_utils.serving.queries import _plain
+    from lakehouse_utils.serving.connection import plain_value
 
     names = live_columns(serving_table(table_name))
     rows = session.execute(f"SELECT {', '.join(names)} FROM {table_name}")
-    return dict(_split(table_name, {n: _plain(getattr(row, n)) for n in names}) for row in rows)
+    return dict(_split(table_name, {n: plain_value(getattr(row, n)) for n in names}) for row in rows)
 
 
 def gold_measures(spark: SparkSession, paths: LakePaths, table_name: str) -> Measures:

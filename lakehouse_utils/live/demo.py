@@ -68,10 +68,10 @@ def reset_keyspace(target) -> None:
     The demo lake is rebuilt on every run; a keyspace left by an earlier run would already
     hold the figures of the files about to be dropped. Refuses the keyspaces the batch layer serves.
     """
-    from lakehouse_utils.config import DEFAULTS
+    from lakehouse_utils.config import DEFAULTS, configured_value
     from lakehouse_utils.serving.connection import open_session
 
-    if target.keyspace == DEFAULTS["CASSANDRA_KEYSPACE"]:
+    if target.keyspace in (DEFAULTS["CASSANDRA_KEYSPACE"], configured_value("CASSANDRA_KEYSPACE")):
         raise ValueError(f"refusing to drop {target.keyspace!r}, the keyspace the batch layer serves; "
                          "give the demo a keyspace of its own (LIVE_KEYSPACE)")
     with open_session(target, use_keyspace=False) as session:

@@ -1,4 +1,4 @@
-"""`python -m lakehouse_utils live`: landing files to Bronze and to Cassandra's Q1 table within seconds.
+"""`python -m lakehouse_utils live`: landing files to Bronze and to Cassandra's Q1 and Q5 tables within seconds.
 
 The live query *is* the Bronze stream's query: same file source, same checkpoint, same
 `BronzeBatchWriter`, so Bronze ends up exactly as `pipeline --stage bronze_stream` would
@@ -28,7 +28,7 @@ from lakehouse_utils.bronze.stream_files import query_token, read_commits
 from lakehouse_utils.bronze.stream_folder import event_folder_warnings
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.config import interval, positive_int, positive_seconds
+from lakehouse_utils.config import SERVING_TARGETS, interval, positive_int, positive_seconds
 from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE, load_references, served_rows
 from lakehouse_utils.live.state import LiveEvents, LiveMarkers
 from lakehouse_utils.live.upsert import LiveStopped, LiveUpserter
@@ -37,6 +37,10 @@ from lakehouse_utils.serving.connection import CassandraTarget
 
 DEFAULT_INTERVAL = "2 seconds"
 MASTERS_READ = ("customers_orgs", "resources")
+
+
+class LiveQueryError(RuntimeError):
+    """The streaming query stopped with an error that no batch of ours raised (Spark's own message, shortened)."""
 
 
 @dataclass
@@ -230,7 +234,7 @@ def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | No
     if handler.failure is not None:
         raise handler.failure
     if query.exception():
-        raise RuntimeError(f"the live query failed: {str(query.exception())[:500]}")
+        raise LiveQueryError(f"the live query failed: {str(query.exception())[:500]}")
     return reason
 
 
@@ -242,7 +246,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"micro-batch interval, e.g. '2 seconds' (default {DEFAULT_INTERVAL!r})")
     parser.add_argument("--max-files-per-trigger", type=positive_int,
                         help="files per micro-batch (default: all new files)")
-    parser.add_argument("--target", choices=["local", "astra"], help="Cassandra target (default SERVING_TARGET)")
+    parser.add_argument("--target", choices=SERVING_TARGETS, help="Cassandra target (default SERVING_TARGET)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

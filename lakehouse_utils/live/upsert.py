@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lakehouse_utils.live.metrics import upsert_cql
-from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session
+from lakehouse_utils.live.metrics import live_columns, upsert_cql
+from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session, plain_value
+from lakehouse_utils.serving.model import METADATA_TABLE, serving_table
 from lakehouse_utils.serving.writer import execute_with_retries, partition_units, prepare
 
 # Key width of the partition key of both live tables: (org_id, usage_month).
@@ -63,7 +64,24 @@ class LiveUpserter:
             units = list(partition_units(iter(ordered), PARTITION_KEY_WIDTH))
             written += execute_with_retries(session, self._prepared[table], units, CONCURRENCY, table, max_attempts=2,
                                             target=self.target)
+            self._extend_date_range(session, table, table_rows)
         return written
+
+    def _extend_date_range(self, session, table: str, rows: list[tuple]) -> None:
+        """A day the batch layer has not served yet widens the table's `serving_metadata` range, so the queries'
+        default window ("the latest 7 days") includes what `live` just served. Only a table the serving stage
+        loaded has a row to widen (its leading org comes from there); `live` holds the lake lock, so nothing
+        else writes the row meanwhile."""
+        position = live_columns(serving_table(table)).index("usage_date")
+        first, last = min(row[position] for row in rows), max(row[position] for row in rows)
+        found = session.execute(f"SELECT min_date, max_date FROM {METADATA_TABLE} WHERE table_name = %s",
+                                (table,)).one()
+        if found is None or found.min_date is None or found.max_date is None:
+            return
+        known_first, known_last = plain_value(found.min_date), plain_value(found.max_date)
+        if first < known_first or last > known_last:
+            session.execute(f"UPDATE {METADATA_TABLE} SET min_date = %s, max_date = %s WHERE table_name = %s",
+                            (min(first, known_first), max(last, known_last), table))
 
     def upsert(self, rows: dict[str, list[tuple]], batch_id: int | None = None) -> int:
         """Write every row; on a failure reconnect and retry with exponential backoff (1 s .. 15 s)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from lakehouse_utils.config import SERVING_TARGETS
 from lakehouse_utils.paths import check_name
 
 # A Traversable, not a Path: the package may be imported from a zip (spark-submit --py-files).
@@ -84,7 +85,7 @@ class CassandraTarget:
     token: Secret = field(default_factory=lambda: Secret(""), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("local", "astra"):
+        if self.kind not in SERVING_TARGETS:
             raise ValueError(f"unknown serving target {self.kind!r}; expected 'local' or 'astra'")
         check_name(self.keyspace, "keyspace")
 
@@ -134,6 +135,19 @@ def target_from_settings(settings, target: str | None = None, keyspace: str | No
 
     host, port = local_cassandra.ensure_running()
     return CassandraTarget("local", keyspace, host=host, port=int(port))
+
+
+def plain_value(value):
+    """A value the driver returned, as plain Python: a date, a sorted list for a set, a dict by key for a map."""
+    from cassandra.util import Date, OrderedMap, SortedSet
+
+    if isinstance(value, Date):
+        return value.date()
+    if isinstance(value, (SortedSet, set, frozenset)):
+        return sorted(value)
+    if isinstance(value, (OrderedMap, dict)):  # OrderedMapSerializedKey is an OrderedMap
+        return {key: value[key] for key in sorted(value)}
+    return value
 
 
 def connection_class():

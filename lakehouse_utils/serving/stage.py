@@ -126,7 +126,7 @@ def load_table(spark: SparkSession, paths: LakePaths, table: ServingTable, targe
 
 def _run_stream(spark: SparkSession, gold_uri: str, schema: T.StructType, checkpoint: str, sync: TableSync,
                 table: ServingTable) -> None:
-    # No maxFilesPerTrigger: one batch must hold every new file of a Gold partition (see serving_sync).
+    # No maxFilesPerTrigger: one batch must hold every new file of a Gold partition (see serving.sync).
     stream = spark.readStream.schema(schema).parquet(gold_uri)
     query = (
         stream.writeStream.foreachBatch(sync)

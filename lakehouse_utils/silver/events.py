@@ -17,10 +17,9 @@ from lakehouse_utils.contracts import (
     SchemaMismatchError,
     validate_schema,
 )
+from lakehouse_utils.contracts.landing import NUMBER_PATTERN
 from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule, repeated_keys
 
-# Plain decimal or scientific notation, as text. A bare cast would also accept NaN and Infinity.
-NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 # percentile_approx accuracy: rank error <= N / accuracy, so below 100,000 events p99 is exact.
 SPIKE_PERCENTILE, SPIKE_ACCURACY = 0.99, 100_000
 # The Silver contract without run_id (added last, from the run).
