@@ -41,6 +41,9 @@ def user_cache_dir() -> Path:
 
 
 PROJECT_ROOT = project_root()
+# The course's own dataset, beside the checkout (read-only; never copied into the project). Development, the
+# committed evidence, the benchmark's course section and the course-data tests read it when it is there.
+COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR") or PROJECT_ROOT.parent / "shared" / "course_landing")
 IS_CHECKOUT = is_source_checkout()
 
 DEFAULTS: dict[str, str] = {
@@ -210,7 +213,7 @@ class Settings:
     cassandra_home: str
     astra_bundle_path: str
     astra_token: str = field(repr=False)
-    watermark_delay: str = "2 hours"
+    watermark_delay: str = DEFAULTS["WATERMARK_DELAY"]
     # Local node only (a second node needs its own ports); JMX port 0 turns JMX off.
     cassandra_storage_port: int = 7000
     cassandra_jmx_port: int = 7199

@@ -20,6 +20,7 @@ from lakehouse_utils import io
 from lakehouse_utils.config import PROJECT_ROOT, Settings, configured_value
 from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.paths import LakePaths, local_path
+from lakehouse_utils.spark import JAVA_17_CANDIDATES, JavaNotFoundError, find_java17
 
 COLAB_DRIVE_ROOT = "/content/drive/MyDrive/cloud_provider_analytics"
 
@@ -222,7 +223,7 @@ def _configured_roots() -> dict[str, str]:
 
 # ---- Colab: system packages, and what serving will do -----------------------------------------
 
-COLAB_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+COLAB_JAVA_HOME = JAVA_17_CANDIDATES[0]  # where apt-get puts openjdk-17-jdk-headless on Colab's x86-64 runtimes
 FIRST_LOCAL_START = "about 1-3 minutes"  # Maven install + 67 MB of jars + boot, on Colab's 2 vCPUs
 
 
@@ -258,8 +259,11 @@ def _apt_install(packages: list[str]) -> int:
 
 
 def _java17_present() -> bool:
-    probe = subprocess.run(["bash", "-c", "java -version 2>&1"], capture_output=True, text=True)
-    return 'version "17' in probe.stdout
+    try:
+        find_java17()  # the project's one Java check (JAVA_HOME, the known locations, PATH)
+    except JavaNotFoundError:
+        return False
+    return True
 
 
 def serving_plan(settings: Settings) -> str:

@@ -15,20 +15,19 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from lakehouse_utils import io
-from lakehouse_utils.config import Settings
+from lakehouse_utils.config import COURSE_LANDING, Settings
 from lakehouse_utils.paths import LakePaths
-from lakehouse_utils.quality import EVENT_RULES, MASTER_RULES
+from lakehouse_utils.quality import EVENT_RULES, MASTER_RULES, cost_spike_rule
 from lakehouse_utils.spark import get_spark
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAG_COLUMNS = {
-    "usage_events": ["is_value_not_numeric", "is_unit_imputed", "is_carbon_not_finite", "is_cost_spike", "is_late"],
-    "customers_orgs": ["is_nps_out_of_range"],
-    "resources": ["is_tags_unparsable"],
-    "support_tickets": ["is_csat_out_of_scale"],
-    "billing_monthly": ["is_usd_rate_overridden", "is_ars_rate_ignored", "is_credits_defaulted", "is_adjustment"],
-    "nps_surveys": ["is_nps_out_of_range"],
-}
+# The flag column of every flag or impute rule, by table (the cost spike's threshold is measured per run, its flag
+# is not), plus Bronze's `is_late`, which Silver keeps.
+FLAG_COLUMNS: dict[str, list[str]] = {"usage_events": []}
+for _rule in [*EVENT_RULES, cost_spike_rule(0.0), *MASTER_RULES]:
+    if _rule.flag and _rule.flag not in FLAG_COLUMNS.setdefault(_rule.table, []):
+        FLAG_COLUMNS[_rule.table].append(_rule.flag)
+FLAG_COLUMNS["usage_events"].append("is_late")
 
 
 def quarantine_counts(spark, paths: LakePaths) -> list[tuple[str, str, int, str]]:
@@ -88,7 +87,7 @@ def render(spark, paths: LakePaths) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lake", default=str(ROOT / "build" / "course_lake"))
-    parser.add_argument("--landing", default=str(ROOT.parent / "shared" / "course_landing"))
+    parser.add_argument("--landing", default=str(COURSE_LANDING))
     parser.add_argument("--output", default=str(ROOT / "docs" / "data_quality.md"))
     args = parser.parse_args(argv)
     settings = Settings.load(lake_root=args.lake, landing_dir=args.landing)

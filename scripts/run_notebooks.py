@@ -27,6 +27,7 @@ from nbclient import NotebookClient
 from nbclient.util import run_sync
 from traitlets.config import Config
 
+from lakehouse_utils.config import COURSE_LANDING
 from scripts.sync_notebooks import clean_metadata, notebook_names, paired_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,6 @@ NOTEBOOKS = notebook_names()
 # The pipeline chain; 06_live demonstrates the speed layer on a lake and keyspace of its own, so
 # `make notebooks` executes it but `make demo` does not.
 CHAIN = [name for name in NOTEBOOKS if name[:2] <= "05"]
-COURSE_LANDING = ROOT.parent / "shared" / "course_landing"
 
 
 class EchoingClient(NotebookClient):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse_utils.config import COURSE_LANDING
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A scratch Cassandra node boots in ~20 s idle; a loaded 2-core machine needs far longer.
 SCRATCH_BOOT_TIMEOUT_S = 600.0
@@ -16,7 +18,6 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 # CI refuses every skip but the course data's (TESTS_REFUSE_SKIPS=1 in .ci/run); the slowest subprocess tests
 # run beside the suite at low priority (background_jobs).
 pytest_plugins = ("skip_policy", "background_jobs")
-COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from lakehouse_utils.config import PROJECT_ROOT
+from lakehouse_utils.config import COURSE_LANDING, PROJECT_ROOT
 
 # Spark jobs per stage before issue 17 (commit 259a818), on the course data, counted the same
 # way (every thread and streaming query) by `pipeline --stage all` in one process. Recorded once,
@@ -62,8 +62,7 @@ def class_archive_built() -> bool:
 
 
 def default_course_landing() -> Path | None:
-    folder = Path(os.environ.get("COURSE_LANDING_DIR") or PROJECT_ROOT.parent / "shared" / "course_landing")
-    return folder if (folder / "customers_orgs.csv").exists() else None
+    return COURSE_LANDING if (COURSE_LANDING / "customers_orgs.csv").exists() else None
 
 
 def course_markdown(course: dict | None) -> str:

@@ -20,11 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from lakehouse_utils.config import PROJECT_ROOT, Settings
+from lakehouse_utils.config import COURSE_LANDING, PROJECT_ROOT, Settings
 from lakehouse_utils.live.demo import drop_file, prepare_landing
 from lakehouse_utils.paths import LakePaths
 
-COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 KEYSPACE = "cloud_analytics_freshness"
 BATCH_LINE = re.compile(r"^live batch \d+: (\d+) file\(s\)")
 TOTAL_CQL = "SELECT sum(event_count) AS events FROM daily_usage_by_org_month"

@@ -22,10 +22,9 @@ from pathlib import Path
 from lakehouse_utils.benchmark.jobs import JobCounter
 from lakehouse_utils.benchmark.stages import dataset
 from lakehouse_utils.bronze import stream as bronze_stream
-from lakehouse_utils.config import PROJECT_ROOT
+from lakehouse_utils.config import COURSE_LANDING, PROJECT_ROOT
 from lakehouse_utils.paths import LakePaths
 
-COURSE_LANDING = Path(os.environ.get("COURSE_LANDING_DIR", PROJECT_ROOT.parent / "shared" / "course_landing"))
 EDGE_BATCHES = 10
 # (name, scale, files per trigger; None = every file in one batch). The one-batch case measures throughput
 # (issue 16 asks >= 50k events/s at 100x; 10x is what a session's benchmark run can afford).

@@ -35,12 +35,12 @@ from lakehouse_utils.bronze.stream_files import StreamTargets, query_token, read
 from lakehouse_utils.bronze.stream_folder import event_folder_warnings
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter
-from lakehouse_utils.config import SettingError, parse_duration
+from lakehouse_utils.config import DEFAULTS, SettingError, parse_duration
 from lakehouse_utils.paths import LakePaths, join
 from lakehouse_utils.report import StageReport, TableCounts
 
 TABLE, QUARANTINE_TABLE, CHECKPOINT = "usage_events", "usage_events_raw", "bronze_usage_events"
-DEFAULT_WATERMARK_DELAY = "2 hours"
+DEFAULT_WATERMARK_DELAY = DEFAULTS["WATERMARK_DELAY"]
 MAX_FILE_AGE = "36500d"  # the seen-files list is then never purged: fine for ~1e5 files
 TRIGGERS = ("availableNow", "processingTime")
 HISTOGRAM_KEYS = (*(name for name, _ in LATENESS_BUCKETS), "late_gt_7d")

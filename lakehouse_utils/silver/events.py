@@ -19,6 +19,7 @@ from lakehouse_utils.contracts import (
 )
 from lakehouse_utils.contracts.landing import NUMBER_PATTERN
 from lakehouse_utils.quality import EVENT_RULES, QualityCounts, apply_rules, cost_spike_rule, repeated_keys
+from lakehouse_utils.silver.masters import clean_text
 
 # percentile_approx accuracy: rank error <= N / accuracy, so below 100,000 events p99 is exact.
 SPIKE_PERCENTILE, SPIKE_ACCURACY = 0.99, 100_000
@@ -37,11 +38,11 @@ def parse_value(raw: Column) -> Column:
 
 
 def _code(col_name: str) -> Column:
-    return F.lower(F.nullif(F.trim(col_name), F.lit(""))).alias(col_name)
+    return F.lower(clean_text(col_name)).alias(col_name)
 
 
 def _text(col_name: str) -> Column:
-    return F.nullif(F.trim(col_name), F.lit("")).alias(col_name)
+    return clean_text(col_name).alias(col_name)
 
 
 class BronzeContractError(SchemaMismatchError):
