@@ -39,11 +39,15 @@ def has_scheme(location: str) -> bool:
 
 
 def to_uri(location: str | Path) -> str:
-    """Normalise a root: URIs stay as they are, local paths become absolute `file://` URIs."""
+    """Normalise a root: URIs stay as they are, local paths become absolute `file://` URIs.
+
+    Not percent-encoded (`Path.as_uri` would be): Hadoop takes `file:///My Drive/lake` as the folder it names,
+    and `%20` as three characters, so Colab's "Colab Notebooks" folder would become "Colab%20Notebooks".
+    """
     text = str(location)
     if has_scheme(text):
         return text.rstrip("/")
-    return Path(text).expanduser().resolve().as_uri()
+    return f"file://{Path(text).expanduser().resolve().as_posix()}"
 
 
 def join(base: str, *parts: str) -> str:

@@ -10,6 +10,7 @@ up as unaccounted and `assert_reconciles` raises `ReconciliationError`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 
@@ -108,6 +109,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
+    # Up to 6 decimals, trailing zeros dropped: an FX rate of 1.04985 stays 1.04985, 121 requests stay 121.
+    if isinstance(value, float) and math.isfinite(value):
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
     return "" if value is None else str(value)

@@ -61,9 +61,13 @@ LOCAL_SQL_CONF = {
 
 # Local Python workers start from a daemon that imports pyspark from site-packages, not from the archives
 # Spark puts first on their path: each Python task then costs ~100 ms less on Python 3.10-3.11 (ADR 090.24).
+# Their path also holds the folder this package is imported from: a notebook kernel finds it through
+# `sys.path.insert` (Colab, Jupyter started anywhere), which its workers do not inherit, and the serving
+# writers run in them (`No module named 'lakehouse_utils'` in 05 otherwise; ADR 100).
 LOCAL_PYTHON_DAEMON_CONF = {
     "spark.python.daemon.module": "lakehouse_spark_daemon",
-    "spark.executorEnv.PYTHONPATH": str(Path(__file__).with_name("spark_daemon")),
+    "spark.executorEnv.PYTHONPATH": os.pathsep.join([str(Path(__file__).with_name("spark_daemon")),
+                                                     str(Path(__file__).resolve().parent.parent)]),
 }
 
 # Static settings: they take effect only when the session is created (a running session keeps its own).

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from lakehouse_utils.benchmark.jobs import JobCounter
-from lakehouse_utils.config import Settings
+from lakehouse_utils.config import PROJECT_ROOT, Settings
 from lakehouse_utils.lock import LakeLockedError, lake_lock
 from lakehouse_utils.notebook import COLAB_DRIVE_ROOT, colab_drive_defaults
 from lakehouse_utils.paths import LakePaths, join, local_path, relative_to, to_uri
@@ -576,3 +576,46 @@ def test_a_session_that_ends_first_interrupts_its_unfinished_background_job(back
         time.sleep(0.05)
     plugin.pytest_sessionfinish(None)
     assert job.result(timeout=30).returncode == -2  # SIGINT: its scripts' `finally` blocks stop what they started
+
+
+def test_the_query_table_shows_numbers_as_they_are_up_to_six_decimals():
+    from lakehouse_utils.report import format_table
+
+    rows = [{"rate": 1.04985, "requests": 121.0, "cost": 12.5, "zero": -0.0, "tiny": 0.0000004, "date": None}]
+    assert format_table(rows).splitlines()[2].split() == ["1.04985", "121", "12.5", "0", "0"]
+
+
+def test_spark_workers_import_the_package_a_kernel_found_through_sys_path(tmp_path):
+    """Colab's and a Jupyter kernel's setup cell puts the checkout on `sys.path`, not on PYTHONPATH: the Python
+    workers (where the serving writers run) must import the package all the same."""
+    from conftest import short_lived_driver_env
+
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
+        "from lakehouse_utils.config import Settings\n"
+        "from lakehouse_utils.spark import get_spark\n"
+        f"spark = get_spark('kernel', Settings.load(lake_root={str(tmp_path / 'lake')!r}))\n"
+        "def where(rows):\n"
+        "    import lakehouse_utils.serving.writer as writer\n"
+        "    yield writer.__file__\n"
+        "print('workers:', sorted(set(spark.sparkContext.parallelize([1, 2], 2).mapPartitions(where).collect())))\n")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=short_lived_driver_env(env),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"workers: ['{PROJECT_ROOT / 'lakehouse_utils' / 'serving' / 'writer.py'}']" in done.stdout
+
+
+def test_a_lake_in_a_folder_with_a_space_is_written_where_it_says(spark, tmp_path):
+    """Colab's Drive folder is "Colab Notebooks": its URI must name that folder, not "Colab%20Notebooks"."""
+    root = tmp_path / "Colab Notebooks" / "lake"
+    uri = to_uri(root)
+    assert uri == f"file://{root}" and local_path(uri) == root
+    from lakehouse_utils import io
+
+    io.write_json(spark, join(uri, "bronze", "probe.json"), {"ok": True})
+    assert (root / "bronze" / "probe.json").is_file() and not list(tmp_path.glob("*%20*"))
+    assert [entry.path.endswith("/Colab Notebooks/lake/bronze/probe.json") for entry in io.list_files(spark, uri)] == [
+        True]
