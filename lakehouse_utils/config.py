@@ -72,8 +72,12 @@ def _colab_secret(name: str) -> str | None:
         return None
     try:
         return userdata.get(name)
-    except Exception:  # noqa: BLE001 - Colab raises its own types for missing/denied secrets
-        return None
+    except Exception as error:  # noqa: BLE001 - Colab raises its own types for missing/denied secrets
+        if type(error).__name__ == "NotebookAccessError":  # the secret exists; this notebook may not read it
+            raise SettingError(f"the Colab secret {name} exists but this notebook has no access to it: open the key "
+                               "icon in Colab's left bar and turn on 'Notebook access' for it, then run the cell "
+                               "again (without it the setting would silently fall back to its default)") from None
+        return None  # not set (SecretNotFoundError), or Colab could not answer
 
 
 # Settings that name a local folder or file. In `.env` a relative one is relative to the `.env` file's folder

@@ -196,16 +196,17 @@ def get_spark(app_name: str = "cloud-provider-analytics", settings: Settings | N
         ship_package(active)
         return active
     settings = settings or Settings.load()
-    java_home = ensure_java17()
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Launched by spark-submit: the JVM exists and its conf (--master, --driver-memory, ...) is the
-        # user's choice; setting a master here would silently run the whole job in local mode.
+        # user's choice; setting a master here would silently run the whole job in local mode. Its Java is
+        # the cluster's too (Spark 4.1 also runs on 21): the Java 17 check is for JVMs this package starts.
         builder = SparkSession.builder.appName(app_name)
         for key, value in (STATIC_CONF | SQL_CONF).items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         ship_package(spark)
         return spark
+    java_home = ensure_java17()
     master = os.environ.get("SPARK_MASTER") or settings.spark_master
     if small_data is None:
         small_data = landing_is_small(settings.landing_dir)

@@ -41,6 +41,30 @@ def describe_config():
         monkeypatch.setenv("LAKE_ROOT", "relative/lake")  # the environment is the shell's: relative to its folder
         assert Settings.load(env_file).lake_root == "relative/lake"
 
+    def it_says_when_a_colab_secret_exists_but_the_notebook_may_not_read_it(tmp_path, monkeypatch):
+        """Colab's `userdata.get` raises NotebookAccessError for a secret whose notebook access is off: that is not
+        "unset" (a LAKE_ROOT secret would silently fall back to the default lake)."""
+        from lakehouse_utils.config import SettingError
+
+        class NotebookAccessError(Exception):
+            pass
+
+        class SecretNotFoundError(Exception):
+            pass
+
+        def get(name):
+            raise NotebookAccessError(name) if name == "LAKE_ROOT" else SecretNotFoundError(name)
+
+        colab = types.ModuleType("google.colab")
+        colab.userdata = types.SimpleNamespace(get=get)
+        monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+        monkeypatch.setitem(sys.modules, "google.colab", colab)
+        monkeypatch.delenv("LAKE_ROOT", raising=False)
+        with pytest.raises(SettingError, match="the Colab secret LAKE_ROOT exists but this notebook has no access"):
+            Settings.load(tmp_path / "missing.env")
+        monkeypatch.setenv("LAKE_ROOT", "/from/env")  # the environment wins before Colab is asked
+        assert Settings.load(tmp_path / "missing.env").lake_root == "/from/env"
+
     def it_refuses_a_serving_target_it_does_not_know(tmp_path, monkeypatch):
         from lakehouse_utils.config import SettingError
 

@@ -44,8 +44,16 @@ def drop_file(source: Path, folder: Path) -> Path:
 
 def start_live(landing: Path, lake: Path, duration_s: float, log: Path, keyspace: str | None = None,
                trigger_interval: str = "2 seconds") -> subprocess.Popen:
-    """`python -m lakehouse_utils live` in the background, its progress lines going to `log`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    """`python -m lakehouse_utils live` in the background, its progress lines going to `log`.
+
+    The child gets the settings this kernel resolved: in Colab a process started from a cell cannot read the
+    notebook's secrets, so a `CASSANDRA_HOST` or `WATERMARK_DELAY` secret would otherwise not reach it.
+    """
+    from lakehouse_utils.config import load_variables
+
+    resolved = {name: value for name, value in load_variables().items() if value}
+    env = {**resolved, **os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     if keyspace:
         env["CASSANDRA_KEYSPACE"] = keyspace
     command = [sys.executable, "-m", "lakehouse_utils", "live", "--landing", str(landing), "--lake", str(lake),
@@ -71,6 +79,9 @@ def reset_keyspace(target) -> None:
     from lakehouse_utils.config import DEFAULTS, configured_value
     from lakehouse_utils.serving.connection import open_session
 
+    if target.kind == "astra":
+        raise ValueError("06_live drops and re-creates its demo keyspace, which AstraDB allows only in its console: "
+                         "run this notebook with SERVING_TARGET=local (the live command itself works with astra)")
     if target.keyspace in (DEFAULTS["CASSANDRA_KEYSPACE"], configured_value("CASSANDRA_KEYSPACE")):
         raise ValueError(f"refusing to drop {target.keyspace!r}, the keyspace the batch layer serves; "
                          "give the demo a keyspace of its own (LIVE_KEYSPACE)")
