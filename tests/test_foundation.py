@@ -643,3 +643,19 @@ def test_a_lake_in_a_folder_with_a_space_is_written_where_it_says(spark, tmp_pat
     assert (root / "bronze" / "probe.json").is_file() and not list(tmp_path.glob("*%20*"))
     assert [entry.path.endswith("/Colab Notebooks/lake/bronze/probe.json") for entry in io.list_files(spark, uri)] == [
         True]
+
+
+def test_an_astra_bundle_sent_with_the_job_is_found_in_a_task_where_the_drivers_path_is_missing(spark, tmp_path):
+    """On a cluster the bundle path is the driver's: a writer task opens the copy `ship_bundle` sent (SparkFiles)."""
+    import uuid
+
+    from lakehouse_utils.serving.connection import bundle_here
+
+    name = f"secure-connect-{uuid.uuid4().hex[:8]}.zip"
+    (tmp_path / name).write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: only its presence matters here
+    drivers_path = f"/nowhere/on/this/executor/{name}"
+    before = spark.sparkContext.parallelize([1], 1).map(lambda _: bundle_here(drivers_path)).collect()
+    spark.sparkContext.addFile(str(tmp_path / name))  # what ship_bundle does on a cluster
+    after = spark.sparkContext.parallelize([1], 1).map(lambda _: bundle_here(drivers_path)).collect()
+    assert before == [drivers_path]  # nothing sent: the path as configured, so the error names it
+    assert after[0] != drivers_path and after[0].endswith(name) and os.path.isfile(after[0])

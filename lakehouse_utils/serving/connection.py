@@ -164,6 +164,25 @@ def connection_class():
     return driver_connection_class()
 
 
+def ship_bundle(spark, target: CassandraTarget) -> None:
+    """Send the AstraDB bundle to the executors of a cluster (the serving writers open it there too)."""
+    if target.kind == "astra" and not spark.sparkContext.master.startswith("local"):
+        spark.sparkContext.addFile(target.bundle_path)
+
+
+def bundle_here(bundle_path: str) -> str:
+    """The bundle's path in this process: as configured on the driver, else the copy `ship_bundle` sent."""
+    if Path(bundle_path).is_file():
+        return bundle_path
+    try:
+        from pyspark import SparkFiles
+
+        shipped = SparkFiles.get(Path(bundle_path).name)
+    except Exception:  # noqa: BLE001 - not in a Spark process, or nothing was shipped: report the path as given
+        return bundle_path
+    return shipped if Path(shipped).is_file() else bundle_path
+
+
 def _build_cluster(target: CassandraTarget):
     if target.kind != "astra":
         from lakehouse_utils.cassandra_server.manage import open_cluster
@@ -175,7 +194,7 @@ def _build_cluster(target: CassandraTarget):
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 
     profile = ExecutionProfile(request_timeout=REQUEST_TIMEOUT_S)
-    return Cluster(cloud={"secure_connect_bundle": target.bundle_path},
+    return Cluster(cloud={"secure_connect_bundle": bundle_here(target.bundle_path)},
                    auth_provider=PlainTextAuthProvider("token", target.token.reveal()),
                    protocol_version=ProtocolVersion.V4, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                    connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONNECT_TIMEOUT_S,

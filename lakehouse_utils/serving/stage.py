@@ -32,6 +32,7 @@ from lakehouse_utils.serving.connection import (
     keyspace_exists,
     missing_keyspace_error,
     open_session,
+    ship_bundle,
     split_statements,
     target_from_settings,
 )
@@ -194,6 +195,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: str = "local
     require_gold(spark, paths, selected)  # before the keyspace and its tables are created
     cassandra = target_from_settings(settings or Settings.load(), target, keyspace)
     applied = apply_schema(cassandra)
+    ship_bundle(spark, cassandra)
     report = StageReport("serving", run_id, extra={"target": cassandra.endpoint, "keyspace": cassandra.keyspace,
                                                    "tables_applied": applied, "parallel_tables": parallel_tables})
 
