@@ -66,7 +66,13 @@ def is_local_master(master: str) -> bool:
 
 
 def already_shipped(spark: SparkSession) -> bool:
-    """True when spark-submit --py-files (or an earlier call) sent the package with this application."""
+    """True when spark-submit --py-files (or an earlier call) sent the package with this application.
+
+    A package imported from inside an archive came with the job itself (`--py-files deps.zip`, whatever
+    its name): Spark gives executors the same files.
+    """
+    if not package_dir().is_dir():
+        return True
     submitted = spark.sparkContext.getConf().get("spark.submit.pyFiles", "")
     includes = getattr(spark.sparkContext, "_python_includes", None) or []
     return any(PACKAGE_NAME in Path(entry).name for entry in [*submitted.split(","), *includes] if entry)
