@@ -70,12 +70,14 @@ def test_shipping_zip_holds_every_tracked_package_file_and_is_reproducible(tmp_p
 def test_package_imported_from_the_zip_reads_its_cql(tmp_path):
     archive = build_package_zip(tmp_path)
     probe = ("import lakehouse_utils, lakehouse_utils.serving.stage as s, lakehouse_utils.serving.queries as q; "
-             "print(lakehouse_utils.__file__); print(len(s.cql_files()), len(q.QUERIES))")
+             "print(lakehouse_utils.__file__); print(len(s.cql_files()), len(q.QUERIES)); "
+             "from lakehouse_utils.shipping import already_shipped; print(already_shipped(None))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(archive)}, check=True)
-    origin, counts = done.stdout.strip().splitlines()
+    origin, counts, shipped = done.stdout.strip().splitlines()
     assert origin.startswith(str(archive)), origin
     assert counts.split()[0] != "0" and counts.split()[1] != "0"
+    assert shipped == "True"  # `--py-files deps.zip` under any name: not zipped again (it cannot be, from a zip)
 
 
 CONFIG_PROBE = ("from lakehouse_utils.config import DEFAULTS, PROJECT_ROOT, Settings; s = Settings.load(); "
