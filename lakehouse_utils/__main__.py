@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return int(args._module.run_cli(args) or 0)
+    except KeyboardInterrupt:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        # Ctrl-C while Spark starts or a stage runs: what was committed stays; a stage re-runs what it had not.
+        print(f"interrupted (Ctrl-C); run the command again to go on (set {TRACEBACK_VARIABLE}=1 to see where)",
+              file=sys.stderr)
+        return 130
     except Exception as error:
         if not is_own_error(error) or os.environ.get(TRACEBACK_VARIABLE):
             raise

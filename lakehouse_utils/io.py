@@ -173,6 +173,15 @@ def list_files(spark: SparkSession, uri: str) -> list[FileEntry]:
     return _list_hadoop(spark, uri) if root is None else _list_local(root)
 
 
+def list_names(spark: SparkSession, uri: str) -> list[str]:
+    """Names directly in a directory, hidden ones included (`list_files` leaves `_`/`.` names out), sorted."""
+    root = _local_root(uri)
+    if root is not None:
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    fs, path = _fs_and_path(spark, uri)
+    return sorted(str(status.getPath().getName()) for status in fs.listStatus(path)) if fs.exists(path) else []
+
+
 def _hidden(name: str) -> bool:
     return name.startswith(("_", "."))
 

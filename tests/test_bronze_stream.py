@@ -252,7 +252,8 @@ def test_a_batch_whose_writer_loses_a_row_is_refused_before_publishing_and_redon
 def test_a_line_that_is_not_utf8_is_quarantined_and_files_the_stream_does_not_read_are_named(spark, tmp_path):
     latin1 = event("e2", org_id="org_X").encode().replace(b"org_X", b"org_\xe9")
     landing = make_landing(tmp_path, {"1.jsonl": f"{event('e1', org_id='org_é')}\n".encode() + latin1 + b"\n",
-                                      "2.json": f"{event('e3')}\n", "notes.txt": "not events\n"})
+                                      "2.json": f"{event('e3')}\n", "notes.txt": "not events\n",
+                                      "_part-5.jsonl": f"{event('e5')}\n", ".part-6.jsonl.tmp": f"{event('e6')}\n"})
     (landing / "usage_events_stream" / "old").mkdir()
     (landing / "usage_events_stream" / "old" / "3.jsonl").write_text(f"{event('e4')}\n")
     paths = lake_paths(tmp_path, landing)
@@ -261,8 +262,9 @@ def test_a_line_that_is_not_utf8_is_quarantined_and_files_the_stream_does_not_re
     assert (counts.rows_in, counts.rows_out, counts.quarantined) == (2, 1, 1) and counts.reconciles
     assert [r.org_id for r in bronze(spark, paths).collect()] == ["org_é"]
     assert [(r.rule, r.line_number) for r in quarantine(spark, paths).collect()] == [("malformed_json", 2)]
-    (warning,) = report.warnings
+    warning, hidden = report.warnings
     assert warning.startswith("3 file(s) in ") and "(2.json, notes.txt, old/3.jsonl)" in warning
+    assert hidden.startswith("1 event file(s) in ") and "(_part-5.jsonl)" in hidden  # not the producer's .tmp
     assert "warning: 3 file(s)" in report.format()
 
 

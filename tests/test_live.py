@@ -194,6 +194,13 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
         live.run(spark, paths, "20300101T000000Z-live02", target, duration=5)
     assert bronze_commit_count(tmp_path / "lake") == commits
 
+    # The keyspace dropped between two runs: the next `live` finds it unclaimed and sends every batch again.
+    drop_keyspace(target.host, target.port, target.keyspace)
+    again = live.run(spark, paths, "20300101T000000Z-live03", target, duration=3, say=lambda _: None)
+    assert again.catch_up["batches"] == commits
+    for table in (DAILY_TABLE, GENAI_TABLE):
+        assert differences(speed[table], measures(target, table)) == [], f"{table} after the keyspace was dropped"
+
 
 def all_consumed(spark, paths: LakePaths, landing: Path) -> bool:
     """Bronze holds every line of the landing files and every Bronze batch reached Cassandra."""
@@ -328,3 +335,39 @@ def test_a_day_live_serves_after_the_batch_layer_widens_the_queries_default_wind
             date(2025, 8, 1), date(2025, 9, 2), "org_a")
         # A table the serving stage never loaded has no row to widen (its leading org would be unknown).
         assert session.execute("SELECT * FROM serving_metadata WHERE table_name = %s", (GENAI_TABLE,)).one() is None
+
+
+def test_a_keyspace_dropped_while_live_runs_stops_it_with_the_fix_instead_of_waiting_for_ever(shared_node_target):
+    from datetime import date
+
+    from lakehouse_utils.live.upsert import LiveKeyspaceGone, LiveUpserter
+    from lakehouse_utils.serving.stage import apply_schema
+
+    target = shared_node_target()
+    apply_schema(target)
+    row = ("org_a", "2025-09", date(2025, 9, 2), 10, 0.5, 1)
+    upserter = LiveUpserter(target, threading.Event(), say=lambda _: None)
+    try:
+        assert upserter.upsert({GENAI_TABLE: [row]}, batch_id=1) == 1
+        drop_keyspace(target.host, target.port, target.keyspace)
+        with pytest.raises(LiveKeyspaceGone, match=r"was dropped while `live` ran; batch 2 is not committed\. Run `live` "
+                                                   "again: it creates the keyspace and sends every Bronze batch again"):
+            upserter.upsert({GENAI_TABLE: [row]}, batch_id=2)
+    finally:
+        upserter.close()
+    assert upserter.retries == 0
+
+
+def test_ctrl_c_asks_live_to_stop_between_batches_and_a_second_one_interrupts():
+    previous = signal.getsignal(signal.SIGINT)
+    stop = threading.Event()
+    try:
+        pressed = live.stop_on_ctrl_c(stop)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert pressed.is_set() and stop.is_set()  # no KeyboardInterrupt: the running batch may finish
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    finally:
+        signal.signal(signal.SIGINT, previous)

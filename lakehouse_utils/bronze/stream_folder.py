@@ -65,6 +65,13 @@ def event_folder_warnings(spark: SparkSession, folder: str, checkpoint: str) -> 
     if unread:
         warnings.append(f"{len(unread)} file(s) in {folder} were not read: only *.jsonl files directly "
                         f"in that folder are events ({_listed(unread)}); rename or move them there to stream them")
+    # Spark's file source skips names starting with `_` or `.` (producers' temporary names, ADR 081); an event
+    # file under such a name is never read. A `.x.tmp` being written is not an event file yet and is not named.
+    hidden = [name for name in io.list_names(spark, folder) if name.startswith(("_", ".")) and name.endswith(".jsonl")]
+    if hidden:
+        warnings.append(f"{len(hidden)} event file(s) in {folder} were not read because their names start with _ or "
+                        f". ({_listed(hidden)}): Spark takes such names for temporary files. Rename them without "
+                        "the leading character to stream them")
     read = read_file_log(spark, checkpoint) if io.exists(spark, join(checkpoint, "sources")) else {}
     changed = sorted(name for name, seen_ms in read.items()
                      if name in entries and entries[name].modified_ms not in (0, seen_ms))

@@ -12,6 +12,7 @@ Spark commits the batch only after Cassandra acknowledged them. Decision: docs/d
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,10 +99,11 @@ class LiveBatch:
                 F.max(F.unix_micros("file_modification_time")).alias("newest")).first()
         token = query_token(spark, self.writer.targets.checkpoint)
         rows = {DAILY_TABLE: [], GENAI_TABLE: []}
-        new_events = 0
+        new_events, rejected = 0, ""
         # A batch committed before a crash is skipped by the writer (no accept): caught up at start.
         if self._accepted is not None and batch_id not in self.committed_before:
             new_events = int(self._accepted.get("new") or 0)
+            rejected = _rejected(self._accepted)
             if new_events:
                 rows = served_rows(self.events.frame, self.events.keys_of({batch_id}),
                                    self.events.references["customers_orgs"])
@@ -120,8 +122,16 @@ class LiveBatch:
         self.run.batches.append(record)
         lag = "?" if record["lag_seconds"] is None else f"{record['lag_seconds']:.1f} s"
         self.say(f"live batch {batch_id}: {record['files']} file(s), {record['lines']} lines, {new_events} new events,"
-                 f" {upserted} rows upserted ({record['daily_rows']} daily, {record['genai_rows']} genai) in "
+                 f"{rejected} {upserted} rows upserted ({record['daily_rows']} daily, {record['genai_rows']} genai) in "
                  f"{record['seconds']:.1f} s; lag {lag}")
+
+
+def _rejected(record: dict) -> str:
+    """`, 2 duplicates, 1 quarantined` (empty when nothing was): a batch line says where its other lines went."""
+    duplicates = int(record.get("duplicate") or 0)
+    quarantined = int(record.get("quarantine_rows_written") or 0)
+    parts = [f"{duplicates} duplicate(s)"] * bool(duplicates) + [f"{quarantined} quarantined"] * bool(quarantined)
+    return "".join(f" {part}," for part in parts)
 
 
 def ensure_masters(spark: SparkSession, paths: LakePaths, run_id: str, say) -> None:
@@ -135,12 +145,13 @@ def ensure_masters(spark: SparkSession, paths: LakePaths, run_id: str, say) -> N
 
 
 def catch_up(spark, events: LiveEvents, upserter: LiveUpserter, markers: LiveMarkers, checkpoint: str,
-             committed: set[int], run: LiveRun, say) -> None:
-    """Upsert the keys of Bronze batches that never reached this target (a crash, or a stream-stage run)."""
+             committed: set[int], run: LiveRun, say, resend_all: bool = False) -> None:
+    """Upsert the keys of Bronze batches that never reached this target (a crash, or a stream-stage run);
+    every batch when `resend_all` (a keyspace that does not hold what the markers say it was sent)."""
     if not committed:
         return
     token = query_token(spark, checkpoint)
-    pending = committed - markers.done(token)
+    pending = set(committed) if resend_all else committed - markers.done(token)
     if not pending:
         return
     started = time.time()
@@ -171,9 +182,10 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     ensure_masters(spark, paths, run_id, say)
     apply_schema(target)
     with open_session(target) as session:  # before any Bronze write: another lake's keyspace is refused
-        check_claim(session, target, Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc)),
-                    f"`live` of this lake ({paths.lake_root}) writes one table and empties none, so it cannot take "
-                    "a keyspace over")
+        claim = check_claim(session, target,
+                            Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc)),
+                            f"`live` of this lake ({paths.lake_root}) writes two tables and empties none, so it "
+                            "cannot take a keyspace over")
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text), defer_compaction=True)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
@@ -185,7 +197,10 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     live_run = LiveRun(run_id)
     _warn_about_event_folder(spark, paths, targets.checkpoint, live_run, say)
     try:
-        catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say)
+        # No claim before this run: the keyspace is new, or was dropped and re-created, or is another node's.
+        # What this lake's markers say was upserted is not there: every committed batch is sent again.
+        catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say,
+                 resend_all=claim == "claimed")
         handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
         writer.on_commit = handler.accept
         query = start_query(spark, (
@@ -238,6 +253,26 @@ def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | No
     return reason
 
 
+def stop_on_ctrl_c(stop: threading.Event) -> threading.Event:
+    """Ctrl-C stops `live` between two micro-batches; a second Ctrl-C interrupts at once. Returns the event
+    that says Ctrl-C was pressed.
+
+    PySpark's own handler cancels every running job first: a batch cut mid-write printed ~800 lines of Java and
+    Python stack traces, and `live` stopped without its summary or compaction (the batch was redone by the next
+    run, so nothing was lost, only the exit was ugly).
+    """
+    pressed = threading.Event()
+
+    def handler(_signum, _frame) -> None:
+        print("Ctrl-C: stopping after the running micro-batch (press Ctrl-C again to interrupt it)", flush=True)
+        pressed.set()
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    return pressed
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landing", help="landing folder (default: LANDING_DIR, data/landing, or the generated dataset)")
     parser.add_argument("--lake", help="lake root URI (default: LAKE_ROOT, data/lake)")
@@ -266,8 +301,12 @@ def run_cli(args: argparse.Namespace) -> int:
     with lake_lock(paths.lake_root, purpose=f"live {run_id}"):
         # Runs until stopped, every trigger the same plans: C2's code pays off whatever the landing (ADR 090.25).
         spark = get_spark("live", settings, small_data=False)
+        stop = threading.Event()
+        interrupted = stop_on_ctrl_c(stop)
         live_run = run(spark, paths, run_id, target, args.duration, args.trigger_interval, settings.watermark_delay,
-                       args.max_files_per_trigger, say=lambda text: print(text, flush=True))
+                       args.max_files_per_trigger, stop=stop, say=lambda text: print(text, flush=True))
+        if interrupted.is_set() and live_run.stopped_reason.startswith("stop requested"):
+            live_run.stopped_reason = live_run.stopped_reason.replace("stop requested", "interrupted (Ctrl-C)", 1)
     totals = live_run.totals()
     print(f"live stopped ({live_run.stopped_reason}): {totals['batches']} batch(es), {totals['files']} file(s), "
           f"{totals['new_events']} new events, {totals['rows_upserted']} rows upserted", flush=True)

@@ -13,7 +13,13 @@ import threading
 from collections.abc import Callable
 
 from lakehouse_utils.live.metrics import live_columns, upsert_cql
-from lakehouse_utils.serving.connection import CassandraError, CassandraTarget, open_session, plain_value
+from lakehouse_utils.serving.connection import (
+    CassandraError,
+    CassandraTarget,
+    KeyspaceMissingError,
+    open_session,
+    plain_value,
+)
 from lakehouse_utils.serving.model import METADATA_TABLE, serving_table
 from lakehouse_utils.serving.writer import execute_with_retries, partition_units, prepare
 
@@ -25,6 +31,19 @@ FIRST_BACKOFF_S, MAX_BACKOFF_S = 1.0, 15.0
 
 class LiveStopped(RuntimeError):
     """Asked to stop while Cassandra was unreachable: the batch is not committed and will be replayed."""
+
+
+class LiveKeyspaceGone(RuntimeError):
+    """The keyspace (or a table of it) was dropped while `live` ran: waiting for it would never end."""
+
+
+# What Cassandra answers when a write names a keyspace or table that no longer exists (the node is up).
+_GONE = ("does not exist", "unconfigured table")
+
+
+def _schema_gone(error: Exception) -> bool:
+    text = str(error)
+    return isinstance(error, KeyspaceMissingError) or ("InvalidRequest" in text and any(w in text for w in _GONE))
 
 
 class LiveUpserter:
@@ -93,6 +112,11 @@ class LiveUpserter:
                 self.close()
                 reason = str(error) if isinstance(error, CassandraError) else f"{type(error).__name__}: {error}"
                 what = "catch-up" if batch_id is None else f"batch {batch_id}"
+                if _schema_gone(error):
+                    raise LiveKeyspaceGone(
+                        f"keyspace {self.target.keyspace} on {self.target.endpoint} (or one of its tables) was dropped "
+                        f"while `live` ran; {what} is not committed. Run `live` again: it creates the keyspace and "
+                        "sends every Bronze batch again") from None
                 if self.stop.is_set():
                     raise LiveStopped(f"stopped while Cassandra was unreachable; {what} is not committed and "
                                       "will be replayed by the next `live` run") from None

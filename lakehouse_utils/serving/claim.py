@@ -13,7 +13,7 @@ keyspace-to-Gold comparison would hold. So:
   nothing more) or another lake's claim is taken over.
 - The claim: a lake that loaded the keyspace before and finds another lake's claim is refused
   with the fix (own keyspace, or `--full-refresh` to take the keyspace over). `live` refuses
-  any other lake's claim (it writes one table and empties none, so it cannot take over).
+  any other lake's claim (it writes two tables and empties none, so it cannot take over).
 """
 
 from __future__ import annotations

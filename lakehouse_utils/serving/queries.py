@@ -44,9 +44,10 @@ def metadata(session, table: str) -> dict:
     """The serving_metadata row of a table (date range, leading org); raises when it was never loaded."""
     rows = _execute(session, "metadata", {"table_name": table})
     if not rows:
-        raise MissingDataError(f"{table} has no serving_metadata row: load it (`python -m lakehouse_utils pipeline "
-                               "--stage serving --full-refresh`; without --full-refresh a table already loaded is "
-                               "not written again)")
+        raise MissingDataError(f"{table} has no serving_metadata row, so the query has no default org or dates: "
+                               "give --org and --from/--to (a keyspace only `live` has filled has no such row), or "
+                               "load it (`python -m lakehouse_utils pipeline --stage serving --full-refresh`; without "
+                               "--full-refresh a table already loaded is not written again)")
     return rows[0]
 
 
@@ -122,9 +123,8 @@ def q4(session, org_id: str | None = None, month_from: date | None = None,
 def q5(session, org_id: str | None = None, date_from: date | None = None,
        date_to: date | None = None) -> list[dict]:
     """Q5. GenAI tokens and estimated cost per day of one org (default: the most tokens; last 30 days)."""
-    facts = metadata(session, "genai_usage_by_org_month")
-    org_id = org_id or facts["top_org_id"]
-    date_from, date_to = day_window(session, "genai_usage_by_org_month", 30, date_from, date_to or facts["max_date"])
+    org_id = org_id or metadata(session, "genai_usage_by_org_month")["top_org_id"]
+    date_from, date_to = day_window(session, "genai_usage_by_org_month", 30, date_from, date_to)
     rows: list[dict] = []
     for bucket in month_buckets(date_from, date_to):
         rows += _execute(session, "q5", {"org_id": org_id, "usage_month": bucket,
