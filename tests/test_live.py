@@ -153,7 +153,7 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
     drop(landing, "events_resent.jsonl", consumed.read_text(encoding="utf-8"))  # a re-delivered file
     runner.wait_batches(2)
     assert measures(target) == first, "a replayed file changed Cassandra"
-    assert " 0 new events, 0 rows upserted" in runner.batches()[1]
+    assert " 0 new events, 540 duplicate(s), 0 rows upserted" in runner.batches()[1]
 
     lines = held[0].read_text(encoding="utf-8").splitlines()
     old_day = min(key[2] for key in first)  # the first usage date already served
