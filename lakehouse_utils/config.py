@@ -151,11 +151,10 @@ def _memory(values: dict[str, str], name: str) -> str:
     return text
 
 
-SERVING_TARGETS = ("local", "astra")
-
-
 def _serving_target(values: dict[str, str]) -> str:
-    text = str(values["SERVING_TARGET"]).strip().lower()
+    from lakehouse_utils.serving.connection import SERVING_TARGETS
+
+    text = str(values["SERVING_TARGET"]).strip().lower() or DEFAULTS["SERVING_TARGET"]  # empty: as if unset
     if text not in SERVING_TARGETS:
         raise SettingError(f"SERVING_TARGET is {values['SERVING_TARGET']!r} (environment, .env or a Colab secret): "
                            f"expected {' or '.join(SERVING_TARGETS)} (local: the project's Cassandra or CASSANDRA_HOST; "

@@ -10,10 +10,11 @@ import time
 from datetime import datetime, timezone
 
 from lakehouse_utils.benchmark.jobs import JobCounter
-from lakehouse_utils.config import SERVING_TARGETS, Settings, positive_int
+from lakehouse_utils.config import Settings, positive_int
 from lakehouse_utils.lock import lake_lock
 from lakehouse_utils.paths import LakePaths
 from lakehouse_utils.report import StageReport
+from lakehouse_utils.serving.connection import SERVING_TARGETS
 
 # stage name -> module whose `run(spark, paths, run_id, **options)` implements it
 STAGES: dict[str, str] = {

@@ -65,24 +65,30 @@ def is_local_master(master: str) -> bool:
     return master.startswith("local")
 
 
-def already_shipped(spark: SparkSession) -> bool:
-    """True when spark-submit --py-files (or an earlier call) sent the package with this application.
+def package_archive() -> Path | None:
+    """The zip the package is imported from (`--py-files deps.zip`, `PYTHONPATH=deps.zip`); None from a folder."""
+    for parent in package_dir().parents:
+        if parent.is_file() and zipfile.is_zipfile(parent):
+            return parent
+    return None
 
-    A package imported from inside an archive came with the job itself (`--py-files deps.zip`, whatever
-    its name): Spark gives executors the same files.
-    """
-    if not package_dir().is_dir():
-        return True
+
+def already_shipped(spark: SparkSession) -> bool:
+    """True when spark-submit --py-files (or an earlier call) sent the package with this application: an
+    archive named after the package, or the very archive the driver imports it from (whatever its name)."""
     submitted = spark.sparkContext.getConf().get("spark.submit.pyFiles", "")
     includes = getattr(spark.sparkContext, "_python_includes", None) or []
-    return any(PACKAGE_NAME in Path(entry).name for entry in [*submitted.split(","), *includes] if entry)
+    names = {Path(entry).name for entry in [*submitted.split(","), *includes] if entry}
+    archive = package_archive()
+    return any(PACKAGE_NAME in name for name in names) or (archive is not None and archive.name in names)
 
 
 def ship_package(spark: SparkSession) -> Path | None:
-    """On a cluster, make the package importable on every executor; a no-op in local mode or when shipped."""
+    """On a cluster, make the package importable on every executor; a no-op in local mode or when shipped.
+    A driver that imports it from a zip sends that zip (a zip cannot be zipped again)."""
     if is_local_master(spark.sparkContext.master) or already_shipped(spark):
         return None
-    archive = build_package_zip()
+    archive = package_archive() or build_package_zip()
     spark.sparkContext.addPyFile(str(archive))
     return archive
 

@@ -306,10 +306,10 @@ def test_the_file_log_is_the_latest_compact_file_and_the_batches_after_it(spark,
 
     (log / "8").write_text(entries(("a.jsonl", 1), ("gone.jsonl", 5)))  # before the compact file: superseded
     (log / "9.compact").write_text(entries(("a.jsonl", 2), ("b.jsonl", 3)))
-    (log / "10").write_text(entries(("c.jsonl", 4)))
+    (log / "10").write_text(entries(("c.jsonl", 4), ("d%20e.jsonl", 6)))  # Spark URL-encodes the paths it logs
     (log / ".10.crc").write_text("checksum")
     seen = read_file_log(spark, str(tmp_path / "checkpoint"))
-    assert seen == {"a.jsonl": 2, "b.jsonl": 3, "c.jsonl": 4}
+    assert seen == {"a.jsonl": 2, "b.jsonl": 3, "c.jsonl": 4, "d e.jsonl": 6}
 
 
 def test_the_state_store_writes_no_checksum_files_that_a_retried_batch_could_contradict(spark, tmp_path):

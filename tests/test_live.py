@@ -349,10 +349,15 @@ def test_a_keyspace_dropped_while_live_runs_stops_it_with_the_fix_instead_of_wai
     upserter = LiveUpserter(target, threading.Event(), say=lambda _: None)
     try:
         assert upserter.upsert({GENAI_TABLE: [row]}, batch_id=1) == 1
-        drop_keyspace(target.host, target.port, target.keyspace)
-        with pytest.raises(LiveKeyspaceGone, match=r"was dropped while `live` ran; batch 2 is not committed\. Run `live` "
-                                                   "again: it creates the keyspace and sends every Bronze batch again"):
+        with open_session(target) as session:
+            session.execute(f"DROP TABLE {GENAI_TABLE}")  # a table only: the driver's own "unconfigured table"
+        with pytest.raises(LiveKeyspaceGone, match=r"\(or one of its tables\) was dropped while `live` ran; batch 2"):
             upserter.upsert({GENAI_TABLE: [row]}, batch_id=2)
+        drop_keyspace(target.host, target.port, target.keyspace)
+        with pytest.raises(LiveKeyspaceGone, match=r"was dropped while `live` ran; batch 3 is not committed\. Run `live` "
+                                                   "again: it creates what is missing and, finding it empty, sends "
+                                                   "every Bronze batch again"):
+            upserter.upsert({GENAI_TABLE: [row]}, batch_id=3)
     finally:
         upserter.close()
     assert upserter.retries == 0

@@ -71,13 +71,13 @@ def test_package_imported_from_the_zip_reads_its_cql(tmp_path):
     archive = build_package_zip(tmp_path)
     probe = ("import lakehouse_utils, lakehouse_utils.serving.stage as s, lakehouse_utils.serving.queries as q; "
              "print(lakehouse_utils.__file__); print(len(s.cql_files()), len(q.QUERIES)); "
-             "from lakehouse_utils.shipping import already_shipped; print(already_shipped(None))")
+             "from lakehouse_utils.shipping import package_archive; print(package_archive())")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(archive)}, check=True)
     origin, counts, shipped = done.stdout.strip().splitlines()
     assert origin.startswith(str(archive)), origin
     assert counts.split()[0] != "0" and counts.split()[1] != "0"
-    assert shipped == "True"  # `--py-files deps.zip` under any name: not zipped again (it cannot be, from a zip)
+    assert shipped == str(archive)  # what a cluster driver sends instead of zipping the package again
 
 
 CONFIG_PROBE = ("from lakehouse_utils.config import DEFAULTS, PROJECT_ROOT, Settings; s = Settings.load(); "
@@ -204,3 +204,19 @@ def drop_keyspace(host: str, port: int, keyspace: str) -> None:
 
     with open_session(CassandraTarget("local", keyspace, host=host, port=port), use_keyspace=False) as session:
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+
+
+def test_the_modules_executors_import_need_none_of_the_drivers_extra_packages(tmp_path):
+    """README's "What the executors need": pyspark, pandas, pyarrow, cassandra-driver. python-dotenv and
+    matplotlib are the driver's only (a cluster's executors may not have them)."""
+    probe = ("import builtins; real = builtins.__import__\n"
+             "def guarded(name, *args, **kwargs):\n"
+             "    if name.split('.')[0] in ('dotenv', 'matplotlib'):\n"
+             "        raise ImportError(f'{name} is not installed on this executor')\n"
+             "    return real(name, *args, **kwargs)\n"
+             "builtins.__import__ = guarded\n"
+             "import lakehouse_utils.serving.writer, lakehouse_utils.serving.sync, lakehouse_utils.serving.connection\n"
+             "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -11,6 +11,7 @@ in the folder streamed, and the fix is on the producer's side.
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 
@@ -48,7 +49,8 @@ def read_file_log(spark: SparkSession, checkpoint: str) -> dict[str, int]:
             continue
         for line in (io.read_text(spark, uri) or "").splitlines()[1:]:  # the first line is the log's version
             entry = json.loads(line)
-            seen[entry["path"].rstrip("/").rpartition("/")[2]] = int(entry["timestamp"])
+            # Spark logs the path URL-encoded (`a%20b.jsonl`); the folder lists the name as it is.
+            seen[unquote(entry["path"].rstrip("/").rpartition("/")[2])] = int(entry["timestamp"])
     return seen
 
 

@@ -29,12 +29,12 @@ from lakehouse_utils.bronze.stream_files import query_token, read_commits
 from lakehouse_utils.bronze.stream_folder import event_folder_warnings
 from lakehouse_utils.bronze.stream_guard import check_stream
 from lakehouse_utils.bronze.stream_writer import BronzeBatchWriter, StreamTargets
-from lakehouse_utils.config import SERVING_TARGETS, interval, positive_int, positive_seconds
+from lakehouse_utils.config import interval, positive_int, positive_seconds
 from lakehouse_utils.live.metrics import DAILY_TABLE, GENAI_TABLE, load_references, served_rows
 from lakehouse_utils.live.state import LiveEvents, LiveMarkers
 from lakehouse_utils.live.upsert import LiveStopped, LiveUpserter
 from lakehouse_utils.paths import LakePaths, join
-from lakehouse_utils.serving.connection import CassandraTarget
+from lakehouse_utils.serving.connection import SERVING_TARGETS, CassandraTarget
 
 DEFAULT_INTERVAL = "2 seconds"
 MASTERS_READ = ("customers_orgs", "resources")
@@ -167,7 +167,7 @@ def catch_up(spark, events: LiveEvents, upserter: LiveUpserter, markers: LiveMar
 
 def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTarget, duration: float | None = None,
         interval: str = DEFAULT_INTERVAL, watermark_delay: str | None = None, max_files_per_trigger: int | None = None,
-        stop: threading.Event | None = None, say=print) -> LiveRun:
+        stop: threading.Event | None = None, say=print, interrupted: threading.Event | None = None) -> LiveRun:
     """Run the live query until `stop` is set or `duration` seconds passed; Bronze is compacted at the end."""
     from lakehouse_utils.serving.claim import Claim, check_claim, lake_id
     from lakehouse_utils.serving.connection import open_session
@@ -186,6 +186,8 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
                             Claim(lake_id(spark, paths), paths.lake_root, run_id, datetime.now(timezone.utc)),
                             f"`live` of this lake ({paths.lake_root}) writes two tables and empties none, so it "
                             "cannot take a keyspace over")
+        empty = [table for table in (DAILY_TABLE, GENAI_TABLE)
+                 if session.execute(f"SELECT org_id FROM {table} LIMIT 1").one() is None]
     roll_forward(spark, targets.checkpoint)
     writer = BronzeBatchWriter(targets, run_id, bronze_stream.parse_delay(delay_text), defer_compaction=True)
     committed = {record["batch_id"] for record in read_commits(spark, targets.checkpoint)}
@@ -197,10 +199,11 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
     live_run = LiveRun(run_id)
     _warn_about_event_folder(spark, paths, targets.checkpoint, live_run, say)
     try:
-        # No claim before this run: the keyspace is new, or was dropped and re-created, or is another node's.
-        # What this lake's markers say was upserted is not there: every committed batch is sent again.
+        # No claim before this run (the keyspace is new, was dropped and re-created, or is another node's), or an
+        # empty live table (dropped, truncated): what this lake's markers say was upserted is not there, so every
+        # committed batch is sent again. A dataset without GenAI events pays one full catch-up per start for it.
         catch_up(spark, events, upserter, markers, targets.checkpoint, committed, live_run, say,
-                 resend_all=claim == "claimed")
+                 resend_all=claim == "claimed" or bool(empty))
         handler = LiveBatch(writer, events, upserter, markers, committed, live_run, say)
         writer.on_commit = handler.accept
         query = start_query(spark, (
@@ -210,7 +213,7 @@ def run(spark: SparkSession, paths: LakePaths, run_id: str, target: CassandraTar
             .queryName(f"live_{run_id[-6:]}")
             .trigger(processingTime=interval)
         ))
-        live_run.stopped_reason = _wait(query, handler, stop, duration)
+        live_run.stopped_reason = _wait(query, handler, stop, duration, interrupted)
     finally:
         upserter.close()
     bronze_stream._compact(spark, targets)
@@ -229,7 +232,8 @@ def _warn_about_event_folder(spark: SparkSession, paths: LakePaths, checkpoint: 
             say(f"warning: {warning}")
 
 
-def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | None) -> str:
+def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | None,
+          interrupted: threading.Event | None = None) -> str:
     """Block until stopped (Ctrl-C, `stop`, `duration`); stop between two micro-batches."""
     deadline = None if duration is None else time.monotonic() + duration
     reason = "duration reached"
@@ -237,7 +241,7 @@ def _wait(query, handler: LiveBatch, stop: threading.Event, duration: float | No
         while query.isActive and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             stop.wait(0.2)
         if stop.is_set():
-            reason = "stop requested"
+            reason = "interrupted (Ctrl-C)" if interrupted is not None and interrupted.is_set() else "stop requested"
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl-C)"
     stop.set()  # an upsert waiting for Cassandra gives up at its next retry: the batch stays uncommitted
@@ -304,9 +308,8 @@ def run_cli(args: argparse.Namespace) -> int:
         stop = threading.Event()
         interrupted = stop_on_ctrl_c(stop)
         live_run = run(spark, paths, run_id, target, args.duration, args.trigger_interval, settings.watermark_delay,
-                       args.max_files_per_trigger, stop=stop, say=lambda text: print(text, flush=True))
-        if interrupted.is_set() and live_run.stopped_reason.startswith("stop requested"):
-            live_run.stopped_reason = live_run.stopped_reason.replace("stop requested", "interrupted (Ctrl-C)", 1)
+                       args.max_files_per_trigger, stop=stop, say=lambda text: print(text, flush=True),
+                       interrupted=interrupted)
     totals = live_run.totals()
     print(f"live stopped ({live_run.stopped_reason}): {totals['batches']} batch(es), {totals['files']} file(s), "
           f"{totals['new_events']} new events, {totals['rows_upserted']} rows upserted", flush=True)

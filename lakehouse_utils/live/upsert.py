@@ -42,8 +42,13 @@ _GONE = ("does not exist", "unconfigured table")
 
 
 def _schema_gone(error: Exception) -> bool:
+    """Cassandra's "Keyspace ... does not exist" / "unconfigured table": raw from the driver (a prepare or a
+    metadata read after a reconnect) or inside our write error, which names the driver's class."""
+    from cassandra import InvalidRequest
+
     text = str(error)
-    return isinstance(error, KeyspaceMissingError) or ("InvalidRequest" in text and any(w in text for w in _GONE))
+    invalid = isinstance(error, InvalidRequest) or "InvalidRequest" in text
+    return isinstance(error, KeyspaceMissingError) or (invalid and any(words in text for words in _GONE))
 
 
 class LiveUpserter:
@@ -115,8 +120,8 @@ class LiveUpserter:
                 if _schema_gone(error):
                     raise LiveKeyspaceGone(
                         f"keyspace {self.target.keyspace} on {self.target.endpoint} (or one of its tables) was dropped "
-                        f"while `live` ran; {what} is not committed. Run `live` again: it creates the keyspace and "
-                        "sends every Bronze batch again") from None
+                        f"while `live` ran; {what} is not committed. Run `live` again: it creates what is missing and, "
+                        "finding it empty, sends every Bronze batch again") from None
                 if self.stop.is_set():
                     raise LiveStopped(f"stopped while Cassandra was unreachable; {what} is not committed and "
                                       "will be replayed by the next `live` run") from None

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from lakehouse_utils.config import SERVING_TARGETS
 from lakehouse_utils.paths import check_name
 
 # A Traversable, not a Path: the package may be imported from a zip (spark-submit --py-files).
@@ -29,6 +28,11 @@ ASTRA_CONSOLE_STEP = (
     "'Keyspaces'), click 'Create Keyspace' and name it {keyspace}; wait until the database is Active again, "
     "then re-run"
 )
+
+
+# The kinds of Cassandra the serving layer writes to (SERVING_TARGET, --target). Kept here, not in `config`:
+# this module is imported on executors, which need no python-dotenv.
+SERVING_TARGETS = ("local", "astra")
 
 
 class CassandraError(RuntimeError):

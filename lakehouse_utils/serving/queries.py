@@ -16,10 +16,11 @@ import json
 import sys
 from datetime import date, timedelta
 
-from lakehouse_utils.config import SERVING_TARGETS, Settings, positive_int
+from lakehouse_utils.config import Settings, positive_int
 from lakehouse_utils.report import format_table
 from lakehouse_utils.serving.connection import (
     CQL_DIR,
+    SERVING_TARGETS,
     CassandraError,
     named_statements,
     open_session,
@@ -44,10 +45,14 @@ def metadata(session, table: str) -> dict:
     """The serving_metadata row of a table (date range, leading org); raises when it was never loaded."""
     rows = _execute(session, "metadata", {"table_name": table})
     if not rows:
-        raise MissingDataError(f"{table} has no serving_metadata row, so the query has no default org or dates: "
-                               "give --org and --from/--to (a keyspace only `live` has filled has no such row), or "
-                               "load it (`python -m lakehouse_utils pipeline --stage serving --full-refresh`; without "
-                               "--full-refresh a table already loaded is not written again)")
+        raise MissingDataError(f"{table} has no serving_metadata row, so the query has no default org or dates "
+                               "(Q1 and Q5 run without it when given --org, --from and --to: a keyspace only `live` "
+                               "filled has no such row). Load it with `python -m lakehouse_utils pipeline --stage "
+                               "serving --full-refresh` (without --full-refresh a table already loaded is not "
+                               "written again)")
+    if rows[0]["max_date"] is None:
+        raise MissingDataError(f"{table} was loaded from an empty Gold mart (serving_metadata has no dates): there "
+                               "is nothing to query; check the Gold stage's counts")
     return rows[0]
 
 
@@ -230,6 +235,9 @@ def resolve_window(session, args: argparse.Namespace) -> str:
 
 
 def _check_span(date_from: date, date_to: date) -> None:
+    if date_from > date_to:  # one end given, the other the data's latest day
+        raise ValueError(f"the range {date_from} .. {date_to} ends before it starts: the data's latest day is "
+                         f"{date_to} unless --to says otherwise; give an earlier --from")
     # A window is read one month partition at a time: ten years is 120 reads, a typo like 9998 is 95,000.
     if (date_to - date_from).days >= MAX_DAYS:
         raise ValueError(f"the range {date_from} .. {date_to} is longer than {MAX_DAYS:,} days: give a shorter one")
@@ -259,6 +267,9 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     if args.query == "q3" and args.date_from and args.days:
         print("error: q3 takes --from or --days, not both (--days counts back from --to)", file=sys.stderr)
+        return 2
+    if args.query == "q2" and args.as_of and args.date_to:
+        print("error: q2 takes --as-of or --to (the same day: the end of its 14-day window), not both", file=sys.stderr)
         return 2
     settings = Settings.load()
     try:
