@@ -73,6 +73,8 @@ def describe_config():
             Settings.load(tmp_path / "missing.env")
         monkeypatch.setenv("SERVING_TARGET", "Astra")
         assert Settings.load(tmp_path / "missing.env").serving_target == "astra"
+        monkeypatch.setenv("SERVING_TARGET", "")  # `SERVING_TARGET=` in .env.example's style: as if unset
+        assert Settings.load(tmp_path / "missing.env").serving_target == "local"
 
     def it_falls_back_to_defaults(tmp_path, monkeypatch):
         monkeypatch.delenv("CASSANDRA_KEYSPACE", raising=False)

@@ -184,6 +184,7 @@ def test_cli_says_the_window_it_asked_for_and_why_there_may_be_no_rows(gold, cas
     (["q2", "--from", "2025-07-01"], "error: q2 does not use --from"),
     (["q1", "--days", "3"], "error: q1 does not use --days"),
     (["q3", "--from", "2025-07-01", "--days", "3"], "error: q3 takes --from or --days, not both"),
+    (["q2", "--as-of", "2025-07-01", "--to", "2025-07-02"], "error: q2 takes --as-of or --to"),
 ])
 def test_cli_refuses_an_option_its_query_does_not_use(argv, expected, capsys):
     assert main(["query", *argv]) == 2  # refused before it connects
@@ -204,6 +205,8 @@ def test_cli_refuses_a_window_of_more_than_ten_years(gold, cassandra_endpoint, m
         monkeypatch.setenv(name, value)
     assert main(["query", "q1", "--org", "org_a", "--from", "2000-01-01", "--to", "9998-01-01"]) == 2
     assert "is longer than 3,660 days: give a shorter one" in capsys.readouterr().err
+    assert main(["query", "q1", "--org", "org_a", "--from", "2030-01-01"]) == 2  # after the data's latest day
+    assert f"the range 2030-01-01 .. {LATEST} ends before it starts" in capsys.readouterr().err
 
 
 def test_cli_reports_an_unreachable_node_without_a_traceback(monkeypatch, capsys):
@@ -211,3 +214,13 @@ def test_cli_reports_an_unreachable_node_without_a_traceback(monkeypatch, capsys
     monkeypatch.setenv("CASSANDRA_PORT", "1")
     assert main(["query", "q3"]) == 2
     assert "python -m lakehouse_utils cassandra status" in capsys.readouterr().err
+
+
+def test_a_table_loaded_from_an_empty_mart_is_a_clear_error_not_a_traceback(session):
+    probe = "an_empty_mart_probe"
+    session.execute("INSERT INTO serving_metadata (table_name, row_count) VALUES (%s, 0)", (probe,))
+    try:
+        with pytest.raises(queries.MissingDataError, match=f"{probe} was loaded from an empty Gold mart"):
+            queries.day_window(session, probe, 7, None, None)
+    finally:
+        session.execute("DELETE FROM serving_metadata WHERE table_name = %s", (probe,))
