@@ -196,7 +196,7 @@ def test_live_equals_batch_and_a_replay_changes_nothing_and_a_late_file_updates_
 
     # The keyspace dropped between two runs: the next `live` finds it unclaimed and sends every batch again.
     drop_keyspace(target.host, target.port, target.keyspace)
-    again = live.run(spark, paths, "20300101T000000Z-live03", target, duration=3, say=lambda _: None)
+    again = live.run(spark, paths, "20300101T000000Z-live03", target, duration=1, say=lambda _: None)
     assert again.catch_up["batches"] == commits
     for table in (DAILY_TABLE, GENAI_TABLE):
         assert differences(speed[table], measures(target, table)) == [], f"{table} after the keyspace was dropped"
