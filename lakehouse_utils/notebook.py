@@ -22,7 +22,8 @@ from lakehouse_utils.evidence import first_rows
 from lakehouse_utils.paths import LakePaths, local_path
 from lakehouse_utils.spark import JAVA_17_CANDIDATES, JavaNotFoundError, find_java17
 
-COLAB_DRIVE_ROOT = "/content/drive/MyDrive/cloud_provider_analytics"
+COLAB_DRIVE_MOUNT = "/content/drive"
+COLAB_DRIVE_ROOT = f"{COLAB_DRIVE_MOUNT}/MyDrive/cloud_provider_analytics"
 
 # notebook -> (a table its input zone must contain, the notebook that writes it)
 REQUIRED_INPUT = {
@@ -71,24 +72,61 @@ def colab_drive_defaults(env_file: Path | str | None = None) -> dict[str, str]:
     return {name: folder for name, folder in drive.items() if configured_value(name, env_file) is None}
 
 
+# The Drive defaults this kernel put into the environment (so that every later `Settings.load()` of the
+# notebook sees them): taken back before each bootstrap, so that a secret added meanwhile is read.
+_DRIVE_DEFAULTS_SET: dict[str, str] = {}
+
+
+def apply_colab_drive_defaults(env_file: Path | str | None = None) -> dict[str, str]:
+    """Put the Drive defaults into the environment where nothing else names the lake or the landing."""
+    for variable, value in list(_DRIVE_DEFAULTS_SET.items()):
+        if os.environ.get(variable) == value:
+            del os.environ[variable]
+        del _DRIVE_DEFAULTS_SET[variable]
+    defaults = colab_drive_defaults(env_file)
+    os.environ.update(defaults)
+    _DRIVE_DEFAULTS_SET.update(defaults)
+    return defaults
+
+
+def mount_drive_if_needed(paths: LakePaths) -> bool:
+    """Mount Google Drive when the lake or the landing lives on it (and it is not mounted yet)."""
+    on_drive = [root for root in (paths.lake_root, paths.landing_root)
+                if (local_path(root) or Path("/")).as_posix().startswith(COLAB_DRIVE_MOUNT)]
+    if not on_drive or Path(COLAB_DRIVE_MOUNT, "MyDrive").is_dir():
+        return False
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(COLAB_DRIVE_MOUNT)
+    return True
+
+
+def _missing_landing_hint(landing: Path) -> str:
+    if in_colab():
+        return (f"no landing data at {landing}: upload the course's datalake/landing folder (the seven CSV files and "
+                f"usage_events_stream/) to that Drive folder, or point a LANDING_DIR secret at where it is")
+    return (f"no landing data at {landing}: set LANDING_DIR to the course's datalake/landing folder, or run "
+            "`make landing` to generate the synthetic dataset")
+
+
 def bootstrap(name: str) -> NotebookContext:
     """Settings, Spark and paths for one notebook; fails early if its input zone is missing.
 
     In Colab the lake and the landing folder default to Google Drive, because every
-    notebook gets its own runtime and the zones must outlive it.
+    notebook gets its own runtime and the zones must outlive it; Drive is mounted only
+    when one of them is on it.
     """
     if in_colab():
-        os.environ.update(colab_drive_defaults())
+        apply_colab_drive_defaults()
     from lakehouse_utils.spark import get_spark
 
     settings = Settings.load()
     paths = LakePaths.from_settings(settings)
+    if in_colab():
+        mount_drive_if_needed(paths)
     landing = local_path(paths.landing_root)
     if landing is not None and not (landing / "customers_orgs.csv").exists():
-        raise MissingInputError(
-            f"no landing data at {landing}: set LANDING_DIR to the course's datalake/landing folder, "
-            "or run `make landing` to generate the synthetic dataset"
-        )
+        raise MissingInputError(_missing_landing_hint(landing))
     spark = get_spark(name, settings)
     context = NotebookContext(name=name, settings=settings, paths=paths, spark=spark)
     for (zone, table), writer in _requirements(name):

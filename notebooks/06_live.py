@@ -59,10 +59,7 @@ import sys
 from pathlib import Path
 
 REPO_URL = os.environ.get("REPO_URL", "https://github.com/cloud-provider-analytics/cloud-provider-analytics.git")
-if "google.colab" in sys.modules:
-    from google.colab import drive
-
-    drive.mount("/content/drive")
+if "google.colab" in sys.modules:  # Drive is mounted by `bootstrap` when the lake or the landing is on it
     PROJECT = Path("/content/cloud-provider-analytics")
     if not PROJECT.exists():
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(PROJECT)], check=True)

@@ -102,6 +102,37 @@ def describe_config():
         assert colab_drive_defaults(missing) == {"LAKE_ROOT": f"{COLAB_DRIVE_ROOT}/lake",
                                                  "LANDING_DIR": f"{COLAB_DRIVE_ROOT}/landing"}
 
+    def it_reads_a_secret_added_after_the_drive_defaults_were_applied_in_the_same_runtime(tmp_path, monkeypatch):
+        """A notebook re-run after the user added a LAKE_ROOT secret (here: a `.env` entry) uses it; the Drive
+        default the first run put into the environment does not outrank it."""
+        from lakehouse_utils import notebook
+
+        for name in ("LAKE_ROOT", "LANDING_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        env_file = tmp_path / ".env"
+        try:
+            assert notebook.apply_colab_drive_defaults(env_file)["LAKE_ROOT"] == f"{COLAB_DRIVE_ROOT}/lake"
+            assert Settings.load(env_file).lake_root == f"{COLAB_DRIVE_ROOT}/lake"
+            env_file.write_text("LAKE_ROOT=/content/drive/MyDrive/my_lake\n")
+            assert notebook.apply_colab_drive_defaults(env_file) == {"LANDING_DIR": f"{COLAB_DRIVE_ROOT}/landing"}
+            assert Settings.load(env_file).lake_root == "/content/drive/MyDrive/my_lake"
+        finally:
+            for name in list(notebook._DRIVE_DEFAULTS_SET):
+                os.environ.pop(name, None)
+            notebook._DRIVE_DEFAULTS_SET.clear()
+
+    def it_mounts_drive_only_for_a_lake_or_landing_on_it(tmp_path, monkeypatch):
+        from lakehouse_utils.notebook import mount_drive_if_needed
+
+        mounted: list[str] = []
+        colab = types.ModuleType("google.colab")
+        colab.drive = types.SimpleNamespace(mount=mounted.append)
+        monkeypatch.setitem(sys.modules, "google.colab", colab)
+        assert mount_drive_if_needed(LakePaths.from_roots(tmp_path / "lake", tmp_path / "landing")) is False
+        assert mounted == []  # a user who keeps both under /content is not asked for Drive
+        assert mount_drive_if_needed(LakePaths.from_roots(f"{COLAB_DRIVE_ROOT}/lake", tmp_path / "landing")) is True
+        assert mounted == ["/content/drive"]
+
     def it_keeps_the_token_out_of_repr(tmp_path, monkeypatch):
         monkeypatch.setenv("ASTRA_DB_APPLICATION_TOKEN", "AstraCS:not-a-real-token-123")
         settings = Settings.load(tmp_path / "missing.env")
