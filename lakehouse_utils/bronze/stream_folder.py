@@ -74,8 +74,7 @@ def event_folder_warnings(spark: SparkSession, folder: str, checkpoint: str) -> 
         warnings.append(f"{len(hidden)} event file(s) in {folder} were not read because their names start with _ or "
                         f". ({_listed(hidden)}): Spark takes such names for temporary files. Rename them without "
                         "the leading character to stream them")
-    read = read_file_log(spark, checkpoint) if io.exists(spark, join(checkpoint, "sources")) else {}
-    changed = sorted(name for name, seen_ms in read.items()
+    changed = sorted(name for name, seen_ms in read_file_log(spark, checkpoint).items()
                      if name in entries and entries[name].modified_ms not in (0, seen_ms))
     if changed:
         warnings.append(

@@ -170,7 +170,9 @@ def connection_class():
 
 def ship_bundle(spark, target: CassandraTarget) -> None:
     """Send the AstraDB bundle to the executors of a cluster (the serving writers open it there too)."""
-    if target.kind == "astra" and not spark.sparkContext.master.startswith("local"):
+    from lakehouse_utils.shipping import is_local_master
+
+    if target.kind == "astra" and not is_local_master(spark.sparkContext.master):
         spark.sparkContext.addFile(target.bundle_path)
 
 

@@ -71,6 +71,10 @@ def _days_in(bucket: str, date_from: date, date_to: date) -> list[date]:
     return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
 
 
+# The queries over a range of days: the table whose latest date ends the default window, and its length in days.
+DAY_WINDOWS = {"q1": (USAGE_TABLE, 7), "q3": ("tickets_by_severity_month", 30), "q5": ("genai_usage_by_org_month", 30)}
+
+
 def day_window(session, table: str, days: int, date_from: date | None, date_to: date | None) -> tuple[date, date]:
     """[date_from, date_to], by default the `days` ending at the table's latest date (serving_metadata)."""
     date_to = date_to or metadata(session, table)["max_date"]
@@ -80,7 +84,7 @@ def day_window(session, table: str, days: int, date_from: date | None, date_to: 
 def q1(session, org_id: str, service: str | None = None, date_from: date | None = None,
        date_to: date | None = None) -> list[dict]:
     """Q1. Daily cost and requests per service of one org over [date_from, date_to] (default: the last 7 days)."""
-    date_from, date_to = day_window(session, USAGE_TABLE, 7, date_from, date_to)
+    date_from, date_to = day_window(session, *DAY_WINDOWS["q1"], date_from, date_to)
     rows: list[dict] = []
     for bucket in month_buckets(date_from, date_to):
         common = {"org_id": org_id, "usage_month": bucket}
@@ -102,7 +106,8 @@ def q3(session, date_to: date | None = None, days: int | None = None, severity: 
        date_from: date | None = None) -> list[dict]:
     """Q3. Tickets of `severity` (default critical) and SLA-breach rate per day over [date_from, date_to]
     (default: the `days`, 30 unless given, ending at the newest ticket), newest first."""
-    date_from, date_to = day_window(session, "tickets_by_severity_month", days or 30, date_from, date_to)
+    table, default_days = DAY_WINDOWS["q3"]
+    date_from, date_to = day_window(session, table, days or default_days, date_from, date_to)
     severity = (severity or "critical").lower()  # Silver conforms severities to lower case
     rows: list[dict] = []
     for bucket in reversed(month_buckets(date_from, date_to)):
@@ -129,7 +134,7 @@ def q5(session, org_id: str | None = None, date_from: date | None = None,
        date_to: date | None = None) -> list[dict]:
     """Q5. GenAI tokens and estimated cost per day of one org (default: the most tokens; last 30 days)."""
     org_id = org_id or metadata(session, "genai_usage_by_org_month")["top_org_id"]
-    date_from, date_to = day_window(session, "genai_usage_by_org_month", 30, date_from, date_to)
+    date_from, date_to = day_window(session, *DAY_WINDOWS["q5"], date_from, date_to)
     rows: list[dict] = []
     for bucket in month_buckets(date_from, date_to):
         rows += _execute(session, "q5", {"org_id": org_id, "usage_month": bucket,
@@ -226,9 +231,8 @@ def resolve_window(session, args: argparse.Namespace) -> str:
         args.date_to = args.date_to or facts["max_date"]
         _check_span(args.date_from, args.date_to)
         return f"months {args.date_from:%Y-%m} .. {args.date_to:%Y-%m}"
-    table, days = {"q1": (USAGE_TABLE, 7), "q3": ("tickets_by_severity_month", args.days or 30),
-                   "q5": ("genai_usage_by_org_month", 30)}[args.query]
-    args.date_from, args.date_to = day_window(session, table, days, args.date_from, args.date_to)
+    table, days = DAY_WINDOWS[args.query]
+    args.date_from, args.date_to = day_window(session, table, args.days or days, args.date_from, args.date_to)
     args.days = None
     _check_span(args.date_from, args.date_to)
     return f"{args.date_from} .. {args.date_to}"
